@@ -45,5 +45,5 @@ def get_provider_info() -> dict[str, Any]:
                 ],
             }
         ],
-        "extra-links": [],
+        "extra-links": ["airflow_s3stream.operators.links.S3ObjectLink"],
     }

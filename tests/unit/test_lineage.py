@@ -1,0 +1,75 @@
+"""OpenLineage datasets: naming per the spec, SQL table extraction, and the optional import."""
+
+from __future__ import annotations
+
+import sys
+import urllib.parse
+
+import pytest
+
+from airflow_s3stream.lineage import (
+    DatasetName,
+    export_lineage,
+    operator_lineage,
+    postgres_tables,
+    s3_dataset,
+    source_dataset,
+)
+
+
+def test_s3_dataset_is_bucket_namespace_and_key_name() -> None:
+    assert s3_dataset("archive", "/bags/b1.zip") == DatasetName("s3://archive", "bags/b1.zip")
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("/data/big.bin", DatasetName("file", "/data/big.bin")),
+        ("file:///data/big.bin", DatasetName("file", "/data/big.bin")),
+        ("s3://other-bucket/in/x.tar", DatasetName("s3://other-bucket", "in/x.tar")),
+        ("https://example.org/files/x.iso", DatasetName("https://example.org", "files/x.iso")),
+    ],
+)
+def test_upload_source_dataset_follows_the_naming_spec(source: str, expected: DatasetName) -> None:
+    assert source_dataset(source) == expected
+
+
+def test_postgres_tables_are_read_from_sql_with_psycopg_placeholders() -> None:
+    sql = (
+        "SELECT o.id, c.name FROM orders o JOIN sales.customers c ON c.id = o.customer_id "
+        "WHERE o.created_at >= %(start)s AND o.created_at < %s"
+    )
+    assert postgres_tables(sql, host="db.internal", port=None, database="shop") == [
+        DatasetName("postgres://db.internal:5432", "shop.public.orders"),
+        DatasetName("postgres://db.internal:5432", "shop.sales.customers"),
+    ]
+
+
+def test_unparseable_sql_gives_no_inputs_instead_of_failing() -> None:
+    assert postgres_tables("this is not sql ((", host="h", port=5433, database="d") == []
+
+
+def test_operator_lineage_carries_inputs_outputs_and_the_query() -> None:
+    lineage = operator_lineage([DatasetName("postgres://h:5432", "d.public.t")], [s3_dataset("b", "k/")], sql="Q")
+    assert [(d.namespace, d.name) for d in lineage.inputs] == [("postgres://h:5432", "d.public.t")]
+    assert [(d.namespace, d.name) for d in lineage.outputs] == [("s3://b", "k/")]
+    assert lineage.job_facets["sql"].query == "Q"
+
+
+def test_without_openlineage_installed_lineage_is_none_and_sql_parsing_is_skipped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "airflow.providers.openlineage.extractors", None)
+    monkeypatch.setitem(sys.modules, "openlineage_sql", None)
+    assert operator_lineage([], [s3_dataset("b", "k")]) is None
+    assert postgres_tables("SELECT 1 FROM t", host="h", port=1, database="d") == []
+
+
+def test_export_lineage_names_the_connections_postgres_server_and_the_s3_prefix(pg_uri: str) -> None:
+    lineage = export_lineage("SELECT * FROM public.orders", "postgres_default", "bkt", "exports/2024-01-01/")
+    parsed = urllib.parse.urlsplit(pg_uri)
+    (source,) = lineage.inputs
+    assert source.namespace.startswith("postgres://")
+    assert source.namespace.endswith(f":{parsed.port or 5432}")
+    assert source.name == f"{parsed.path.lstrip('/') or 'postgres'}.public.orders"
+    assert [(d.namespace, d.name) for d in lineage.outputs] == [("s3://bkt", "exports/2024-01-01/")]

@@ -1,0 +1,85 @@
+"""The "S3 object" extra link: AWS console for AWS, the object URL for a custom endpoint."""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from typing import Any
+
+import pytest
+from airflow.sdk import BaseOperator
+
+from airflow_s3stream.get_provider_info import get_provider_info
+from airflow_s3stream.operators.links import S3ObjectLink, s3_object_url
+
+
+class _WritesObject(BaseOperator):
+    template_fields = ("s3_bucket", "s3_key")
+    operator_extra_links = (S3ObjectLink(),)
+
+    def __init__(self, *, s3_bucket: str, s3_key: str, aws_conn_id: str = "aws_default", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.s3_bucket = s3_bucket
+        self.s3_key = s3_key
+        self.aws_conn_id = aws_conn_id
+
+
+def test_aws_object_link_opens_the_console_object_view_in_the_region() -> None:
+    url = s3_object_url("my-bucket", "exports/2024-01-01/part 0.csv", region="eu-west-1")
+    parsed = urllib.parse.urlsplit(url)
+    assert (parsed.scheme, parsed.netloc, parsed.path) == ("https", "console.aws.amazon.com", "/s3/object/my-bucket")
+    query = urllib.parse.parse_qs(parsed.query)
+    assert query["region"] == ["eu-west-1"]
+    assert query["prefix"] == ["exports/2024-01-01/part 0.csv"]
+
+
+def test_aws_regional_endpoint_still_counts_as_aws() -> None:
+    url = s3_object_url("b", "k", endpoint_url="https://s3.eu-west-1.amazonaws.com", region="eu-west-1")
+    assert url.startswith("https://console.aws.amazon.com/s3/object/b?")
+
+
+def test_prefix_link_lists_the_prefix_in_the_bucket_view() -> None:
+    url = s3_object_url("b", "exports/2024-01-01/", region="us-east-1", prefix=True)
+    assert url.startswith("https://console.aws.amazon.com/s3/buckets/b?")
+    assert urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)["prefix"] == ["exports/2024-01-01/"]
+
+
+def test_custom_endpoint_link_is_the_path_style_object_url_with_the_key_quoted() -> None:
+    url = s3_object_url("archives", "/bags/a b#1.zip", endpoint_url="http://seaweedfs:8333/")
+    assert url == "http://seaweedfs:8333/archives/bags/a%20b%231.zip"
+    listing = s3_object_url("archives", "exports/day=1/", endpoint_url="http://seaweedfs:8333", prefix=True)
+    assert listing == "http://seaweedfs:8333/archives?prefix=exports%2Fday%3D1%2F"
+
+
+def test_link_reads_the_operators_bucket_key_and_connection_endpoint(airflow_connections: dict[str, str]) -> None:
+    endpoint = json.loads(airflow_connections["AIRFLOW_CONN_AWS_DEFAULT"])["extra"]["endpoint_url"]
+    op = _WritesObject(task_id="t", s3_bucket="bkt", s3_key="dir/report.json")
+    assert S3ObjectLink().get_link(op, ti_key=None) == f"{endpoint}/bkt/dir/report.json"
+
+
+def test_link_uses_the_aws_console_for_a_connection_without_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_S3STREAM_AWS_REAL",
+        json.dumps({"conn_type": "aws", "extra": {"region_name": "ap-southeast-2"}}),
+    )
+    op = _WritesObject(task_id="t", s3_bucket="bkt", s3_key="k.zip", aws_conn_id="s3stream_aws_real")
+    url = S3ObjectLink().get_link(op, ti_key=None)
+    assert url.startswith("https://console.aws.amazon.com/s3/object/bkt?region=ap-southeast-2")
+
+
+def test_link_is_empty_when_the_operator_has_no_object() -> None:
+    op = _WritesObject(task_id="t", s3_bucket="", s3_key="k")
+    assert S3ObjectLink().get_link(op, ti_key=None) == ""
+
+
+def test_provider_info_registers_the_link_and_lists_importable_hooks() -> None:
+    import importlib
+
+    info = get_provider_info()
+    for path in info["extra-links"]:
+        module, _, name = path.rpartition(".")
+        assert getattr(importlib.import_module(module), name) is S3ObjectLink
+    for group in ("hooks",):
+        for entry in info[group]:
+            for module in entry["python-modules"]:
+                importlib.import_module(module)
