@@ -1,0 +1,142 @@
+"""One sequential verification pass over a ZIP (and the BagIt bag inside it), in bounded memory.
+
+    report = verify_archive(S3ObjectSource(client, bucket, key), VerifyConfig(mode="auto"))
+
+The archive is opened through :class:`~airflow_s3stream.ranged.RangedReader` (one suffix GET,
+plus one for a large central directory), then every member is streamed once in archive order:
+CRC-32 and size checked by the ZIP layer, every needed digest computed at the same time, small
+tag files kept for the BagIt checks. Per-member problems become findings in the report; an
+unreadable archive raises :class:`~airflow_s3stream.errors.ArchiveError` or
+:class:`~airflow_s3stream.errors.BagError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+
+from airflow_s3stream.bag import BagCheck, BagLayout
+from airflow_s3stream.errors import BagError
+from airflow_s3stream.ranged import ByteSource, RangedReader, ReaderConfig
+from airflow_s3stream.verify_report import Finding, VerificationReport
+from airflow_s3stream.zipstream import MemberError, ZipArchive, ZipEntry, ZipLimits
+
+__all__ = ["MODES", "VerifyConfig", "verify_archive"]
+
+MODES = ("auto", "zip", "bagit")
+MiB = 1024 * 1024
+MAX_TAG_FILE_BYTES = 256 * MiB  # a tag file (manifest) larger than this is not kept in memory
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    """What to check and how to read.
+
+    :param mode: ``zip`` (structure and CRC-32), ``bagit`` (also every BagIt rule) or ``auto``
+        (``bagit`` when a ``bagit.txt`` is found at the root or in the single top-level directory).
+    :param reader: block size, tail size, parallel prefetch and retry policy of the reader.
+    :param limits: zip-bomb guards.
+    :param max_tag_file_bytes: largest tag file (manifest, bag-info) held in memory, in bytes.
+    """
+
+    mode: str = "auto"
+    reader: ReaderConfig = field(default_factory=ReaderConfig)
+    limits: ZipLimits = field(default_factory=ZipLimits)
+    max_tag_file_bytes: int = MAX_TAG_FILE_BYTES
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+
+
+def verify_archive(source: ByteSource, config: VerifyConfig | None = None) -> VerificationReport:
+    """Verify the ZIP behind ``source`` in one pass; returns the report (``report.valid``).
+
+    :raises ArchiveError: zero-byte object, not a ZIP, truncated or corrupt central directory.
+    :raises BagError: ``mode="bagit"`` but no ``bagit.txt`` where a bag's declaration belongs.
+    :raises SourceError: the object does not exist or cannot be read.
+    :raises ObjectChangedError: the object was replaced while being read.
+    :raises TransientError: the endpoint kept failing after the reader's retries.
+    """
+    config = config or VerifyConfig()
+    started = time.monotonic()
+    with RangedReader(source, config.reader) as reader:
+        report = VerificationReport(source.describe(), mode="zip", archive_bytes=reader.size)
+        try:
+            archive = ZipArchive.open(reader, reader.size, config.limits)
+            check = _bag_check(archive, config.mode, source.describe())
+            if check is not None:
+                report.mode, report.bag_root = "bagit", check.layout.root
+            _stream_members(archive, check, config, report)
+            if check is not None:
+                result = check.finish()
+                report.payload_files, report.payload_bytes = result.payload_files, result.payload_bytes
+                report.algorithms = result.algorithms
+                report.fetch_entries = len(result.fetch)
+                if result.declaration:
+                    report.bagit_version = "{}.{}".format(*result.declaration.version)
+                report.errors += result.errors
+                report.warnings += result.warnings
+        finally:
+            report.requests = reader.stats.requests
+            report.bytes_read = reader.stats.bytes_fetched
+            report.seconds = time.monotonic() - started
+    return report
+
+
+def _bag_check(archive: ZipArchive, mode: str, where: str) -> BagCheck | None:
+    if mode == "zip":
+        return None
+    names = [e.name for e in archive.entries]
+    layout = BagLayout.find(names)
+    if layout is None:
+        if mode == "bagit":
+            raise BagError(f"{where}: not a bag: no bagit.txt at the root or in a single top-level directory")
+        return None
+    return BagCheck(layout, names)
+
+
+def _stream_members(
+    archive: ZipArchive, check: BagCheck | None, config: VerifyConfig, report: VerificationReport
+) -> None:
+    for warning in archive.name_warnings():
+        target = report.errors if warning.reason.startswith("unsafe") else report.warnings
+        target.append(Finding(warning.member, warning.reason))
+    budget = [config.limits.max_total_uncompressed]
+    for entry in archive.in_archive_order():
+        report.members_total += 1
+        if entry.is_dir:
+            continue
+        try:
+            size, digests, content = _stream_one(archive, entry, check, config, budget)
+        except MemberError as exc:
+            report.errors.append(Finding(exc.member, exc.reason))
+            if check is not None:
+                check.record_failure(entry.name)
+            if budget[0] < 0:  # the archive-wide bomb guard: stop expanding anything else
+                break
+            continue
+        report.members_checked += 1
+        report.uncompressed_bytes += size
+        if check is not None:
+            check.record(entry.name, size, digests, content)
+    if check is None:
+        report.payload_files = report.members_checked
+        report.payload_bytes = report.uncompressed_bytes
+
+
+def _stream_one(
+    archive: ZipArchive, entry: ZipEntry, check: BagCheck | None, config: VerifyConfig, budget: list[int]
+) -> tuple[int, dict[str, str], bytes | None]:
+    hashers = [(alg, hashlib.new(alg)) for alg in (check.algorithms_for(entry.name) if check else [])]
+    keep = check is not None and check.keeps_content(entry.name) and entry.file_size <= config.max_tag_file_bytes
+    content = bytearray() if keep else None
+    size = 0
+    for chunk in archive.iter_data(entry, budget):
+        size += len(chunk)
+        for _, hasher in hashers:
+            hasher.update(chunk)
+        if content is not None:
+            content += chunk
+    return size, {alg: h.hexdigest() for alg, h in hashers}, bytes(content) if content is not None else None

@@ -1,0 +1,7 @@
+"""Thin Airflow operators: validate arguments, build clients via hooks, call the streaming core."""
+
+from __future__ import annotations
+
+from airflow_s3stream.operators.zip_verify import S3ZipVerifyOperator
+
+__all__ = ["S3ZipVerifyOperator"]

@@ -1,0 +1,112 @@
+"""``S3ZipVerifyOperator``: verify a ZIP (or a zipped BagIt bag) in S3 without downloading it.
+
+Thin by design: arguments are validated here (at DAG parse time), the client comes from
+:class:`~airflow_s3stream.hooks.s3.S3StreamHook`, and the work is
+:func:`airflow_s3stream.archive_verify.verify_archive`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_s3stream.archive_verify import MODES, VerifyConfig, verify_archive
+from airflow_s3stream.errors import ConfigurationError, InvalidInputError
+from airflow_s3stream.hooks.s3 import S3StreamHook
+from airflow_s3stream.operators.links import S3ObjectLink
+from airflow_s3stream.ranged import DEFAULT_BLOCK_SIZE, ReaderConfig, S3ObjectSource
+from airflow_s3stream.retry import RetryPolicy
+from airflow_s3stream.zipstream import ZipLimits
+
+__all__ = ["S3ZipVerifyOperator"]
+
+
+class S3ZipVerifyOperator(BaseOperator):
+    """Check every member of a ZIP in S3 (CRC-32, sizes, structure) and, for a zipped BagIt bag,
+    every manifest digest, Payload-Oxum and completeness, in one pass of ranged reads.
+
+    :param s3_bucket: bucket of the archive (templated).
+    :param s3_key: key of the archive (templated).
+    :param aws_conn_id: Airflow ``aws`` connection.
+    :param mode: ``zip``, ``bagit`` or ``auto`` (``bagit`` when a ``bagit.txt`` is found).
+    :param report_key: when set, the JSON report is also written to this key in ``s3_bucket``
+        (templated), e.g. ``"{{ params.key }}.verification.json"``.
+    :param block_size: bytes per read block / parallel GET (default 8 MiB).
+    :param prefetch_blocks: block GETs kept in flight ahead of the reader (0 = one streamed GET).
+    :param max_ratio: zip-bomb guard: largest expansion ratio of one member.
+    :param max_total_uncompressed: zip-bomb guard: bytes all members may expand to.
+    :param fail_on_invalid: fail the task (without retries) when the archive is invalid; the
+        report still goes to XCom and to ``report_key``.
+    :param max_attempts: tries per S3 request before the task fails retryably.
+
+    Returns the report as a dict (``valid``, ``mode``, ``members_checked``, ``payload_files``,
+    ``payload_bytes``, ``algorithms``, ``errors``, ``warnings``, ``requests``, ``bytes_read``,
+    ``seconds``...).
+    """
+
+    template_fields: Sequence[str] = ("s3_bucket", "s3_key", "report_key")
+    template_fields_renderers: ClassVar[dict[str, str]] = {"s3_key": "py", "report_key": "py"}
+    ui_color = "#d9c8f0"
+    operator_extra_links = (S3ObjectLink(),)
+
+    def __init__(
+        self,
+        *,
+        s3_bucket: str,
+        s3_key: str,
+        aws_conn_id: str | None = "aws_default",
+        mode: str = "auto",
+        report_key: str | None = None,
+        block_size: int = DEFAULT_BLOCK_SIZE,
+        prefetch_blocks: int = 0,
+        max_ratio: float = ZipLimits.max_ratio,
+        max_total_uncompressed: int = ZipLimits.max_total_uncompressed,
+        fail_on_invalid: bool = True,
+        max_attempts: int = RetryPolicy.max_attempts,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not s3_bucket or not s3_key:
+            raise ConfigurationError(f"{self.task_id}: s3_bucket and s3_key are required")
+        if mode not in MODES:
+            raise ConfigurationError(f"{self.task_id}: mode must be one of {', '.join(MODES)}, got {mode!r}")
+        try:
+            self.reader_config = ReaderConfig(
+                block_size=block_size, prefetch_blocks=prefetch_blocks, retry=RetryPolicy(max_attempts=max_attempts)
+            )
+            self.limits = ZipLimits(max_ratio=max_ratio, max_total_uncompressed=max_total_uncompressed)
+        except ValueError as exc:
+            raise ConfigurationError(f"{self.task_id}: {exc}") from exc
+        self.s3_bucket, self.s3_key, self.aws_conn_id = s3_bucket, s3_key, aws_conn_id
+        self.mode, self.report_key, self.fail_on_invalid = mode, report_key, fail_on_invalid
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        hook = S3StreamHook(
+            aws_conn_id=self.aws_conn_id, max_pool_connections=max(10, self.reader_config.prefetch_blocks + 2)
+        )
+        client = hook.get_s3_client()
+        config = VerifyConfig(mode=self.mode, reader=self.reader_config, limits=self.limits)
+        try:
+            report = verify_archive(S3ObjectSource(client, self.s3_bucket, self.s3_key), config)
+        except InvalidInputError as exc:  # missing key, not a ZIP, truncated, replaced mid-read...
+            raise AirflowFailException(f"s3://{self.s3_bucket}/{self.s3_key}: {exc}") from exc
+        # TransientError propagates unchanged: Airflow retries the task.
+        result = report.to_dict()
+        self.log.info("%s", report.summary())
+        if self.report_key:
+            client.put_object(
+                Bucket=self.s3_bucket,
+                Key=self.report_key,
+                Body=json.dumps(result, indent=2).encode(),
+                ContentType="application/json",
+            )
+        if not report.valid and self.fail_on_invalid:
+            ti = context.get("ti") if hasattr(context, "get") else None
+            if ti is not None:
+                ti.xcom_push(key="return_value", value=result)
+            raise AirflowFailException(report.summary())
+        return result

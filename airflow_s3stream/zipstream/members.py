@@ -1,0 +1,226 @@
+"""Streaming one ZIP member: local-header cross-check, decompression, CRC-32 and size checks.
+
+:func:`iter_member_data` seeks a file object (normally a :class:`~airflow_s3stream.ranged.RangedReader`)
+to a member's local header, checks it against the central-directory entry, and yields the
+uncompressed bytes chunk by chunk. CRC-32 and the uncompressed size are checked as the bytes
+flow; a mismatch raises :class:`MemberError` after the last chunk. Nothing is held beyond one
+chunk, so a member of any size streams in bounded memory.
+"""
+
+from __future__ import annotations
+
+import bz2
+import lzma
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from airflow_s3stream.errors import ArchiveError
+from airflow_s3stream.zipstream.records import LOCAL_HEADER_SIZE, LOCAL_SIG, ZipEntry, parse_local_header
+
+__all__ = ["METHOD_NAMES", "MemberError", "SeekableFile", "ZipLimits", "iter_member_data"]
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+TiB = 1024 * GiB
+
+READ_CHUNK = 1 * MiB  # compressed bytes read per step
+OUT_CHUNK = 4 * MiB  # at most this many uncompressed bytes produced per decompress() call
+
+METHOD_STORED, METHOD_DEFLATE, METHOD_BZIP2, METHOD_LZMA = 0, 8, 12, 14  # APPNOTE 4.4.5
+METHOD_NAMES = {METHOD_STORED: "stored", METHOD_DEFLATE: "deflate", METHOD_BZIP2: "bzip2", METHOD_LZMA: "lzma"}
+
+
+@dataclass(frozen=True)
+class ZipLimits:
+    """Zip-bomb guards.
+
+    :param max_ratio: largest uncompressed/compressed ratio accepted for a member once it has
+        produced more than ``ratio_floor`` bytes (deflate's own ceiling is about 1032:1).
+    :param ratio_floor: below this many uncompressed bytes the ratio is not checked (bytes).
+    :param max_total_uncompressed: bytes all members together may expand to.
+    """
+
+    max_ratio: float = 1100.0
+    ratio_floor: int = 1 * MiB
+    max_total_uncompressed: int = 16 * TiB
+
+    def __post_init__(self) -> None:
+        if self.max_ratio <= 1 or self.max_total_uncompressed <= 0 or self.ratio_floor < 0:
+            raise ValueError("ZipLimits: max_ratio must exceed 1 and the byte limits must be positive")
+
+
+class SeekableFile(Protocol):
+    """What the ZIP layer needs of a file: ``read`` and ``seek`` (a RangedReader, a local file)."""
+
+    def read(self, size: int = ..., /) -> bytes: ...
+
+    def seek(self, offset: int, whence: int = ..., /) -> int: ...
+
+
+class MemberError(ArchiveError):
+    """One member cannot be verified; ``member`` names it and the message says why."""
+
+    def __init__(self, member: str, reason: str) -> None:
+        super().__init__(f"member {member}: {reason}")
+        self.member, self.reason = member, reason
+
+
+class _Decompressor(Protocol):
+    def decompress(self, data: bytes, max_length: int = ...) -> bytes: ...
+
+
+class _Stored:
+    def decompress(self, data: bytes, max_length: int = -1) -> bytes:
+        return data
+
+
+class _LzmaZip:
+    """LZMA as ZIP stores it (APPNOTE 5.8.8): a 4-byte version/size header, then raw LZMA1."""
+
+    def __init__(self) -> None:
+        self._head = b""
+        self._inner: Any = None
+
+    def decompress(self, data: bytes, max_length: int = -1) -> bytes:
+        if self._inner is None:
+            self._head += data
+            if len(self._head) < 4:
+                return b""
+            (psize,) = struct.unpack_from("<H", self._head, 2)
+            if len(self._head) < 4 + psize:
+                return b""
+            props = self._head[4 : 4 + psize]
+            filt = lzma._decode_filter_properties(lzma.FILTER_LZMA1, props)  # type: ignore[attr-defined]
+            self._inner = lzma.LZMADecompressor(lzma.FORMAT_RAW, filters=[filt])
+            data, self._head = self._head[4 + psize :], b""
+        out: bytes = self._inner.decompress(data, max_length)
+        return out
+
+    @property
+    def needs_input(self) -> bool:
+        return self._inner is None or bool(self._inner.needs_input)
+
+    @property
+    def eof(self) -> bool:
+        return self._inner is not None and bool(self._inner.eof)
+
+
+def _decompressor(method: int) -> Any:
+    if method == METHOD_STORED:
+        return _Stored()
+    if method == METHOD_DEFLATE:
+        return zlib.decompressobj(-15)
+    if method == METHOD_BZIP2:
+        return bz2.BZ2Decompressor()
+    if method == METHOD_LZMA:
+        return _LzmaZip()
+    return None
+
+
+def _check_local_header(fp: SeekableFile, entry: ZipEntry) -> int:
+    """Read and cross-check the local header; returns the offset of the member's data."""
+    fp.seek(entry.header_offset)
+    head = fp.read(LOCAL_HEADER_SIZE)
+    if len(head) < LOCAL_HEADER_SIZE or head[:4] != LOCAL_SIG:
+        raise MemberError(entry.name, f"no local file header at offset {entry.header_offset} (truncated or corrupt)")
+    local = parse_local_header(head, f"member {entry.name}")
+    rest = fp.read(local.length - LOCAL_HEADER_SIZE)
+    if len(rest) != local.length - LOCAL_HEADER_SIZE:
+        raise MemberError(entry.name, "local header runs past the end of the archive (truncated)")
+    local = parse_local_header(head + rest, f"member {entry.name}")
+    if local.raw_name != entry.raw_name:
+        raise MemberError(entry.name, f"local header names {local.raw_name!r}, central directory {entry.raw_name!r}")
+    if local.method != entry.method:
+        raise MemberError(entry.name, f"local header method {local.method} differs from central directory")
+    if not (local.flags & 0x0008) and local.crc32 != entry.crc32:
+        raise MemberError(
+            entry.name, f"local header CRC-32 {local.crc32:08x} differs from central directory {entry.crc32:08x}"
+        )
+    return entry.header_offset + local.length
+
+
+def _check_data_descriptor(fp: SeekableFile, entry: ZipEntry) -> None:
+    """Compare the data descriptor after the data with the central directory (APPNOTE 4.3.9)."""
+    raw = fp.read(24)
+    if raw[:4] == b"PK\x07\x08":
+        raw = raw[4:]
+    if len(raw) < 4:
+        raise MemberError(entry.name, "data descriptor missing (truncated)")
+    (crc,) = struct.unpack_from("<L", raw)
+    if crc != entry.crc32:
+        raise MemberError(entry.name, f"data descriptor CRC-32 {crc:08x} differs from central directory")
+
+
+def iter_member_data(
+    fp: SeekableFile, entry: ZipEntry, limits: ZipLimits | None = None, budget: list[int] | None = None
+) -> Iterator[bytes]:
+    """Yield the uncompressed bytes of ``entry`` from ``fp``, checking them as they flow.
+
+    :param budget: a one-element list holding the bytes still allowed across all members
+        (decremented in place); see :attr:`ZipLimits.max_total_uncompressed`.
+    :raises MemberError: encrypted or unsupported method (before any byte), local header
+        mismatch, corrupt compressed data, zip-bomb limit, CRC-32 or size mismatch.
+    """
+    limits = limits or ZipLimits()
+    if entry.encrypted:
+        raise MemberError(entry.name, "encrypted members cannot be verified")
+    decomp = _decompressor(entry.method)
+    if decomp is None:
+        raise MemberError(entry.name, f"unsupported compression method {entry.method}")
+    data_start = _check_local_header(fp, entry)
+    fp.seek(data_start)
+    left = entry.compressed_size
+    crc = produced = consumed = 0
+    while left > 0:
+        piece = fp.read(min(READ_CHUNK, left))
+        if not piece:
+            raise MemberError(entry.name, f"data cut off after {consumed} of {entry.compressed_size} bytes (truncated)")
+        left -= len(piece)
+        consumed += len(piece)
+        for out in _decompress_steps(decomp, piece, entry, final=left == 0):
+            produced += len(out)
+            if produced > entry.file_size:
+                raise MemberError(entry.name, f"expands past its declared size of {entry.file_size} bytes")
+            if produced > limits.ratio_floor and produced > limits.max_ratio * consumed:
+                raise MemberError(entry.name, f"expansion ratio exceeds {limits.max_ratio:g}:1 (zip bomb guard)")
+            if budget is not None:
+                budget[0] -= len(out)
+                if budget[0] < 0:
+                    raise MemberError(
+                        entry.name,
+                        f"total uncompressed size exceeds {limits.max_total_uncompressed} bytes (zip bomb guard)",
+                    )
+            crc = zlib.crc32(out, crc)
+            yield out
+    if produced != entry.file_size:
+        raise MemberError(entry.name, f"size mismatch (expected {entry.file_size} bytes, got {produced})")
+    if crc != entry.crc32:
+        raise MemberError(entry.name, f"CRC-32 mismatch (expected {entry.crc32:08x}, got {crc:08x})")
+    if entry.has_data_descriptor:
+        _check_data_descriptor(fp, entry)
+
+
+def _decompress_steps(decomp: Any, data: bytes, entry: ZipEntry, final: bool) -> Iterator[bytes]:
+    """Feed ``data`` to ``decomp``, yielding output in pieces of at most OUT_CHUNK bytes."""
+    try:
+        if isinstance(decomp, _Stored):
+            yield data
+            return
+        if hasattr(decomp, "unconsumed_tail"):  # zlib: leftover input waits in unconsumed_tail
+            out = decomp.decompress(data, OUT_CHUNK)
+            yield out
+            while decomp.unconsumed_tail:
+                yield decomp.decompress(decomp.unconsumed_tail, OUT_CHUNK)
+            if final:
+                yield decomp.flush()
+            return
+        # bz2 / lzma: leftover output waits inside until needs_input
+        yield decomp.decompress(data, OUT_CHUNK)
+        while not decomp.needs_input and not getattr(decomp, "eof", False):
+            yield decomp.decompress(b"", OUT_CHUNK)
+    except (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError) as exc:
+        raise MemberError(entry.name, f"corrupt compressed data: {exc}") from exc
