@@ -91,6 +91,24 @@ class LocalHeader:
     length: int  # 30 + name + extra
 
 
+def _find_eocd(tail: bytes) -> int:
+    """Index of the EOCD record in ``tail``, or -1.
+
+    The signature can also occur inside the archive comment, so the record whose comment length
+    reaches exactly the end wins; failing that (trailing junk), the last candidate.
+    """
+    fallback = -1
+    idx = len(tail)
+    floor = max(0, len(tail) - EOCD_SEARCH)
+    while (idx := tail.rfind(EOCD_SIG, floor, idx)) >= 0:
+        if len(tail) - idx >= EOCD.size:
+            (comment_len,) = struct.unpack_from("<H", tail, idx + 20)
+            if idx + EOCD.size + comment_len == len(tail):
+                return idx
+            fallback = max(fallback, idx)
+    return fallback
+
+
 def locate_central_directory(tail: bytes, tail_start: int, archive_size: int) -> CentralDirectoryLocation:
     """Find the central directory from the last bytes of the archive.
 
@@ -102,9 +120,7 @@ def locate_central_directory(tail: bytes, tail_start: int, archive_size: int) ->
     """
     if archive_size == 0:
         raise ArchiveError("zero-byte object: not a ZIP archive")
-    idx = tail.rfind(EOCD_SIG, max(0, len(tail) - EOCD_SEARCH))
-    while idx >= 0 and len(tail) - idx < EOCD.size:
-        idx = tail.rfind(EOCD_SIG, 0, idx)
+    idx = _find_eocd(tail)
     if idx < 0:
         if tail.startswith(LOCAL_SIG) or LOCAL_SIG in tail[:4096]:
             raise ArchiveError("truncated ZIP: local headers present but no end-of-central-directory record")

@@ -1,0 +1,126 @@
+"""Streaming one member: every method, CRC-32/size checks, local-header cross-check, guards."""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import zipfile
+
+import pytest
+
+from airflow_s3stream.zipstream import MemberError, ZipArchive, ZipLimits
+from tests.support.bags import zip_bytes
+
+CONTENT = b"The quick brown fox jumps over the lazy dog.\n" * 20_000 + os.urandom(50_000)
+
+
+def _archive(data: bytes, limits: ZipLimits | None = None) -> ZipArchive:
+    return ZipArchive.open(io.BytesIO(data), len(data), limits)
+
+
+def _read_all(archive: ZipArchive, name: str, budget: list[int] | None = None) -> bytes:
+    (entry,) = [e for e in archive.entries if e.name == name]
+    return b"".join(archive.iter_data(entry, budget))
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA])
+def test_every_supported_method_streams_the_exact_bytes(method: int) -> None:
+    archive = _archive(zip_bytes({"m": CONTENT, "empty": b""}, method))
+    assert _read_all(archive, "m") == CONTENT
+    assert _read_all(archive, "empty") == b""
+
+
+def test_output_is_produced_in_bounded_chunks_even_for_highly_compressible_members() -> None:
+    archive = _archive(zip_bytes({"zeros": bytes(40 << 20)}))
+    (entry,) = archive.entries
+    sizes = [len(c) for c in archive.iter_data(entry)]
+    assert sum(sizes) == 40 << 20 and max(sizes) <= 4 << 20
+
+
+def _flip_data_byte(data: bytes, name: str, at: int = 10) -> bytes:
+    info = zipfile.ZipFile(io.BytesIO(data)).getinfo(name)
+    nlen, xlen = struct.unpack_from("<2H", data, info.header_offset + 26)
+    pos = info.header_offset + 30 + nlen + xlen + at
+    return data[:pos] + bytes([data[pos] ^ 0xFF]) + data[pos + 1 :]
+
+
+def test_corrupted_stored_member_fails_its_crc_check_naming_it() -> None:
+    data = _flip_data_byte(zip_bytes({"ok": b"fine", "bad.bin": CONTENT}, zipfile.ZIP_STORED), "bad.bin")
+    archive = _archive(data)
+    assert _read_all(archive, "ok") == b"fine"
+    with pytest.raises(MemberError, match=r"member bad.bin: CRC-32 mismatch \(expected [0-9a-f]{8}, got [0-9a-f]{8}\)"):
+        _read_all(archive, "bad.bin")
+
+
+def test_corrupted_deflate_stream_is_reported_not_raised_from_zlib() -> None:
+    data = _flip_data_byte(zip_bytes({"d": CONTENT}), "d", at=3)
+    with pytest.raises(MemberError, match=r"member d: (corrupt compressed data|CRC-32 mismatch|size mismatch)"):
+        _read_all(_archive(data), "d")
+
+
+def test_local_header_naming_another_file_is_caught() -> None:
+    data = bytearray(zip_bytes({"aaaa": b"1", "bbbb": b"2"}, zipfile.ZIP_STORED))
+    info = zipfile.ZipFile(io.BytesIO(bytes(data))).getinfo("bbbb")
+    data[info.header_offset + 30 : info.header_offset + 34] = b"cccc"
+    with pytest.raises(MemberError, match="member bbbb: local header names b'cccc'"):
+        _read_all(_archive(bytes(data)), "bbbb")
+
+
+def test_missing_local_header_is_caught() -> None:
+    data = bytearray(zip_bytes({"a": b"1"}))
+    data[0:4] = b"XXXX"
+    with pytest.raises(MemberError, match="member a: no local file header at offset 0"):
+        _read_all(_archive(bytes(data)), "a")
+
+
+def test_encrypted_member_is_reported_without_reading_it() -> None:
+    data = bytearray(zip_bytes({"secret": b"x"}, zipfile.ZIP_STORED))
+    cd = data.find(b"PK\x01\x02")
+    data[cd + 8] |= 0x01
+    data[8] |= 0x01
+    with pytest.raises(MemberError, match="member secret: encrypted"):
+        _read_all(_archive(bytes(data)), "secret")
+
+
+def test_unsupported_method_is_reported_for_that_member() -> None:
+    data = bytearray(zip_bytes({"odd": b"x"}, zipfile.ZIP_STORED))
+    cd = data.find(b"PK\x01\x02")
+    struct.pack_into("<H", data, cd + 10, 99)  # AE-x
+    with pytest.raises(MemberError, match="member odd: unsupported compression method 99"):
+        _read_all(_archive(bytes(data)), "odd")
+
+
+def test_expansion_ratio_guard_stops_a_zip_bomb_member() -> None:
+    archive = _archive(zip_bytes({"bomb": bytes(64 << 20)}), ZipLimits(max_ratio=100))
+    with pytest.raises(MemberError, match="expansion ratio exceeds 100:1"):
+        _read_all(archive, "bomb")
+
+
+def test_total_uncompressed_budget_spans_members() -> None:
+    limits = ZipLimits(max_total_uncompressed=150_000)
+    archive = _archive(zip_bytes({"a": os.urandom(100_000), "b": os.urandom(100_000)}), limits)
+    budget = [limits.max_total_uncompressed]
+    _read_all(archive, "a", budget)
+    with pytest.raises(MemberError, match="member b: total uncompressed size exceeds 150000 bytes"):
+        _read_all(archive, "b", budget)
+
+
+def test_declared_size_smaller_than_data_is_caught() -> None:
+    data = bytearray(zip_bytes({"s": CONTENT}))
+    cd = data.find(b"PK\x01\x02")
+    struct.pack_into("<L", data, cd + 24, 1000)  # uncompressed size in the central directory
+    with pytest.raises(MemberError, match="member s: expands past its declared size of 1000 bytes"):
+        _read_all(_archive(bytes(data)), "s")
+
+
+def test_data_descriptor_members_from_a_non_seekable_writer_stream() -> None:
+    from tests.support.bags import NonSeekable
+
+    sink = NonSeekable()
+    with zipfile.ZipFile(sink, "w", zipfile.ZIP_DEFLATED) as zf, zf.open("streamed", "w") as member:
+        member.write(CONTENT)
+    archive = _archive(bytes(sink.buf))
+    (entry,) = archive.entries
+    assert entry.has_data_descriptor
+    assert _read_all(archive, "streamed") == CONTENT
