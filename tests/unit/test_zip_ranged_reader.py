@@ -7,6 +7,7 @@ import os
 import random
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,6 +76,6 @@ def test_missing_file_names_the_source(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "kwargs", [{"block_size": 1000}, {"tail_size": 10}, {"prefetch_blocks": -1}, {"prefetch_blocks": 65}]
 )
-def test_invalid_reader_config_is_rejected(kwargs: dict[str, int]) -> None:
+def test_invalid_reader_config_is_rejected(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         ReaderConfig(**kwargs)
