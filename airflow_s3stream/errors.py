@@ -16,9 +16,11 @@ __all__ = [
     "ChecksumMismatchError",
     "ConfigurationError",
     "DestinationError",
+    "ExportConnectionError",
     "ExportError",
     "InvalidInputError",
     "ObjectChangedError",
+    "QueryError",
     "S3StreamError",
     "SourceChangedError",
     "SourceError",
@@ -78,6 +80,14 @@ class SourceChangedError(InvalidInputError):
 
 class ExportError(S3StreamError):
     """The query failed or the connection was lost during an export."""
+
+
+class QueryError(ExportError, InvalidInputError):
+    """Postgres rejected the query (syntax, missing relation, bad cast); carries its message."""
+
+
+class ExportConnectionError(ExportError, TransientError):
+    """The Postgres connection was lost or the backend terminated mid-export; a retry may succeed."""
 
 
 # --- ZIP and BagIt verification -------------------------------------------------------------
