@@ -48,7 +48,7 @@ class S3ZipVerifyOperator(BaseOperator):
     ``seconds``...).
     """
 
-    template_fields: Sequence[str] = ("s3_bucket", "s3_key", "report_key")
+    template_fields: Sequence[str] = ("s3_bucket", "s3_key", "report_key", "mode")
     template_fields_renderers: ClassVar[dict[str, str]] = {"s3_key": "py", "report_key": "py"}
     ui_color = "#d9c8f0"
     operator_extra_links = (S3ObjectLink(),)
@@ -72,7 +72,8 @@ class S3ZipVerifyOperator(BaseOperator):
         super().__init__(**kwargs)
         if not s3_bucket or not s3_key:
             raise ConfigurationError(f"{self.task_id}: s3_bucket and s3_key are required")
-        if mode not in MODES:
+        # A templated mode (e.g. "{{ params.mode }}" from a trigger form) is checked once rendered.
+        if mode not in MODES and "{{" not in mode:
             raise ConfigurationError(f"{self.task_id}: mode must be one of {', '.join(MODES)}, got {mode!r}")
         try:
             self.reader_config = ReaderConfig(
@@ -89,6 +90,8 @@ class S3ZipVerifyOperator(BaseOperator):
             aws_conn_id=self.aws_conn_id, max_pool_connections=max(10, self.reader_config.prefetch_blocks + 2)
         )
         client = hook.get_s3_client()
+        if self.mode not in MODES:
+            raise AirflowFailException(f"{self.task_id}: mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         config = VerifyConfig(mode=self.mode, reader=self.reader_config, limits=self.limits)
         try:
             report = verify_archive(S3ObjectSource(client, self.s3_bucket, self.s3_key), config)
