@@ -148,7 +148,7 @@ def s3stream_verify_archive() -> None:
         print(f"extracted {member} ({size} bytes, {report['mode']} archive) to s3://{params['bucket']}/{target_key}")
         return {"member": member, "key": target_key, "bytes": size}
 
-    extract_member(verify.output)
+    extract_member(verify.output)  # type: ignore[arg-type]  # an XComArg: the report, resolved at run time
 
 
 s3stream_verify_archive()
