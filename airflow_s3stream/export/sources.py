@@ -1,0 +1,110 @@
+"""Postgres as a stream: COPY rows for CSV / JSON Lines, Arrow record batches for Parquet.
+
+Both come from ``COPY (query) TO STDOUT`` on the caller's psycopg 3 connection, so the server
+does the formatting and Python touches each row at most once (to count it). ``copy_rows`` yields
+one row per item (libpq hands COPY data over row by row; a header is the first row);
+``arrow_batches`` feeds the same stream to Arrow's C++ CSV parser and yields typed batches.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Generator, Iterator
+from typing import Any
+
+from airflow_s3stream.errors import QueryError
+from airflow_s3stream.export.query import classify, strip_query
+
+__all__ = ["CopyReader", "arrow_batches", "copy_rows"]
+
+ARROW_BLOCK_SIZE = 1 * 1024 * 1024  # bytes of CSV per Arrow parse block (Arrow's own default)
+_PARQUET_SESSION = (  # output forms the Arrow parser reads exactly, set on the export's own session
+    "SELECT set_config('DateStyle', 'ISO, YMD', false), set_config('extra_float_digits', '3', false)"
+)
+
+
+def copy_rows(conn: Any, statement: Any, parameters: Any, sql: str) -> Generator[memoryview, None, None]:
+    """Rows of ``COPY ... TO STDOUT``; psycopg errors become QueryError / ExportConnectionError."""
+    import psycopg
+
+    try:
+        with conn.cursor() as cur, cur.copy(statement, parameters) as copy:
+            yield from copy
+    except psycopg.Error as exc:
+        raise classify(exc, sql) from exc
+
+
+class CopyReader(io.RawIOBase):
+    """A readable binary file over an iterator of byte chunks (what Arrow's reader pulls from)."""
+
+    def __init__(self, chunks: Iterator[memoryview | bytes]) -> None:
+        super().__init__()
+        self._chunks = chunks
+        self._buffer = memoryview(b"")
+        self._pos = 0
+        self.error: BaseException | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        try:
+            if self._pos >= len(self._buffer):
+                pending: list[memoryview | bytes] = []
+                size = 0
+                for chunk in self._chunks:
+                    pending.append(chunk)
+                    size += len(chunk)
+                    if size >= len(b):
+                        break
+                if not pending:
+                    return 0
+                self._buffer = memoryview(b"".join(pending))
+                self._pos = 0
+        except BaseException as exc:  # re-raised by arrow_batches with its own type, not Arrow's
+            self.error = exc
+            raise
+        n = min(len(b), len(self._buffer) - self._pos)
+        b[:n] = self._buffer[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+
+def arrow_batches(conn: Any, sql: str, parameters: Any, mapped: list[Any], schema: Any) -> Generator[Any, None, None]:
+    """Typed Arrow record batches of ``sql`` per the column mapping ``mapped``."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+    from psycopg import sql as pgsql
+
+    from airflow_s3stream.export.arrow_types import convert_batch, csv_convert_options, projection_sql
+
+    conn.execute(_PARQUET_SESSION)
+    # Column names are user data inside this template: escape format braces, and % when psycopg binds.
+    projection = projection_sql(mapped).replace("{", "{{").replace("}", "}}")
+    if parameters is not None:
+        projection = projection.replace("%", "%%")
+    select = "COPY (SELECT " + projection + " FROM ({}) AS _s3stream_q) TO STDOUT (FORMAT csv)"
+    statement = pgsql.SQL(select).format(pgsql.SQL(strip_query(sql)))  # type: ignore[arg-type]
+    names = [alias for m in mapped for alias, _, _ in m.parsed]
+    types = {alias: dtype for m in mapped for alias, _, dtype in m.parsed}
+    parse, convert = csv_convert_options()
+    reader = CopyReader(copy_rows(conn, statement, parameters, sql))
+    try:
+        batches = pcsv.open_csv(
+            reader,
+            read_options=pcsv.ReadOptions(column_names=names, block_size=ARROW_BLOCK_SIZE),
+            parse_options=pcsv.ParseOptions(**parse),
+            convert_options=pcsv.ConvertOptions(column_types=types, **convert),
+        )
+        for batch in batches:
+            yield convert_batch(mapped, batch, schema)
+    except pa.ArrowInvalid as exc:
+        if reader.error is not None:
+            raise reader.error from None
+        raise QueryError(f"query result cannot be read as Arrow: {exc}") from exc
+    except Exception:
+        if reader.error is not None:
+            raise reader.error from None
+        raise
+    finally:
+        reader.close()

@@ -1,0 +1,245 @@
+"""Rows and batches into one or more complete objects: compression, counting, splitting into parts.
+
+An *opener* maps a key to a context manager yielding a binary writable (the S3 multipart writer
+in production, an ``io.BytesIO`` in unit tests). Leaving its block normally completes the object;
+leaving it with an exception must discard it. :class:`PartSequence` opens part after part through
+it and records an :class:`ExportedFile` per completed object. :func:`write_text` (CSV / JSONL
+rows) and :func:`write_parquet` (Arrow batches) decide where one part ends and the next begins;
+every part is a complete file (its own CSV header, its own Parquet footer).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_s3stream.export.compression import open_compressor
+from airflow_s3stream.export.options import ExportOptions
+
+__all__ = ["CountingSink", "ExportedFile", "ObjectOpener", "PartSequence", "write_parquet", "write_text"]
+
+ObjectOpener = Callable[[str], contextlib.AbstractContextManager[Any]]
+Progress = Callable[[int, int], None]  # (rows so far, bytes so far)
+
+TEXT_FLUSH_BYTES = 256 * 1024  # rows are joined into writes of about this size (fewer, larger writes)
+
+
+@dataclass
+class ExportedFile:
+    """One completed object: its key, data rows, stored bytes, and the uploader's result (if any)."""
+
+    key: str
+    rows: int
+    bytes: int
+    upload: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "rows": self.rows, "bytes": self.bytes}
+
+
+class CountingSink:
+    """Binary writable that counts what passes to ``raw``; ``tell()`` lets pyarrow write to it."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.bytes = 0
+        self.closed = False
+
+    def write(self, data: bytes | memoryview) -> int:
+        n = len(data)
+        if n:
+            self.raw.write(data)
+            self.bytes += n
+        return n
+
+    def tell(self) -> int:
+        return self.bytes
+
+    def flush(self) -> None:
+        return None
+
+    def close(self) -> None:
+        self.closed = True  # the opener's context completes the object, not pyarrow
+
+
+@dataclass
+class _OpenPart:
+    key: str
+    sink: CountingSink
+    stack: contextlib.ExitStack
+    rows: int = 0
+
+
+@dataclass
+class PartSequence:
+    """Opens objects one after another under ``key_for(index)`` and completes or aborts them."""
+
+    opener: ObjectOpener
+    key_for: Callable[[int], str]
+    files: list[ExportedFile] = field(default_factory=list)
+    _current: _OpenPart | None = None
+
+    def open(self) -> _OpenPart:
+        key = self.key_for(len(self.files))
+        stack = contextlib.ExitStack()
+        raw = stack.enter_context(self.opener(key))
+        self._current = _OpenPart(key, CountingSink(raw), stack)
+        return self._current
+
+    def complete(self, part: _OpenPart) -> ExportedFile:
+        self._current = None
+        part.stack.close()  # leaves the opener's block normally: the object becomes visible
+        raw = part.sink.raw
+        result = getattr(raw, "result", None)
+        upload = result.to_dict() if result is not None and hasattr(result, "to_dict") else None
+        done = ExportedFile(part.key, part.rows, part.sink.bytes, upload)
+        self.files.append(done)
+        return done
+
+    def abort(self, exc: BaseException) -> None:
+        """Discard the open part (if any); the opener aborts its upload."""
+        part, self._current = self._current, None
+        if part is not None:
+            part.stack.__exit__(type(exc), exc, exc.__traceback__)
+
+    @property
+    def stored_bytes(self) -> int:
+        done = sum(f.bytes for f in self.files)
+        return done + (self._current.sink.bytes if self._current else 0)
+
+
+def _part_full(options: ExportOptions, rows: int, stored: int) -> bool:
+    if options.max_rows_per_file is not None and rows >= options.max_rows_per_file:
+        return True
+    return options.max_bytes_per_file is not None and stored >= options.max_bytes_per_file
+
+
+def write_text(
+    rows: Iterable[memoryview | bytes],
+    parts: PartSequence,
+    options: ExportOptions,
+    *,
+    has_header: bool,
+    progress: Progress | None = None,
+) -> int:
+    """Write COPY rows (the first one a header when ``has_header``) as CSV/JSONL parts; return data rows."""
+    header = b""
+    rows_iter: Iterator[memoryview | bytes] = iter(rows)
+    if has_header:
+        first = next(rows_iter, None)
+        header = bytes(first) if first is not None else b""
+    total_rows = 0
+    part: _OpenPart | None = None
+    compressor = None
+    pending: list[memoryview | bytes] = []
+    pending_bytes = 0
+
+    def start() -> _OpenPart:
+        nonlocal compressor, pending, pending_bytes
+        compressor = open_compressor(options.compression, options.level)
+        pending, pending_bytes = [header] if header else [], len(header)
+        return parts.open()
+
+    def drain(current: _OpenPart, final: bool) -> None:
+        nonlocal pending, pending_bytes
+        assert compressor is not None
+        data = compressor.compress(b"".join(pending))
+        if final:
+            data += compressor.flush()
+        current.sink.write(data)
+        pending, pending_bytes = [], 0
+
+    for row in rows_iter:
+        if part is None:
+            part = start()
+        pending.append(row)
+        pending_bytes += len(row)
+        part.rows += 1
+        total_rows += 1
+        if pending_bytes >= TEXT_FLUSH_BYTES:
+            drain(part, final=False)
+            if progress is not None:
+                progress(total_rows, parts.stored_bytes)
+        if options.split and _part_full(options, part.rows, part.sink.bytes + pending_bytes):
+            drain(part, final=True)
+            parts.complete(part)
+            part = None
+    if part is None and not parts.files and options.empty_result == "write_empty_file":
+        part = start()
+    if part is not None:
+        drain(part, final=True)
+        parts.complete(part)
+    if progress is not None:
+        progress(total_rows, parts.stored_bytes)
+    return total_rows
+
+
+def write_parquet(
+    batches: Iterable[Any],
+    schema: Any,
+    parts: PartSequence,
+    options: ExportOptions,
+    *,
+    progress: Progress | None = None,
+) -> int:
+    """Write Arrow batches as Parquet parts, ``parquet_row_group_rows`` rows per row group; return rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    codec = options.compression or "snappy"
+    total_rows = 0
+    part: _OpenPart | None = None
+    writer: Any = None
+    group: list[Any] = []
+    group_rows = 0
+
+    def start() -> None:
+        nonlocal part, writer
+        part = parts.open()
+        writer = pq.ParquetWriter(part.sink, schema, compression=codec, compression_level=options.level)
+
+    def flush_group() -> None:
+        nonlocal group, group_rows
+        if group_rows:
+            assert writer is not None
+            writer.write_table(pa.Table.from_batches(group, schema=schema), row_group_size=group_rows)
+        group, group_rows = [], 0
+
+    def finish() -> None:
+        nonlocal part, writer
+        flush_group()
+        assert writer is not None and part is not None
+        writer.close()
+        parts.complete(part)
+        part, writer = None, None
+
+    for batch in batches:
+        offset = 0
+        while offset < batch.num_rows:
+            if part is None:
+                start()
+            assert part is not None
+            take = batch.num_rows - offset
+            if options.max_rows_per_file is not None:
+                take = min(take, options.max_rows_per_file - part.rows)
+            take = min(take, options.parquet_row_group_rows - group_rows)
+            group.append(batch.slice(offset, take))
+            group_rows += take
+            part.rows += take
+            total_rows += take
+            offset += take
+            if group_rows >= options.parquet_row_group_rows:
+                flush_group()
+                if progress is not None:
+                    progress(total_rows, parts.stored_bytes)
+            if options.split and _part_full(options, part.rows, part.sink.bytes):
+                finish()
+    if part is None and not parts.files and options.empty_result == "write_empty_file":
+        start()
+    if part is not None:
+        finish()
+    if progress is not None:
+        progress(total_rows, parts.stored_bytes)
+    return total_rows
