@@ -96,7 +96,8 @@ class S3ZipVerifyOperator(BaseOperator):
         try:
             report = verify_archive(S3ObjectSource(client, self.s3_bucket, self.s3_key), config)
         except InvalidInputError as exc:  # missing key, not a ZIP, truncated, replaced mid-read...
-            raise AirflowFailException(f"s3://{self.s3_bucket}/{self.s3_key}: {exc}") from exc
+            where = f"s3://{self.s3_bucket}/{self.s3_key}"
+            raise AirflowFailException(str(exc) if where in str(exc) else f"{where}: {exc}") from exc
         # TransientError propagates unchanged: Airflow retries the task.
         result = report.to_dict()
         self.log.info("%s", report.summary())

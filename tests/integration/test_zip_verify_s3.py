@@ -1,0 +1,278 @@
+"""S3ZipVerifyOperator and the ranged reader against a real S3 endpoint, counted at the server.
+
+Requests are counted by the recording proxy in front of the endpoint; faults (throttling,
+connection resets, an object replaced mid-read) are injected there, never mocked.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from airflow_s3stream.archive_verify import VerifyConfig, verify_archive
+from airflow_s3stream.errors import ConfigurationError, TransientError
+from airflow_s3stream.operators import S3ZipVerifyOperator
+from airflow_s3stream.ranged import RangedReader, ReaderConfig, S3ObjectSource
+from airflow_s3stream.retry import RetryPolicy
+from airflow_s3stream.zipstream import ZipArchive
+from tests.support.bags import edit_zip, make_bag, zip_bytes, zip_dir, zip_dir_infozip, zip_dir_streamed
+from tests.support.s3proxy import S3Proxy, S3Request, Status
+
+MiB = 1024 * 1024
+FAST_RETRY = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.05)
+FILES = {f"dir{i % 4}/file{i}.bin": os.urandom(40_000 + i) for i in range(40)} | {"readme.txt": b"hello\n" * 500}
+
+
+def _client(endpoint_url: str, s3: Any) -> Any:
+    """A boto3 client for ``endpoint_url`` with botocore's own retries off: ours are under test."""
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        aws_access_key_id=s3.access_key_id,
+        aws_secret_access_key=s3.secret_access_key,
+        region_name=s3.region,
+        config=Config(s3={"addressing_style": "path"}, retries={"total_max_attempts": 1}),
+    )
+
+
+@pytest.fixture
+def proxied(s3_proxy: S3Proxy, s3: Any) -> Any:
+    return _client(s3_proxy.endpoint_url, s3)
+
+
+@pytest.fixture
+def bag_zip(tmp_path: Path) -> bytes:
+    return zip_dir(make_bag(tmp_path, FILES))
+
+
+@pytest.fixture
+def proxy_conn(s3_proxy: S3Proxy, s3: Any) -> Iterator[str]:
+    """An Airflow connection ``aws_proxy`` that reaches S3 through the recording proxy."""
+    conn = {
+        "conn_type": "aws",
+        "login": s3.access_key_id,
+        "password": s3.secret_access_key,
+        "extra": {"endpoint_url": s3_proxy.endpoint_url, "region_name": s3.region},
+    }
+    os.environ["AIRFLOW_CONN_AWS_PROXY"] = json.dumps(conn)
+    yield "aws_proxy"
+    del os.environ["AIRFLOW_CONN_AWS_PROXY"]
+
+
+def _gets(proxy: S3Proxy) -> list[S3Request]:
+    return [r for r in proxy.requests if r.op == "GetObject"]
+
+
+def _verify(client: Any, bucket: str, key: str, **config: Any) -> Any:
+    reader = ReaderConfig(retry=FAST_RETRY, **config)
+    return verify_archive(S3ObjectSource(client, bucket, key), VerifyConfig(reader=reader))
+
+
+# --- request budget -------------------------------------------------------------------------
+
+
+def test_bag_verifies_in_one_sequential_pass_of_two_gets(
+    bag_zip: bytes, bucket: str, s3_client: Any, proxied: Any, s3_proxy: S3Proxy
+) -> None:
+    s3_client.put_object(Bucket=bucket, Key="bag.zip", Body=bag_zip)
+    report = _verify(proxied, bucket, "bag.zip")
+    assert report.valid, report.summary()
+    assert report.mode == "bagit" and report.payload_files == len(FILES)
+    gets = _gets(s3_proxy)
+    assert [r.headers["range"] for r in gets] == ["bytes=-1048576", f"bytes=0-{len(bag_zip) - MiB - 1}"]
+    assert (
+        "if-match" not in gets[0].headers
+        and gets[1].headers["if-match"] == s3_client.head_object(Bucket=bucket, Key="bag.zip")["ETag"]
+    )
+    assert report.requests == len(gets) == 2
+    assert report.bytes_read == len(bag_zip)
+
+
+def test_listing_takes_one_request_and_a_large_directory_one_more(
+    bucket: str, s3_client: Any, proxied: Any, s3_proxy: S3Proxy
+) -> None:
+    small = zip_bytes({f"m{i}": b"x" for i in range(100)}, zipfile.ZIP_STORED)
+    large = zip_bytes({f"member-with-a-long-name-{i:06d}": b"" for i in range(70_000)}, zipfile.ZIP_STORED)
+    for key, data, expected in (("small.zip", small, 1), ("large.zip", large, 2)):
+        s3_client.put_object(Bucket=bucket, Key=key, Body=data)
+        s3_proxy.clear()
+        with RangedReader(S3ObjectSource(proxied, bucket, key)) as reader:
+            archive = ZipArchive.open(reader, reader.size)
+        assert len(archive.entries) == (100 if key == "small.zip" else 70_000)
+        assert s3_proxy.count() == expected, key
+
+
+def test_zip64_archive_with_more_than_65535_entries_verifies(
+    bucket: str, s3_client: Any, proxied: Any, s3_proxy: S3Proxy
+) -> None:
+    data = zip_bytes({f"e/{i}": str(i).encode() for i in range(66_000)})
+    s3_client.put_object(Bucket=bucket, Key="many.zip", Body=data)
+    report = _verify(proxied, bucket, "many.zip")
+    assert report.valid and report.members_checked == 66_000
+    assert s3_proxy.count("GetObject") <= 3  # tail, directory, one pass
+
+
+def test_parallel_prefetch_reads_bounded_blocks(
+    bag_zip: bytes, bucket: str, s3_client: Any, proxied: Any, s3_proxy: S3Proxy
+) -> None:
+    data = bag_zip  # ~1.6 MB: small blocks give several GETs
+    s3_client.put_object(Bucket=bucket, Key="bag.zip", Body=data)
+    report = _verify(proxied, bucket, "bag.zip", block_size=128 * 1024, tail_size=128 * 1024, prefetch_blocks=3)
+    assert report.valid, report.summary()
+    blocks = -(-(len(data) - 128 * 1024) // (128 * 1024))
+    assert s3_proxy.count("GetObject") == report.requests == 1 + blocks
+
+
+# --- archives from different writers -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("writer", ["zipfile-streamed", "infozip", "infozip-fd"])
+def test_bags_from_other_zip_writers_verify(
+    writer: str, tmp_path: Path, bucket: str, s3_client: Any, proxied: Any
+) -> None:
+    bag = make_bag(tmp_path, FILES, checksums=["md5", "sha1"])
+    if writer == "zipfile-streamed":
+        data = zip_dir_streamed(bag)
+    else:
+        data = zip_dir_infozip(bag, tmp_path / "out.zip", streamed=writer == "infozip-fd")
+    infos = zipfile.ZipFile(io.BytesIO(data)).infolist()
+    if writer != "infozip":
+        assert all(i.flag_bits & 0x08 for i in infos if not i.is_dir())  # data descriptors in use
+    s3_client.put_object(Bucket=bucket, Key="bag.zip", Body=data)
+    report = _verify(proxied, bucket, "bag.zip")
+    assert report.valid, report.summary()
+    assert report.algorithms == ["md5", "sha1"] and report.payload_files == len(FILES)
+
+
+# --- transient faults -------------------------------------------------------------------------
+
+
+def test_throttled_gets_are_retried_by_the_reader(
+    bag_zip: bytes, bucket: str, s3_client: Any, proxied: Any, s3_proxy: S3Proxy
+) -> None:
+    s3_client.put_object(Bucket=bucket, Key="bag.zip", Body=bag_zip)
+    s3_proxy.add_fault(lambda r: Status(503, "SlowDown") if r.op == "GetObject" else None, times=3)
+    report = _verify(proxied, bucket, "bag.zip")
+    assert report.valid
+    assert [r.status for r in _gets(s3_proxy)] == [503, 503, 503, 206, 206]
+
+
+def test_a_reset_connection_is_resumed_at_the_byte_it_stopped(
+    bag_zip: bytes, bucket: str, s3_client: Any, proxied: Any, s3_proxy: S3Proxy
+) -> None:
+    from tests.support.s3proxy import Reset
+
+    s3_client.put_object(Bucket=bucket, Key="bag.zip", Body=bag_zip)
+    s3_proxy.add_fault(lambda r: Reset() if r.op == "GetObject" and "if-match" in r.headers else None, times=1)
+    report = _verify(proxied, bucket, "bag.zip")
+    assert report.valid
+    assert s3_proxy.count("GetObject") == 3
+
+
+def test_throttling_that_outlasts_retries_is_a_transient_error(
+    bag_zip: bytes, bucket: str, s3_client: Any, proxied: Any, s3_proxy: S3Proxy
+) -> None:
+    s3_client.put_object(Bucket=bucket, Key="bag.zip", Body=bag_zip)
+    s3_proxy.add_fault(lambda r: Status(503, "SlowDown") if r.op == "GetObject" else None)
+    with pytest.raises(TransientError, match=r"s3://.*/bag\.zip: opening: still failing after 4 attempts"):
+        _verify(proxied, bucket, "bag.zip")
+
+
+# --- the operator ------------------------------------------------------------------------------
+
+
+def test_operator_returns_the_report_and_writes_it_beside_the_archive(
+    bag_zip: bytes, bucket: str, s3_client: Any, proxy_conn: str, s3_proxy: S3Proxy
+) -> None:
+    s3_client.put_object(Bucket=bucket, Key="in/bag.zip", Body=bag_zip)
+    op = S3ZipVerifyOperator(
+        task_id="verify",
+        s3_bucket=bucket,
+        s3_key="in/bag.zip",
+        aws_conn_id=proxy_conn,
+        mode="bagit",
+        report_key="in/bag.zip.verification.json",
+    )
+    result = op.execute({})
+    assert result["valid"] is True and result["mode"] == "bagit"
+    assert result["payload_files"] == len(FILES) and result["algorithms"] == ["sha256", "sha512"]
+    assert result["requests"] == s3_proxy.count("GetObject") == 2
+    stored = json.loads(s3_client.get_object(Bucket=bucket, Key="in/bag.zip.verification.json")["Body"].read())
+    assert stored == json.loads(json.dumps(result))
+
+
+def test_operator_fails_without_retry_and_names_each_bad_input(
+    bag_zip: bytes, tmp_path: Path, bucket: str, s3_client: Any
+) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    manifest = zipfile.ZipFile(io.BytesIO(bag_zip)).read("bag/manifest-sha256.txt")
+    corrupt = bytearray(zip_bytes({"a.bin": os.urandom(50_000)}, zipfile.ZIP_STORED))
+    corrupt[1000] ^= 0xFF
+    cases = {
+        "zero.zip": (b"", "zero-byte object"),
+        "notzip.zip": (b"%PDF-1.4\n" + os.urandom(3000), "not a ZIP archive"),
+        "truncated.zip": (bag_zip[: len(bag_zip) // 2], "truncated"),
+        "corrupt.zip": (bytes(corrupt), "error: a.bin: CRC-32 mismatch (expected "),
+        "badline.zip": (
+            edit_zip(bag_zip, {"bag/manifest-sha256.txt": manifest + b"nonsense\n"}),
+            "manifest-sha256.txt: line",
+        ),
+        "nobagit.zip": (edit_zip(bag_zip, {"bag/bagit.txt": None}), "no bagit.txt"),
+    }
+    for key, (body, _) in cases.items():
+        s3_client.put_object(Bucket=bucket, Key=key, Body=body)
+    cases["missing.zip"] = (b"", "no such key")
+    for key, (_, reason) in cases.items():
+        mode = "bagit" if key in ("nobagit.zip", "badline.zip") else "auto"
+        op = S3ZipVerifyOperator(task_id="v", s3_bucket=bucket, s3_key=key, mode=mode)
+        with pytest.raises(AirflowFailException) as info:
+            op.execute({})
+        assert reason in str(info.value), (key, str(info.value))
+        assert "Traceback" not in str(info.value)
+
+
+def test_object_replaced_mid_read_is_reported_not_mixed(
+    bag_zip: bytes, bucket: str, s3_client: Any, proxy_conn: str, s3_proxy: S3Proxy
+) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    s3_client.put_object(Bucket=bucket, Key="bag.zip", Body=bag_zip)
+
+    def replace_before_second_get(r: S3Request) -> None:
+        if r.op == "GetObject" and "if-match" in r.headers:
+            s3_client.put_object(Bucket=bucket, Key="bag.zip", Body=bag_zip[::-1])
+
+    s3_proxy.add_fault(replace_before_second_get)  # type: ignore[arg-type]
+    op = S3ZipVerifyOperator(task_id="v", s3_bucket=bucket, s3_key="bag.zip", aws_conn_id=proxy_conn)
+    with pytest.raises(AirflowFailException, match="replaced while being read"):
+        op.execute({})
+
+
+def test_operator_lets_exhausted_transient_errors_through_for_airflow_retries(
+    bag_zip: bytes, bucket: str, s3_client: Any, proxy_conn: str, s3_proxy: S3Proxy
+) -> None:
+    s3_client.put_object(Bucket=bucket, Key="bag.zip", Body=bag_zip)
+    s3_proxy.add_fault(lambda r: Status(500, "InternalError") if r.op == "GetObject" else None)
+    op = S3ZipVerifyOperator(task_id="v", s3_bucket=bucket, s3_key="bag.zip", aws_conn_id=proxy_conn, max_attempts=2)
+    with pytest.raises(TransientError):
+        op.execute({})
+
+
+def test_operator_validates_arguments_at_parse_time() -> None:
+    with pytest.raises(ConfigurationError, match="mode must be one of auto, zip, bagit"):
+        S3ZipVerifyOperator(task_id="v", s3_bucket="b", s3_key="k", mode="tar")
+    with pytest.raises(ConfigurationError, match="block_size must be at least 64 KiB"):
+        S3ZipVerifyOperator(task_id="v", s3_bucket="b", s3_key="k", block_size=10)
+    with pytest.raises(ConfigurationError, match="s3_bucket and s3_key are required"):
+        S3ZipVerifyOperator(task_id="v", s3_bucket="", s3_key="k")
+    assert {"s3_bucket", "s3_key", "report_key"} <= set(S3ZipVerifyOperator.template_fields)
