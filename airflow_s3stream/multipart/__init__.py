@@ -1,0 +1,36 @@
+"""The package's one multipart upload engine: config, checksums, a streaming writer, resumable uploads.
+
+No Airflow imports here: callers pass a boto3 S3 client.
+
+    from airflow_s3stream.multipart import MultipartConfig, MultipartWriter, UploadResult
+"""
+
+from __future__ import annotations
+
+from airflow_s3stream.multipart.config import (
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_PART_SIZE,
+    S3_MAX_PART_SIZE,
+    S3_MAX_PARTS,
+    S3_MIN_PART_SIZE,
+    MultipartConfig,
+    PartSizer,
+    plan_parts,
+    validate_part_size,
+)
+from airflow_s3stream.multipart.result import UploadResult
+from airflow_s3stream.multipart.writer import MultipartWriter
+
+__all__ = [
+    "DEFAULT_MAX_CONCURRENCY",
+    "DEFAULT_PART_SIZE",
+    "S3_MAX_PARTS",
+    "S3_MAX_PART_SIZE",
+    "S3_MIN_PART_SIZE",
+    "MultipartConfig",
+    "MultipartWriter",
+    "PartSizer",
+    "UploadResult",
+    "plan_parts",
+    "validate_part_size",
+]

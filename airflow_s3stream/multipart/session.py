@@ -1,0 +1,282 @@
+"""One multipart upload on the wire: create, upload or copy parts with retries, complete, abort.
+
+Both the streaming :class:`~.writer.MultipartWriter` and the resumable source uploader go through
+:class:`UploadSession`, so there is one place that talks S3's multipart API. Every part is sent with
+its locally computed additional checksum (so botocore computes no other one) and, when configured,
+its MD5 is compared with the ETag the server answers; a part whose bytes arrived corrupted is sent
+again, and after the retry budget :class:`~airflow_s3stream.errors.ChecksumMismatchError` names it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import IO, Any
+
+from airflow_s3stream.errors import (
+    ChecksumMismatchError,
+    DestinationError,
+    S3StreamError,
+    UploadError,
+)
+from airflow_s3stream.multipart.checksums import PartDigest, encode_checksum, looks_like_md5
+from airflow_s3stream.multipart.config import MultipartConfig
+
+__all__ = ["Body", "PartRecord", "UploadSession", "translate_error"]
+
+log = logging.getLogger("airflow_s3stream.multipart")
+
+Body = bytes | bytearray | IO[bytes]
+
+# S3 error codes meaning "the bytes you sent do not match the checksum you sent"
+DIGEST_ERROR_CODES = frozenset({"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch", "InvalidChecksum"})
+# S3 error codes meaning "this destination or these credentials cannot work"; retrying cannot help
+DESTINATION_ERROR_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AllAccessDisabled",
+        "InvalidAccessKeyId",
+        "InvalidBucketName",
+        "NoSuchBucket",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "InvalidToken",
+        "AccountProblem",
+    }
+)
+
+
+@dataclass(frozen=True)
+class PartRecord:
+    """A part the server has stored: what CompleteMultipartUpload and the resume state need."""
+
+    number: int
+    size: int
+    etag: str
+    checksum: str  # base64 CRC we computed and S3 checked ('' for server-side copies we cannot see)
+    md5: str = ""  # hex MD5 we computed ('' when not computed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PartRecord:
+        return cls(**{k: data[k] for k in ("number", "size", "etag", "checksum", "md5")})
+
+
+def _error_code(exc: BaseException) -> str:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def _status(exc: BaseException) -> int:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    return 0
+
+
+def translate_error(exc: BaseException, what: str) -> S3StreamError:
+    """Our exception for ``exc`` raised while doing ``what`` (which names part and ``s3://`` URI).
+
+    Errors of ours pass through; S3 refusals of the destination or credentials become
+    :class:`DestinationError` (retrying cannot help); anything else is an :class:`UploadError`.
+    """
+    if isinstance(exc, S3StreamError):
+        return exc
+    code = _error_code(exc)
+    if code in DESTINATION_ERROR_CODES or _status(exc) in (401, 403):
+        return DestinationError(f"{what}: {code or _status(exc)}: {exc}")
+    return UploadError(f"{what}: {type(exc).__name__}: {exc}")
+
+
+class UploadSession:
+    """The multipart API calls for ``s3://bucket/key``; ``upload_id`` set once created or resumed.
+
+    :param client: a boto3 S3 client (thread-safe; size its pool to ``max_concurrency``).
+    :param extra_args: CreateMultipartUpload/PutObject arguments such as ``ContentType``,
+        ``ServerSideEncryption``, ``Metadata``.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        bucket: str,
+        key: str,
+        config: MultipartConfig,
+        *,
+        extra_args: dict[str, Any] | None = None,
+        upload_id: str | None = None,
+    ) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.key = key
+        self.config = config
+        self.extra_args = dict(extra_args or {})
+        self.upload_id = upload_id
+        self.algorithm = config.checksum_algorithm
+        self.uri = f"s3://{bucket}/{key}"
+
+    def _call(self, what: str, fn: Callable[[], Any]) -> Any:
+        try:
+            return self.config.retry.call(fn, what=what)
+        except Exception as exc:
+            raise translate_error(exc, what) from exc
+
+    def create(self) -> str:
+        """CreateMultipartUpload with the configured checksum algorithm and type; returns the id."""
+        response = self._call(
+            f"creating a multipart upload for {self.uri}",
+            lambda: self.client.create_multipart_upload(
+                Bucket=self.bucket,
+                Key=self.key,
+                ChecksumAlgorithm=self.algorithm,
+                ChecksumType=self.config.checksum_type,
+                **self.extra_args,
+            ),
+        )
+        self.upload_id = str(response["UploadId"])
+        return self.upload_id
+
+    def _mismatch(self, response: dict[str, Any], digest: PartDigest, sent: str) -> str | None:
+        echoed = response.get(f"Checksum{self.algorithm}")
+        if echoed and echoed != sent:
+            return f"{self.algorithm} mismatch (sent {sent}, server stored {echoed})"
+        etag = str(response.get("ETag", ""))
+        if self.config.verify_part_etag and digest.md5 and looks_like_md5(etag) and etag.strip('"') != digest.md5:
+            return f"MD5 mismatch (sent {digest.md5}, server stored {etag.strip(chr(34))})"
+        return None
+
+    def upload_part(self, number: int, body: Callable[[], Body], digest: PartDigest) -> PartRecord:
+        """UploadPart ``number`` with the bytes ``body()`` returns (called again for each attempt).
+
+        Transient failures are retried by the policy; a body the server stored differently from
+        what we hashed is sent again up to ``retry.max_attempts`` times, then
+        :class:`ChecksumMismatchError`. Other failures raise our errors naming part and URI.
+        """
+        assert self.upload_id is not None, "create() first"
+        sent = encode_checksum(self.algorithm, digest.crc)
+        what = f"part {number} of {self.uri}"
+        problem = ""
+        for attempt in range(1, self.config.retry.max_attempts + 1):
+            try:
+                response = self.config.retry.call(
+                    lambda: self.client.upload_part(
+                        Bucket=self.bucket,
+                        Key=self.key,
+                        UploadId=self.upload_id,
+                        PartNumber=number,
+                        Body=body(),
+                        ContentLength=digest.size,
+                        **{f"Checksum{self.algorithm}": sent},
+                    ),
+                    what=what,
+                )
+            except Exception as exc:
+                if _error_code(exc) not in DIGEST_ERROR_CODES:
+                    raise translate_error(exc, what) from exc
+                problem = f"server refused the checksum: {exc}"
+            else:
+                mismatch = self._mismatch(response, digest, sent)
+                if mismatch is None:
+                    return PartRecord(number, digest.size, str(response["ETag"]), sent, digest.md5)
+                problem = mismatch
+            log.warning("%s: bytes corrupted in transit (%s), attempt %d; sending again", what, problem, attempt)
+        raise ChecksumMismatchError(f"{what}: {problem} after {self.config.retry.max_attempts} attempts")
+
+    def copy_part(self, number: int, copy_source: dict[str, Any], first: int, last: int) -> PartRecord:
+        """UploadPartCopy bytes ``first..last`` (inclusive) of ``copy_source`` into part ``number``."""
+        assert self.upload_id is not None, "create() first"
+        response = self._call(
+            f"part {number} of {self.uri} (server-side copy)",
+            lambda: self.client.upload_part_copy(
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
+                PartNumber=number,
+                CopySource=copy_source,
+                CopySourceRange=f"bytes={first}-{last}",
+            ),
+        )
+        result = response.get("CopyPartResult", {})
+        return PartRecord(
+            number, last - first + 1, str(result["ETag"]), str(result.get(f"Checksum{self.algorithm}", ""))
+        )
+
+    def complete(self, parts: list[PartRecord], full_object_crc: int | None) -> dict[str, Any]:
+        """CompleteMultipartUpload with ``parts`` (any order); sends the full-object CRC when given."""
+        assert self.upload_id is not None, "create() first"
+        listed = []
+        for part in sorted(parts, key=lambda p: p.number):
+            entry: dict[str, Any] = {"PartNumber": part.number, "ETag": part.etag}
+            if part.checksum:
+                entry[f"Checksum{self.algorithm}"] = part.checksum
+            listed.append(entry)
+        extra: dict[str, Any] = {}
+        if full_object_crc is not None:
+            extra = {f"Checksum{self.algorithm}": encode_checksum(self.algorithm, full_object_crc)}
+            extra["ChecksumType"] = "FULL_OBJECT"
+        return dict(
+            self._call(
+                f"completing the multipart upload of {self.uri}",
+                lambda: self.client.complete_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=self.key,
+                    UploadId=self.upload_id,
+                    MultipartUpload={"Parts": listed},
+                    **extra,
+                ),
+            )
+        )
+
+    def abort(self) -> None:
+        """AbortMultipartUpload (idempotent: an upload already gone is fine). Never raises."""
+        if self.upload_id is None:
+            return
+        try:
+            self.config.retry.call(
+                lambda: self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id),
+                what=f"aborting the multipart upload of {self.uri}",
+            )
+        except Exception as exc:
+            if _error_code(exc) != "NoSuchUpload":
+                log.error("could not abort multipart upload %s of %s: %s", self.upload_id, self.uri, exc)
+                return
+        log.info("aborted multipart upload %s of %s", self.upload_id, self.uri)
+
+    def put_object(self, data: bytes | bytearray, digest: PartDigest) -> dict[str, Any]:
+        """PutObject for an object smaller than one part (including the empty object)."""
+        sent = encode_checksum(self.algorithm, digest.crc)
+        what = f"uploading {self.uri}"
+        response = self._call(
+            what,
+            lambda: self.client.put_object(
+                Bucket=self.bucket,
+                Key=self.key,
+                Body=data,
+                **{f"Checksum{self.algorithm}": sent},
+                **self.extra_args,
+            ),
+        )
+        mismatch = self._mismatch(response, digest, sent)
+        if mismatch is not None:
+            # Only servers that ignore checksums get here: take the corrupt object down again.
+            self._call(
+                f"deleting corrupt {self.uri}", lambda: self.client.delete_object(Bucket=self.bucket, Key=self.key)
+            )
+            raise ChecksumMismatchError(f"{what}: {mismatch}; the object was deleted")
+        return dict(response)
+
+    def list_parts(self) -> dict[int, dict[str, Any]]:
+        """Parts the server holds for this upload, by part number (ListParts, all pages)."""
+        assert self.upload_id is not None
+        parts: dict[int, dict[str, Any]] = {}
+        paginator = self.client.get_paginator("list_parts")
+        pages = paginator.paginate(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
+        for page in self._call(f"listing the parts of {self.uri}", lambda: list(pages)):
+            for part in page.get("Parts", []):
+                parts[int(part["PartNumber"])] = part
+        return parts

@@ -1,0 +1,75 @@
+"""Check a completed object against what we sent: size, checksum and multipart ETag.
+
+Policy (explicit, because S3-compatible servers differ):
+
+* **Size** must equal the bytes we sent, always.
+* **Full-object checksum** (CRC64NVME, or CRC32/CRC32C with ``FULL_OBJECT``): we send our value
+  with CompleteMultipartUpload, S3 checks it against the bytes, and HeadObject must report the
+  same value. Any other value is a mismatch.
+* **Composite checksum**: compared only when the server reports it in S3's composite form
+  ``<base64>-<N>`` with N equal to our part count. A value without that suffix is not S3's
+  composite checksum (moto reports a different number there) and is recorded as unverifiable.
+* **Multipart ETag**: when it looks like ``<32 hex>-<N>`` and we computed part MD5s, it must equal
+  ``md5(part md5s)-N``. Opaque ETags (SSE-KMS, SSE-C, some stores) are recorded as unverifiable.
+
+A mismatch raises :class:`~airflow_s3stream.errors.ChecksumMismatchError`; the caller deletes
+the object it just published.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from airflow_s3stream.errors import ChecksumMismatchError
+
+__all__ = ["ExpectedObject", "verify_object"]
+
+_MULTIPART_ETAG = re.compile(r'^"?([0-9a-f]{32}-\d+)"?$')
+
+
+@dataclass(frozen=True)
+class ExpectedObject:
+    """What the object should look like, from local computation."""
+
+    uri: str
+    size: int
+    algorithm: str
+    checksum: str  # full-object base64 value, or composite ``<base64>-N``
+    full_object: bool
+    parts: int  # 0 for a single PutObject
+    etag: str = ""  # expected multipart ETag ``md5-N`` or a single PUT's MD5; '' if not computed
+
+
+def verify_object(head: dict[str, Any], expected: ExpectedObject) -> list[str]:
+    """Compare a HeadObject (``ChecksumMode=ENABLED``) answer with ``expected``.
+
+    Returns the names of what was verified (``size``, ``checksum``, ``etag``); raises
+    :class:`ChecksumMismatchError` naming the object and both values on a mismatch.
+    """
+    verified = []
+    size = int(head.get("ContentLength", -1))
+    if size != expected.size:
+        raise ChecksumMismatchError(f"{expected.uri}: size mismatch (sent {expected.size} bytes, stored {size})")
+    verified.append("size")
+
+    reported = head.get(f"Checksum{expected.algorithm}")
+    if reported:
+        comparable = expected.full_object or expected.parts == 0 or reported.endswith(f"-{expected.parts}")
+        if comparable:
+            if reported != expected.checksum:
+                raise ChecksumMismatchError(
+                    f"{expected.uri}: {expected.algorithm} mismatch (computed {expected.checksum}, stored {reported})"
+                )
+            verified.append("checksum")
+
+    etag = str(head.get("ETag", "")).lower()
+    if expected.etag:
+        match = _MULTIPART_ETAG.match(etag)
+        plain = etag.strip('"')
+        if (match and expected.parts) or (expected.parts == 0 and len(plain) == 32 and "-" not in plain):
+            if plain != expected.etag:
+                raise ChecksumMismatchError(f"{expected.uri}: ETag mismatch (computed {expected.etag}, stored {plain})")
+            verified.append("etag")
+    return verified
