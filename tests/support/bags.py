@@ -156,7 +156,8 @@ class SparseZeroWriter(io.RawIOBase):
         return self._f.tell()
 
     def flush(self) -> None:
-        self._f.flush()
+        if not self._f.closed:
+            self._f.flush()
 
     def close(self) -> None:
         if not self._f.closed:
