@@ -35,3 +35,26 @@ class S3StreamHook(S3Hook):
     def get_s3_client(self) -> Any:
         """The boto3 S3 client the streaming core takes as its argument."""
         return self.get_conn()
+
+    # --- S3ZipVerifyOperator section (engineer C) ---------------------------------------------
+    def extract_zip_members(
+        self,
+        bucket: str,
+        key: str,
+        dest_prefix: str,
+        members: list[str] | None = None,
+        dest_bucket: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Stream ``members`` (all files when None) of the ZIP ``s3://bucket/key`` to
+        ``s3://dest_bucket/<dest_prefix><member name>``, CRC-checked, through the multipart writer.
+
+        Memory stays bounded whatever the member size; a member that fails its check leaves no
+        object. Returns one ``{"member", "bucket", "key", "bytes", "crc32"}`` dict per member.
+        See :func:`airflow_s3stream.zip_extract.extract_members` for what is raised.
+        """
+        from airflow_s3stream.zip_extract import extract_members
+
+        done = extract_members(
+            self.get_s3_client(), bucket, key, dest_bucket or bucket, dest_prefix=dest_prefix, members=members
+        )
+        return [m.to_dict() for m in done]
