@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from airflow_s3stream.bag import BagCheck, BagLayout
@@ -27,6 +28,7 @@ __all__ = ["MODES", "VerifyConfig", "verify_archive"]
 MODES = ("auto", "zip", "bagit")
 MiB = 1024 * 1024
 MAX_TAG_FILE_BYTES = 256 * MiB  # a tag file (manifest) larger than this is not kept in memory
+PARALLEL_HASH_MIN = 64 * 1024  # bytes; smaller chunks are hashed inline (thread hand-off costs more)
 
 
 @dataclass(frozen=True)
@@ -38,16 +40,47 @@ class VerifyConfig:
     :param reader: block size, tail size, parallel prefetch and retry policy of the reader.
     :param limits: zip-bomb guards.
     :param max_tag_file_bytes: largest tag file (manifest, bag-info) held in memory, in bytes.
+    :param hash_threads: threads computing digests while the next chunk is read and inflated
+        (hashlib releases the GIL); 0 hashes inline. Costs one extra chunk of memory.
     """
 
     mode: str = "auto"
     reader: ReaderConfig = field(default_factory=ReaderConfig)
     limits: ZipLimits = field(default_factory=ZipLimits)
     max_tag_file_bytes: int = MAX_TAG_FILE_BYTES
+    hash_threads: int = 2
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if not 0 <= self.hash_threads <= 16:
+            raise ValueError(f"hash_threads must be within 0..16, got {self.hash_threads}")
+
+
+class _Digests:
+    """Every digest of one member, computed on a worker pool while the caller reads ahead."""
+
+    def __init__(self, algorithms: list[str], pool: ThreadPoolExecutor | None) -> None:
+        self._hashers = [(alg, hashlib.new(alg)) for alg in algorithms]
+        self._pool = pool if algorithms else None
+        self._pending: list[Future[None]] = []
+
+    def update(self, chunk: bytes) -> None:
+        self._wait()
+        if self._pool is not None and len(chunk) >= PARALLEL_HASH_MIN:
+            self._pending = [self._pool.submit(h.update, chunk) for _, h in self._hashers]
+        else:
+            for _, hasher in self._hashers:
+                hasher.update(chunk)
+
+    def _wait(self) -> None:
+        for future in self._pending:
+            future.result()
+        self._pending = []
+
+    def hexdigests(self) -> dict[str, str]:
+        self._wait()
+        return {alg: h.hexdigest() for alg, h in self._hashers}
 
 
 def verify_archive(source: ByteSource, config: VerifyConfig | None = None) -> VerificationReport:
@@ -68,7 +101,8 @@ def verify_archive(source: ByteSource, config: VerifyConfig | None = None) -> Ve
             check = _bag_check(archive, config.mode, source.describe())
             if check is not None:
                 report.mode, report.bag_root = "bagit", check.layout.root
-            _stream_members(archive, check, config, report)
+            with ThreadPoolExecutor(max(1, config.hash_threads), thread_name_prefix="digest") as pool:
+                _stream_members(archive, check, config, report, pool if config.hash_threads else None)
             if check is not None:
                 result = check.finish()
                 report.payload_files, report.payload_bytes = result.payload_files, result.payload_bytes
@@ -98,7 +132,11 @@ def _bag_check(archive: ZipArchive, mode: str, where: str) -> BagCheck | None:
 
 
 def _stream_members(
-    archive: ZipArchive, check: BagCheck | None, config: VerifyConfig, report: VerificationReport
+    archive: ZipArchive,
+    check: BagCheck | None,
+    config: VerifyConfig,
+    report: VerificationReport,
+    pool: ThreadPoolExecutor | None,
 ) -> None:
     for warning in archive.name_warnings():
         target = report.errors if warning.reason.startswith("unsafe") else report.warnings
@@ -109,7 +147,7 @@ def _stream_members(
         if entry.is_dir:
             continue
         try:
-            size, digests, content = _stream_one(archive, entry, check, config, budget)
+            size, digests, content = _stream_one(archive, entry, check, config, budget, pool=pool)
         except MemberError as exc:
             report.errors.append(Finding(exc.member, exc.reason))
             if check is not None:
@@ -127,16 +165,21 @@ def _stream_members(
 
 
 def _stream_one(
-    archive: ZipArchive, entry: ZipEntry, check: BagCheck | None, config: VerifyConfig, budget: list[int]
+    archive: ZipArchive,
+    entry: ZipEntry,
+    check: BagCheck | None,
+    config: VerifyConfig,
+    budget: list[int],
+    *,
+    pool: ThreadPoolExecutor | None,
 ) -> tuple[int, dict[str, str], bytes | None]:
-    hashers = [(alg, hashlib.new(alg)) for alg in (check.algorithms_for(entry.name) if check else [])]
+    digests = _Digests(check.algorithms_for(entry.name) if check else [], pool)
     keep = check is not None and check.keeps_content(entry.name) and entry.file_size <= config.max_tag_file_bytes
     content = bytearray() if keep else None
     size = 0
     for chunk in archive.iter_data(entry, budget):
         size += len(chunk)
-        for _, hasher in hashers:
-            hasher.update(chunk)
+        digests.update(chunk)
         if content is not None:
             content += chunk
-    return size, {alg: h.hexdigest() for alg, h in hashers}, bytes(content) if content is not None else None
+    return size, digests.hexdigests(), bytes(content) if content is not None else None
