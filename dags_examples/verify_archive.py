@@ -38,40 +38,6 @@ REPORT_SUFFIX = ".verification.json"
 EXTRACT_SUFFIX = ".extracted/"
 
 
-def copy_member(client: Any, bucket: str, key: str, member: str, target_key: str) -> int:
-    """Copy member ``member`` of ``s3://bucket/key`` to ``target_key``, CRC-checked, in bounded memory."""
-    import io
-
-    from airflow_s3stream.ranged import RangedReader, S3ObjectSource
-    from airflow_s3stream.zipstream import ZipArchive
-
-    class ChunkStream(io.RawIOBase):  # the member's checked chunks as a readable file for upload_fileobj
-        def __init__(self, chunks: Any) -> None:
-            self.chunks, self.pending, self.total = chunks, b"", 0
-
-        def readable(self) -> bool:
-            return True
-
-        def readinto(self, buffer: Any) -> int:
-            while not self.pending:
-                self.pending = next(self.chunks, b"")
-                if not self.pending:
-                    return 0
-            n = min(len(buffer), len(self.pending))
-            buffer[:n], self.pending = self.pending[:n], self.pending[n:]
-            self.total += n
-            return n
-
-    with RangedReader(S3ObjectSource(client, bucket, key)) as reader:
-        archive = ZipArchive.open(reader, reader.size)
-        entry = next((e for e in archive.entries if e.name == member), None)
-        if entry is None or entry.is_dir:
-            raise ValueError(f"s3://{bucket}/{key}: no file member named {member!r}")
-        stream = ChunkStream(archive.iter_data(entry))
-        client.upload_fileobj(io.BufferedReader(stream, 8 * 1024 * 1024), bucket, target_key)
-        return stream.total
-
-
 @dag(
     dag_id="s3stream_verify_archive",
     schedule=None,
@@ -142,11 +108,11 @@ def s3stream_verify_archive() -> None:
         member = params.get("extract_member")
         if not member:
             raise AirflowSkipException("no member asked for")
-        target_key = f"{params['key']}{EXTRACT_SUFFIX}{member}"
-        client = S3StreamHook().get_s3_client()
-        size = copy_member(client, params["bucket"], params["key"], member, target_key)
-        print(f"extracted {member} ({size} bytes, {report['mode']} archive) to s3://{params['bucket']}/{target_key}")
-        return {"member": member, "key": target_key, "bytes": size}
+        (extracted,) = S3StreamHook().extract_zip_members(
+            params["bucket"], params["key"], dest_prefix=params["key"] + EXTRACT_SUFFIX, members=[member]
+        )
+        print(f"{report['source']} is valid; extracted {member} ({extracted['bytes']} bytes) to {extracted['key']}")
+        return dict(extracted)
 
     extract_member(verify.output)  # type: ignore[arg-type]  # an XComArg: the report, resolved at run time
 
