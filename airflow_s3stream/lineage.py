@@ -27,6 +27,8 @@ __all__ = [
     "postgres_tables",
     "s3_dataset",
     "source_dataset",
+    "upload_lineage",
+    "verify_lineage",
 ]
 
 POSTGRES_DEFAULT_PORT = 5432  # libpq default
@@ -110,3 +112,14 @@ def export_lineage(sql: str, postgres_conn_id: str, bucket: str, key: str) -> An
     database = conn.schema or "postgres"
     inputs = postgres_tables(sql, host=conn.host or "localhost", port=conn.port, database=database)
     return operator_lineage(inputs, [s3_dataset(bucket, key)], sql=sql)
+
+
+def upload_lineage(source: str, bucket: str, key: str) -> Any:
+    """Lineage of an upload: the source (file, URI or S3 object) in, the S3 object out."""
+    return operator_lineage([source_dataset(source)], [s3_dataset(bucket, key)])
+
+
+def verify_lineage(bucket: str, key: str, report_key: str | None = None) -> Any:
+    """Lineage of a verification: the archive in; the JSON report out when one is written."""
+    outputs = [s3_dataset(bucket, report_key)] if report_key else []
+    return operator_lineage([s3_dataset(bucket, key)], outputs)

@@ -85,6 +85,12 @@ class S3ZipVerifyOperator(BaseOperator):
         self.s3_bucket, self.s3_key, self.aws_conn_id = s3_bucket, s3_key, aws_conn_id
         self.mode, self.report_key, self.fail_on_invalid = mode, report_key, fail_on_invalid
 
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage (when installed): the archive in, the report object out when written."""
+        from airflow_s3stream.lineage import verify_lineage
+
+        return verify_lineage(self.s3_bucket, self.s3_key, self.report_key)
+
     def execute(self, context: Any) -> dict[str, Any]:
         hook = S3StreamHook(
             aws_conn_id=self.aws_conn_id, max_pool_connections=max(10, self.reader_config.prefetch_blocks + 2)

@@ -14,6 +14,7 @@ from airflow_s3stream.lineage import (
     postgres_tables,
     s3_dataset,
     source_dataset,
+    upload_lineage,
 )
 
 
@@ -73,3 +74,24 @@ def test_export_lineage_names_the_connections_postgres_server_and_the_s3_prefix(
     assert source.namespace.endswith(f":{parsed.port or 5432}")
     assert source.name == f"{parsed.path.lstrip('/') or 'postgres'}.public.orders"
     assert [(d.namespace, d.name) for d in lineage.outputs] == [("s3://bkt", "exports/2024-01-01/")]
+
+
+def test_upload_lineage_links_the_source_to_the_destination_object() -> None:
+    lineage = upload_lineage("/data/scan.tif", "dest", "in/scan.tif")
+    assert [(d.namespace, d.name) for d in lineage.inputs] == [("file", "/data/scan.tif")]
+    assert [(d.namespace, d.name) for d in lineage.outputs] == [("s3://dest", "in/scan.tif")]
+
+
+def test_verify_operator_reports_the_archive_and_its_report_object() -> None:
+    from airflow_s3stream.operators import S3ZipVerifyOperator
+
+    op = S3ZipVerifyOperator(task_id="v", s3_bucket="arch", s3_key="b.zip", report_key="b.zip.json")
+    lineage = op.get_openlineage_facets_on_complete(task_instance=None)
+    assert [(d.namespace, d.name) for d in lineage.inputs] == [("s3://arch", "b.zip")]
+    assert [(d.namespace, d.name) for d in lineage.outputs] == [("s3://arch", "b.zip.json")]
+    assert (
+        S3ZipVerifyOperator(task_id="w", s3_bucket="arch", s3_key="b.zip")
+        .get_openlineage_facets_on_complete(task_instance=None)
+        .outputs
+        == []
+    )
