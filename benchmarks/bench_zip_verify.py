@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -364,7 +363,7 @@ def print_table(
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     for label, archive, r in rows:
-        valid = {True: "yes", False: "NO"}.get(r.get("valid"), "-")
+        valid = "-" if "valid" not in r else ("yes" if r["valid"] else "NO")
         fetched = "-" if archive == "-" else f"{r['fetched']:,}"
         print(
             f"| {label:<46} | {archive:<10} | {r['seconds']:>8.2f} | {r['gets']:>5} | {r['other']:>9} | "
