@@ -26,6 +26,7 @@ __all__ = [
     "SourceError",
     "TransientError",
     "UploadError",
+    "UploadInterruptedError",
 ]
 
 
@@ -73,6 +74,10 @@ class ChecksumMismatchError(InvalidInputError):
 
 class SourceChangedError(InvalidInputError):
     """The upload source changed between tries or during the upload."""
+
+
+class UploadInterruptedError(TransientError):
+    """The upload was stopped (task killed); its resume state was kept for the next try."""
 
 
 # --- Postgres export ------------------------------------------------------------------------

@@ -9,6 +9,7 @@ again, and after the retry budget :class:`~airflow_s3stream.errors.ChecksumMisma
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -18,6 +19,7 @@ from airflow_s3stream.errors import (
     ChecksumMismatchError,
     DestinationError,
     S3StreamError,
+    SourceChangedError,
     UploadError,
 )
 from airflow_s3stream.multipart.checksums import PartDigest, encode_checksum, looks_like_md5
@@ -27,7 +29,7 @@ __all__ = ["Body", "PartRecord", "UploadSession", "translate_error"]
 
 log = logging.getLogger("airflow_s3stream.multipart")
 
-Body = bytes | bytearray | IO[bytes]
+Body = bytes | bytearray | IO[bytes] | io.RawIOBase
 
 # S3 error codes meaning "the bytes you sent do not match the checksum you sent"
 DIGEST_ERROR_CODES = frozenset({"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch", "InvalidChecksum"})
@@ -187,20 +189,34 @@ class UploadSession:
             log.warning("%s: bytes corrupted in transit (%s), attempt %d; sending again", what, problem, attempt)
         raise ChecksumMismatchError(f"{what}: {problem} after {self.config.retry.max_attempts} attempts")
 
-    def copy_part(self, number: int, copy_source: dict[str, Any], first: int, last: int) -> PartRecord:
-        """UploadPartCopy bytes ``first..last`` (inclusive) of ``copy_source`` into part ``number``."""
+    def copy_part(self, number: int, copy_source: dict[str, Any], first: int, last: int, if_match: str) -> PartRecord:
+        """UploadPartCopy bytes ``first..last`` (inclusive) of ``copy_source`` into part ``number``.
+
+        ``if_match`` is the source ETag we planned with: a replaced source fails the part with
+        :class:`SourceChangedError` instead of mixing two versions.
+        """
         assert self.upload_id is not None, "create() first"
-        response = self._call(
-            f"part {number} of {self.uri} (server-side copy)",
-            lambda: self.client.upload_part_copy(
-                Bucket=self.bucket,
-                Key=self.key,
-                UploadId=self.upload_id,
-                PartNumber=number,
-                CopySource=copy_source,
-                CopySourceRange=f"bytes={first}-{last}",
-            ),
-        )
+        what = f"part {number} of {self.uri} (server-side copy)"
+        try:
+            response = self.config.retry.call(
+                lambda: self.client.upload_part_copy(
+                    Bucket=self.bucket,
+                    Key=self.key,
+                    UploadId=self.upload_id,
+                    PartNumber=number,
+                    CopySource=copy_source,
+                    CopySourceRange=f"bytes={first}-{last}",
+                    CopySourceIfMatch=if_match,
+                ),
+                what=what,
+            )
+        except Exception as exc:
+            if _error_code(exc) == "PreconditionFailed" or _status(exc) == 412:
+                raise SourceChangedError(
+                    f"{what}: source s3://{copy_source['Bucket']}/{copy_source['Key']} "
+                    f"was replaced during the copy (ETag is no longer {if_match})"
+                ) from exc
+            raise translate_error(exc, what) from exc
         result = response.get("CopyPartResult", {})
         return PartRecord(
             number, last - first + 1, str(result["ETag"]), str(result.get(f"Checksum{self.algorithm}", ""))

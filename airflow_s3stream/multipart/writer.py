@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import Any
 
 from airflow_s3stream.errors import S3StreamError, UploadError
+from airflow_s3stream.multipart.bodies import BufferBody
 from airflow_s3stream.multipart.checksums import PartHasher
 from airflow_s3stream.multipart.completion import complete_and_verify, put_and_verify
 from airflow_s3stream.multipart.config import MultipartConfig, PartSizer
@@ -68,6 +69,8 @@ class MultipartWriter(io.BufferedIOBase):
         self._slots = threading.Semaphore(self.config.max_concurrency)
         self._pool: ThreadPoolExecutor | None = None
         self._futures: list[Future[PartRecord]] = []
+        self._spare: list[bytearray] = []  # part buffers whose upload finished, reused as they are
+        self._spare_lock = threading.Lock()
         self._error: S3StreamError | None = None
         self._error_lock = threading.Lock()
         self._done = False
@@ -169,8 +172,13 @@ class MultipartWriter(io.BufferedIOBase):
     # -- internals --------------------------------------------------------------------------
 
     def _start_part(self) -> None:
+        # Recycling buffers keeps memory at (max_concurrency + 1) parts: freshly allocated 16 MiB
+        # buffers fragment glibc's heap once its mmap threshold has adapted, and RSS creeps up.
         size = self._sizer.size_of(self._number + 1)
-        self._buf = bytearray(size)
+        with self._spare_lock:
+            spare = [b for b in self._spare if len(b) == size]
+            self._spare.clear()
+        self._buf = spare[0] if spare else bytearray(size)
         self._view = memoryview(self._buf)
         self._pos = 0
 
@@ -210,7 +218,10 @@ class MultipartWriter(io.BufferedIOBase):
         if self._error is not None:
             raise UploadError(f"part {number} of {self._session.uri}: skipped after an earlier failure")
         digest = PartHasher.of(self.config.checksum_algorithm, self.config.verify_part_etag, buf)
-        return self._session.upload_part(number, lambda: buf, digest)
+        record = self._session.upload_part(number, lambda: BufferBody(buf), digest)
+        with self._spare_lock:
+            self._spare.append(buf)
+        return record
 
     def _part_done(self, future: Future[PartRecord]) -> None:
         self._slots.release()

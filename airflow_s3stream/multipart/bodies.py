@@ -1,0 +1,99 @@
+"""Request bodies for parts: seekable, zero-copy readers over a file range or an in-memory buffer.
+
+botocore (with awscrt installed it signs through CRT) copies a ``bytes``/``bytearray`` body into a
+``BytesIO`` before signing, which doubles the memory of every part in flight. A seekable reader is
+used as it is: signing streams it for the payload SHA-256, and the HTTP connection streams it again.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from typing import Any
+
+from airflow_s3stream.errors import SourceChangedError
+
+__all__ = ["BufferBody", "FileRange"]
+
+
+class _RangeBody(io.RawIOBase):
+    """Common seek/tell/len of a read-only body of ``length`` bytes."""
+
+    def __init__(self, length: int) -> None:
+        super().__init__()
+        self._length = length
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def __len__(self) -> int:
+        return self._length
+
+    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._length}[whence]
+        self._pos = max(0, min(self._length, base + pos))
+        return self._pos
+
+    def _span(self, size: int | None) -> int:
+        remaining = self._length - self._pos
+        return remaining if size is None or size < 0 else max(0, min(size, remaining))
+
+
+class BufferBody(_RangeBody):
+    """Seekable reader over a ``bytearray``/``bytes`` part buffer, without copying it."""
+
+    def __init__(self, buffer: bytes | bytearray | memoryview) -> None:
+        self._view = memoryview(buffer).cast("B")
+        super().__init__(len(self._view))
+
+    def read(self, size: int | None = -1) -> bytes:
+        n = self._span(size)
+        data = bytes(self._view[self._pos : self._pos + n])
+        self._pos += n
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        out = memoryview(buffer).cast("B")
+        n = self._span(len(out))
+        out[:n] = self._view[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+
+class FileRange(_RangeBody):
+    """Seekable reader over ``length`` bytes at ``offset`` of an open file descriptor.
+
+    Safe to use from several threads at once on the same descriptor (``os.pread`` keeps no
+    shared file position). botocore seeks it back to 0 to retry a request.
+    """
+
+    def __init__(self, fd: int, offset: int, length: int) -> None:
+        super().__init__(length)
+        self._fd = fd
+        self._offset = offset
+
+    def read(self, size: int | None = -1) -> bytes:
+        n = self._span(size)
+        if n == 0:
+            return b""
+        data = os.pread(self._fd, n, self._offset + self._pos)
+        if len(data) < n:
+            raise SourceChangedError(f"file shrank while it was being uploaded (short read at {self._offset})")
+        self._pos += n
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        n = self._span(len(view))
+        if n == 0:
+            return 0
+        got = os.preadv(self._fd, [view[:n]], self._offset + self._pos)
+        self._pos += got
+        return got

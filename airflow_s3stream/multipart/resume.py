@@ -1,0 +1,151 @@
+"""Resume state of an upload, kept in S3 beside the destination, and the pure resume decision.
+
+Where the state lives: a small JSON object in the destination bucket at
+``<state_prefix><key>.json`` (default prefix ``.s3stream-resume/``). It survives the worker (a
+killed pod, a retried task on another machine) and is deleted when the upload completes or is
+aborted. It records the upload id, a fingerprint of the source (size, mtime or ETag, and a
+CRC64NVME over three 64 KiB samples), the part size and checksum settings, and every part the
+server has acknowledged with its ETag, size, CRC and MD5.
+
+Why not only ListParts: moto (and some S3-compatible stores) return no part checksums there, and
+an ETag is not a reliable MD5 (SSE-KMS). A part is reused only if the state records it and
+ListParts still shows it with the same ETag and size (and the same checksum where the server
+reports one); everything else is uploaded again.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from airflow_s3stream.multipart.session import PartRecord
+
+__all__ = [
+    "DEFAULT_STATE_PREFIX",
+    "ResumeDecision",
+    "ResumeState",
+    "SourceFingerprint",
+    "decide_resume",
+    "state_key",
+]
+
+DEFAULT_STATE_PREFIX = ".s3stream-resume/"
+STATE_VERSION = 1
+
+
+def state_key(key: str, prefix: str = DEFAULT_STATE_PREFIX) -> str:
+    """Key of the resume state object for destination ``key``."""
+    return f"{prefix}{key}.json"
+
+
+@dataclass(frozen=True)
+class SourceFingerprint:
+    """Identity of a source's content: changes if the source is replaced or edited.
+
+    ``version`` is the mtime in nanoseconds for a file, the ETag (and VersionId) for an S3 object.
+    ``sample`` is a CRC over a few fixed ranges (files), '' when reading is not free (S3 copy).
+    """
+
+    kind: str  # "file" | "s3"
+    name: str  # path or s3:// URI (never a presigned URL)
+    size: int
+    version: str
+    sample: str = ""
+
+
+@dataclass
+class ResumeState:
+    """Everything a later try needs to continue ``upload_id``."""
+
+    bucket: str
+    key: str
+    upload_id: str
+    source: SourceFingerprint
+    part_size: int
+    checksum_algorithm: str
+    checksum_type: str
+    parts: dict[int, PartRecord] = field(default_factory=dict)
+    version: int = STATE_VERSION
+
+    def to_json(self) -> bytes:
+        data = asdict(self)
+        data["parts"] = [p.to_dict() for _, p in sorted(self.parts.items())]
+        return json.dumps(data, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> ResumeState:
+        """Parse a state object; raises ``ValueError`` (or ``KeyError``/``TypeError``) if malformed."""
+        data = json.loads(raw)
+        if data.get("version") != STATE_VERSION:
+            raise ValueError(f"unsupported resume state version {data.get('version')!r}")
+        parts = {int(p["number"]): PartRecord.from_dict(p) for p in data["parts"]}
+        return cls(
+            bucket=data["bucket"],
+            key=data["key"],
+            upload_id=data["upload_id"],
+            source=SourceFingerprint(**data["source"]),
+            part_size=int(data["part_size"]),
+            checksum_algorithm=data["checksum_algorithm"],
+            checksum_type=data["checksum_type"],
+            parts=parts,
+        )
+
+
+@dataclass(frozen=True)
+class ResumeDecision:
+    """``resume`` True: continue ``state.upload_id`` reusing ``trusted`` parts. Else start fresh."""
+
+    resume: bool
+    reason: str
+    trusted: dict[int, PartRecord] = field(default_factory=dict)
+    abort_old: bool = False  # an upload exists that must be aborted before starting fresh
+
+
+def decide_resume(
+    state: ResumeState | None,
+    *,
+    bucket: str,
+    key: str,
+    source: SourceFingerprint,
+    part_size: int,
+    checksum_algorithm: str,
+    checksum_type: str,
+    listed: dict[int, dict[str, Any]] | None,
+) -> ResumeDecision:
+    """Decide whether to continue the recorded upload. Pure: no I/O.
+
+    :param listed: ListParts of ``state.upload_id`` by part number, or ``None`` if the upload no
+        longer exists (completed or aborted).
+    """
+    if state is None:
+        return ResumeDecision(False, "no earlier upload recorded")
+    if listed is None:
+        return ResumeDecision(False, f"earlier upload {state.upload_id} no longer exists")
+    if (state.bucket, state.key) != (bucket, key):
+        return ResumeDecision(False, "state belongs to another destination", abort_old=False)
+    if state.source != source:
+        changed = [
+            name
+            for name in ("kind", "name", "size", "version", "sample")
+            if getattr(state.source, name) != getattr(source, name)
+        ]
+        return ResumeDecision(False, f"source changed since the earlier try ({', '.join(changed)})", abort_old=True)
+    if (state.part_size, state.checksum_algorithm, state.checksum_type) != (
+        part_size,
+        checksum_algorithm,
+        checksum_type,
+    ):
+        return ResumeDecision(False, "part size or checksum settings differ from the earlier try", abort_old=True)
+    trusted: dict[int, PartRecord] = {}
+    for number, record in state.parts.items():
+        server = listed.get(number)
+        if server is None or not record.checksum:
+            continue
+        if str(server.get("ETag")) != record.etag or int(server.get("Size", -1)) != record.size:
+            continue
+        server_checksum = server.get(f"Checksum{checksum_algorithm}")
+        if server_checksum and server_checksum != record.checksum:
+            continue
+        trusted[number] = record
+    return ResumeDecision(True, f"reusing {len(trusted)} of {len(listed)} stored parts", trusted)

@@ -1,0 +1,303 @@
+"""Resumable parallel uploads of known-size sources: a local file, or an S3 object copied server side.
+
+    uploader = ResumableUploader(client, "bucket", "data/big.bin", config=MultipartConfig(max_concurrency=8))
+    result = uploader.upload_file("/data/big.bin")      # or uploader.copy_object("s3://src/obj")
+
+Parts run in a pool of ``max_concurrency`` threads. Each acknowledged part is recorded in the
+resume state object (see :mod:`.resume`); a later run for the same destination and unchanged
+source continues the same multipart upload and sends only the parts it cannot trust. On a failure
+that retrying cannot fix the upload is aborted and the state deleted; on a transient failure or
+:meth:`ResumableUploader.stop` (with ``keep_for_retry``) both are kept for the next try.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from typing import Any
+
+from airflow_s3stream.errors import TransientError, UploadInterruptedError
+from airflow_s3stream.multipart.checksums import PartDigest, PartHasher
+from airflow_s3stream.multipart.completion import Finished, complete_and_verify, put_and_verify
+from airflow_s3stream.multipart.config import MultipartConfig, PartRange, PartSizer, plan_parts
+from airflow_s3stream.multipart.progress import Progress
+from airflow_s3stream.multipart.result import UploadResult
+from airflow_s3stream.multipart.resume import (
+    DEFAULT_STATE_PREFIX,
+    ResumeState,
+    SourceFingerprint,
+    decide_resume,
+    state_key,
+)
+from airflow_s3stream.multipart.session import PartRecord, UploadSession
+from airflow_s3stream.multipart.sources import LocalFile, S3Object
+from airflow_s3stream.multipart.state_store import Checkpointer, StateStore
+
+__all__ = ["ResumableUploader"]
+
+log = logging.getLogger("airflow_s3stream.multipart")
+
+SendPart = Callable[[UploadSession, PartRange], PartRecord]
+
+
+class ResumableUploader:
+    """Upload one known-size source to ``s3://bucket/key``, resuming an earlier try if possible.
+
+    :param resume: look for and keep resume state; ``False`` always starts fresh and aborts on
+        any failure.
+    :param keep_for_retry: on a transient failure or :meth:`stop`, keep the upload and its state
+        for the next try (only with ``resume``). Set ``False`` when no retry will follow.
+    :param state_prefix: where resume state objects live in the destination bucket.
+    :param compute_sha256: also report the SHA-256 of a local file (one extra sequential read).
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        bucket: str,
+        key: str,
+        *,
+        config: MultipartConfig | None = None,
+        resume: bool = True,
+        keep_for_retry: bool = True,
+        state_prefix: str = DEFAULT_STATE_PREFIX,
+        extra_args: dict[str, Any] | None = None,
+        compute_sha256: bool = False,
+    ) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.key = key
+        self.config = config or MultipartConfig()
+        self.resume = resume
+        self.keep_for_retry = keep_for_retry
+        self.extra_args = dict(extra_args or {})
+        self.compute_sha256 = compute_sha256
+        self.store = StateStore(client, bucket, state_key(key, state_prefix), self.config.retry)
+        self._stop = threading.Event()
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    def stop(self) -> None:
+        """Stop starting parts (for ``on_kill``); the running call raises UploadInterruptedError."""
+        self._stop.set()
+
+    # -- sources ----------------------------------------------------------------------------
+
+    def upload_file(self, path: str) -> UploadResult:
+        """Upload local file ``path``; parts are read by range in parallel (``os.pread``)."""
+        started = time.monotonic()
+        with LocalFile(path) as source:
+            sizer = PartSizer(source.size, self.config.part_size)
+            sha = _Sha256Thread(path) if self.compute_sha256 else None
+            if source.size < sizer.base:  # one PutObject (the empty object included)
+                session = UploadSession(self.client, self.bucket, self.key, self.config, extra_args=self.extra_args)
+                data = source.read(0, source.size)
+                finished = put_and_verify(session, data, _digest(self.config, data))
+                source.check_unchanged()
+                return finished.result(session, sizer.base, started, sha256=sha.join() if sha else None)
+
+            def send(session: UploadSession, part: PartRange) -> PartRecord:
+                digest = source.digest(
+                    part.offset, part.length, self.config.checksum_algorithm, self.config.verify_part_etag
+                )
+                return session.upload_part(part.number, lambda: source.body(part.offset, part.length), digest)
+
+            result = self._run(
+                source.fingerprint(),
+                source.size,
+                sizer.base,
+                send,
+                check_unchanged=source.check_unchanged,
+                started=started,
+            )
+            if sha is not None:
+                return _with(result, sha256=sha.join())
+            return result
+
+    def copy_object(self, source_uri: str) -> UploadResult:
+        """Copy ``s3://bucket/key`` (same endpoint and client) with UploadPartCopy, no bytes local."""
+        started = time.monotonic()
+        source = S3Object.head(self.client, source_uri)
+        sizer = PartSizer(source.size, self.config.part_size)
+        if source.size == 0:
+            session = UploadSession(self.client, self.bucket, self.key, self.config, extra_args=self.extra_args)
+            finished = put_and_verify(session, b"", _digest(self.config, b""))
+            return finished.result(session, sizer.base, started, copied=True)
+
+        def send(session: UploadSession, part: PartRange) -> PartRecord:
+            last = part.offset + part.length - 1
+            return session.copy_part(part.number, source.copy_source(), part.offset, last, source.etag)
+
+        return _with(
+            self._run(source.fingerprint(), source.size, sizer.base, send, check_unchanged=None, started=started),
+            copied=True,
+        )
+
+    # -- the resumable loop -----------------------------------------------------------------
+
+    def _open(self, fingerprint: SourceFingerprint, part_size: int) -> tuple[UploadSession, ResumeState, int]:
+        """Continue the recorded upload if it can be trusted, else start one. Returns reused parts."""
+        session = UploadSession(self.client, self.bucket, self.key, self.config, extra_args=self.extra_args)
+        state = self.store.load() if self.resume else None
+        listed = None
+        if state is not None:
+            old = UploadSession(self.client, self.bucket, self.key, self.config, upload_id=state.upload_id)
+            try:
+                listed = old.list_parts()
+            except Exception as exc:
+                log.info("earlier upload %s of %s is gone (%s)", state.upload_id, self.uri, exc)
+            decision = decide_resume(
+                state,
+                bucket=self.bucket,
+                key=self.key,
+                source=fingerprint,
+                part_size=part_size,
+                checksum_algorithm=self.config.checksum_algorithm,
+                checksum_type=str(self.config.checksum_type),
+                listed=listed,
+            )
+            if decision.resume:
+                log.info("resuming upload %s of %s: %s", state.upload_id, self.uri, decision.reason)
+                session.upload_id = state.upload_id
+                state.parts = dict(decision.trusted)
+                return session, state, len(decision.trusted)
+            log.warning("not resuming %s: %s; starting fresh", self.uri, decision.reason)
+            if decision.abort_old:
+                old.abort()
+        session.create()
+        state = ResumeState(
+            bucket=self.bucket,
+            key=self.key,
+            upload_id=str(session.upload_id),
+            source=fingerprint,
+            part_size=part_size,
+            checksum_algorithm=self.config.checksum_algorithm,
+            checksum_type=str(self.config.checksum_type),
+        )
+        if self.resume:
+            self.store.save(state.to_json())  # before any part, so a kill right now is resumable
+        return session, state, 0
+
+    def _run(
+        self,
+        fingerprint: SourceFingerprint,
+        size: int,
+        part_size: int,
+        send: SendPart,
+        *,
+        check_unchanged: Callable[[], None] | None,
+        started: float,
+    ) -> UploadResult:
+        plan = plan_parts(size, part_size)
+        session, state, reused = self._open(fingerprint, part_size)
+        missing = [p for p in plan if p.number not in state.parts]
+        checkpointer = Checkpointer(self.store, state) if self.resume else None
+        progress = Progress(self.uri, sum(p.length for p in missing), self.config.progress_interval)
+        log.info(
+            "uploading %s: %d bytes in %d parts of %d bytes, %d to send, %d in parallel",
+            self.uri,
+            size,
+            len(plan),
+            part_size,
+            len(missing),
+            self.config.max_concurrency,
+        )
+        try:
+            records = dict(state.parts)
+            records.update(self._send_all(session, missing, send, checkpointer, progress))
+            if check_unchanged is not None:
+                check_unchanged()
+            if checkpointer is not None:
+                checkpointer.close()
+            finished: Finished = complete_and_verify(session, list(records.values()))
+        except BaseException as exc:
+            keep = self.resume and self.keep_for_retry and isinstance(exc, TransientError)
+            if keep and checkpointer is not None:
+                checkpointer.flush()
+                log.warning("keeping upload %s of %s for the next try (%s)", session.upload_id, self.uri, exc)
+            else:
+                if checkpointer is not None:
+                    checkpointer.close()
+                session.abort()
+                if self.resume:
+                    self.store.delete()
+            raise
+        if self.resume:
+            self.store.delete()
+        log.info("%s", progress.describe())
+        return finished.result(session, part_size, started, resumed_parts=reused, uploaded_parts=len(missing))
+
+    def _send_all(
+        self,
+        session: UploadSession,
+        parts: list[PartRange],
+        send: SendPart,
+        checkpointer: Checkpointer | None,
+        progress: Progress,
+    ) -> dict[int, PartRecord]:
+        done: dict[int, PartRecord] = {}
+        failed = threading.Event()
+
+        def job(part: PartRange) -> PartRecord:
+            if self._stop.is_set() or failed.is_set():
+                raise UploadInterruptedError(f"upload of {self.uri} stopped before part {part.number}")
+            try:
+                record = send(session, part)
+            except BaseException:
+                failed.set()
+                raise
+            if checkpointer is not None:
+                checkpointer.record(record)
+            progress.add(record.size)
+            return record
+
+        with ThreadPoolExecutor(self.config.max_concurrency, thread_name_prefix="s3stream-part") as pool:
+            futures = [pool.submit(job, part) for part in parts]
+            wait(futures, return_when=FIRST_EXCEPTION)
+            if any(f.done() and f.exception() for f in futures):
+                failed.set()  # parts not yet started are skipped
+            wait(futures)
+        errors = [f.exception() for f in futures if f.exception() is not None]
+        real = [e for e in errors if not isinstance(e, UploadInterruptedError)]
+        if real or errors:
+            raise (real or errors)[0]  # type: ignore[misc]
+        for future in futures:
+            record = future.result()
+            done[record.number] = record
+        return done
+
+
+class _Sha256Thread:
+    """SHA-256 of a file, computed by one sequential reader thread alongside the upload."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.value = ""
+        self._thread = threading.Thread(target=self._run, name="s3stream-sha256", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        digest = hashlib.sha256()
+        with open(self.path, "rb", buffering=0) as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+        self.value = digest.hexdigest()
+
+    def join(self) -> str:
+        self._thread.join()
+        return self.value
+
+
+def _digest(config: MultipartConfig, data: bytes) -> PartDigest:
+    return PartHasher.of(config.checksum_algorithm, config.verify_part_etag, data)
+
+
+def _with(result: UploadResult, **changes: Any) -> UploadResult:
+    return dataclasses.replace(result, **changes)
