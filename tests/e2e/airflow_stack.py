@@ -162,6 +162,24 @@ class AirflowStack:
             return False
         return True
 
+    def processes_using_home(self) -> list[int]:
+        """PIDs of live processes whose environment names this deployment's AIRFLOW_HOME.
+
+        Catches a process that left the group (e.g. by ``setsid``), which ``group_alive`` misses.
+        """
+        marker = f"AIRFLOW_HOME={self.home}\0".encode()
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                environ = (entry / "environ").read_bytes()
+            except OSError:  # gone, or not ours to read
+                continue
+            if marker in environ + b"\0":
+                found.append(int(entry.name))
+        return found
+
     @property
     def pgid(self) -> int | None:
         return self._pgid

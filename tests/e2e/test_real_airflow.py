@@ -40,6 +40,7 @@ def airflow(airflow_connections: dict[str, str]) -> Iterator[AirflowStack]:
         stack.stop()
         assert pgid is not None
         assert not stack.group_alive(), f"processes of group {pgid} survived stop()"
+        assert stack.processes_using_home() == [], "an Airflow process outside the group survived stop()"
 
 
 def _xcom(airflow: AirflowStack, dag_id: str, run_id: str, task_id: str) -> Any:
