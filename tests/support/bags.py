@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import subprocess
 import zipfile
 from collections.abc import Iterable, Mapping
@@ -87,6 +88,8 @@ def zip_dir_streamed(directory: Path, top: bool = True) -> bytes:
 
 def zip_dir_infozip(directory: Path, out: Path, streamed: bool = False) -> bytes:
     """``directory`` zipped by Info-ZIP ``zip -r`` (``-fd``: force data descriptors when ``streamed``)."""
+    if shutil.which("zip") is None:
+        raise RuntimeError("Info-ZIP `zip` is not on the PATH; install it (Debian/Ubuntu: apt-get install zip)")
     if out.exists():
         out.unlink()
     args = ["zip", "-q", "-r", "-X"] + (["-fd"] if streamed else []) + [str(out), directory.name]
