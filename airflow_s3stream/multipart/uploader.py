@@ -21,7 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any
 
-from airflow_s3stream.errors import TransientError, UploadInterruptedError
+from airflow_s3stream.errors import SourceChangedError, TransientError, UploadInterruptedError
 from airflow_s3stream.multipart.checksums import PartDigest, PartHasher
 from airflow_s3stream.multipart.completion import Finished, complete_and_verify, put_and_verify
 from airflow_s3stream.multipart.config import MultipartConfig, PartRange, PartSizer, plan_parts
@@ -135,8 +135,18 @@ class ResumableUploader:
             last = part.offset + part.length - 1
             return session.copy_part(part.number, source.copy_source(), part.offset, last, source.etag)
 
+        def check_unchanged() -> None:
+            # S3 enforces CopySourceIfMatch per part; servers that ignore it are caught here.
+            now = S3Object.head(self.client, source_uri)
+            if (now.etag, now.size) != (source.etag, source.size):
+                raise SourceChangedError(
+                    f"source {source.uri} was replaced during the copy (ETag {source.etag} -> {now.etag})"
+                )
+
         return _with(
-            self._run(source.fingerprint(), source.size, sizer.base, send, check_unchanged=None, started=started),
+            self._run(
+                source.fingerprint(), source.size, sizer.base, send, check_unchanged=check_unchanged, started=started
+            ),
             copied=True,
         )
 
