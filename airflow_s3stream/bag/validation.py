@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+import urllib.parse
 from dataclasses import dataclass, field
 
 from airflow_s3stream.bag.tagfiles import (
@@ -147,6 +148,7 @@ class BagCheck:
         fetch = self._read_fetch(encoding)
         fetch_paths = {f.path for f in fetch}
         self._check_oxum(encoding, payload, fetch)
+        self._check_fetch(fetch, payload)
         for alg in self.payload_algorithms:
             listed = self._check_manifest(f"manifest-{alg}.txt", alg, encoding, payload, fetch_paths, payload=True)
             for rel in sorted(set(payload) - listed):
@@ -188,9 +190,32 @@ class BagCheck:
         except (TagFileError, UnicodeDecodeError) as exc:
             self._err("fetch.txt", str(exc))
             return []
-        for entry in entries:
-            self._warn("fetch.txt", f"lists {entry.path} at {entry.url} (reported, not fetched)")
         return entries
+
+    def _check_fetch(self, fetch: list[FetchEntry], payload: dict[str, _Seen]) -> None:
+        """Report every fetch.txt entry; one whose file is absent makes the bag incomplete.
+
+        RFC 8493 section 3: a complete bag has every file of every payload manifest present, and
+        a holey bag's files are not present until fetched, so it is reported, never fetched.
+        """
+        for entry in fetch:
+            url = urllib.parse.urlsplit(entry.url)
+            if not ((url.scheme and url.netloc) or url.scheme == "file"):
+                self._err("fetch.txt", f"malformed URL {entry.url!r} for {entry.path}")
+            if not entry.path.startswith("data/") or ".." in entry.path.split("/"):
+                self._err("fetch.txt", f"path {entry.path!r} is out of scope (not under data/)")
+            elif entry.path not in payload:
+                self._err(
+                    entry.path,
+                    f"listed in fetch.txt ({entry.url}) but not in the archive: "
+                    "the bag is holey, so incomplete until it is fetched (reported, not fetched)",
+                )
+            elif entry.length is not None and entry.length != payload[entry.path].size:
+                self._err(
+                    entry.path, f"fetch.txt says {entry.length} bytes, the archive holds {payload[entry.path].size}"
+                )
+            else:
+                self._warn("fetch.txt", f"lists {entry.path} at {entry.url}; the file is present (not fetched)")
 
     def _check_oxum(self, encoding: str, payload: dict[str, _Seen], fetch: list[FetchEntry]) -> None:
         data = self._content.get("bag-info.txt")
@@ -205,8 +230,9 @@ class BagCheck:
             self._err("bag-info.txt", str(exc).removeprefix("bag-info.txt").lstrip(": "))
             return
         # A holey bag's Oxum counts the files still to be fetched (RFC 8493 section 2.2.2).
-        have_octets = sum(s.size for s in payload.values()) + sum(f.length or 0 for f in fetch)
-        have_files = len(payload) + len({f.path for f in fetch} - set(payload))
+        absent = {f.path: f.length or 0 for f in fetch if f.path not in payload}
+        have_octets = sum(s.size for s in payload.values()) + sum(absent.values())
+        have_files = len(payload) + len(absent)
         if (octets, files) != (have_octets, have_files):
             self._err(
                 "bag-info.txt",

@@ -155,20 +155,36 @@ def test_tag_manifest_catches_a_changed_tag_file(tmp_path: Path, bag_zip: bytes)
     assert any(e.startswith("bag/bag-info.txt: sha256 mismatch") for e in _errors(report))
 
 
-def test_holey_bag_with_fetch_txt_is_valid_and_reports_the_fetch(tmp_path: Path) -> None:
+def _holey(tmp_path: Path, fetch: bytes, drop: bool = True) -> bytes:
     bag = make_bag(tmp_path, {"here.txt": b"here", "remote.txt": b"remote!"}, checksums=["sha256"])
-    data = edit_zip(
-        zip_dir(bag),
-        {
-            "bag/data/remote.txt": None,
-            "bag/fetch.txt": b"https://example.org/remote.txt 7 data/remote.txt\n",
-            "bag/tagmanifest-sha256.txt": None,
-        },
-    )
+    changes: dict[str, bytes | None] = {"bag/fetch.txt": fetch, "bag/tagmanifest-sha256.txt": None}
+    if drop:
+        changes["bag/data/remote.txt"] = None
+    return edit_zip(zip_dir(bag), changes)
+
+
+def test_holey_bag_is_reported_incomplete_and_nothing_is_fetched(tmp_path: Path) -> None:
+    data = _holey(tmp_path, b"https://example.org/remote.txt 7 data/remote.txt\n")
+    report = _verify(tmp_path, data)
+    assert not report.valid and report.fetch_entries == 1 and report.payload_files == 1
+    assert _errors(report) == [
+        "bag/data/remote.txt: listed in fetch.txt (https://example.org/remote.txt) but not in the archive: "
+        "the bag is holey, so incomplete until it is fetched (reported, not fetched)"
+    ]
+
+
+def test_fetch_entry_whose_file_is_present_is_only_a_warning(tmp_path: Path) -> None:
+    data = _holey(tmp_path, b"https://example.org/remote.txt 7 data/remote.txt\n", drop=False)
     report = _verify(tmp_path, data)
     assert report.valid, _errors(report)
-    assert report.fetch_entries == 1 and report.payload_files == 1
-    assert any("(reported, not fetched)" in str(w) for w in report.warnings)
+    assert any("the file is present (not fetched)" in str(w) for w in report.warnings)
+
+
+def test_fetch_entries_with_bad_urls_or_paths_are_errors(tmp_path: Path) -> None:
+    data = _holey(tmp_path, b"not-a-url 7 data/remote.txt\nhttps://example.org/x - ../escape\n", drop=False)
+    errors = _errors(_verify(tmp_path, data))
+    assert "bag/fetch.txt: malformed URL 'not-a-url' for data/remote.txt" in errors
+    assert "bag/fetch.txt: path '../escape' is out of scope (not under data/)" in errors
 
 
 def test_names_differing_only_by_case_are_warned(tmp_path: Path) -> None:
