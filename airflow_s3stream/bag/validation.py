@@ -9,6 +9,7 @@ every manifest line and completeness, and returns findings. No I/O here.
 
 from __future__ import annotations
 
+import codecs
 import re
 import unicodedata
 import urllib.parse
@@ -177,6 +178,11 @@ class BagCheck:
         except TagFileError as exc:
             self._err("bagit.txt", str(exc).removeprefix("bagit.txt").lstrip(": "))
             return None
+        try:
+            codecs.lookup(declaration.encoding)
+        except LookupError:
+            self._err("bagit.txt", f"unknown Tag-File-Character-Encoding {declaration.encoding!r}")
+            return None
         if declaration.version not in ((0, 97), (1, 0)):
             self._warn("bagit.txt", f"BagIt-Version {declaration.version[0]}.{declaration.version[1]} is not 0.97/1.0")
         return declaration
@@ -244,9 +250,9 @@ class BagCheck:
     ) -> set[str]:
         """Check every line of one manifest; returns the paths it lists."""
         data = self._content.get(name)
-        if data is None:
-            if name.removeprefix("tag") not in self._failed and name not in self._failed:
-                self._err(name, "could not be read")
+        if data is None:  # failed its CRC (reported by the ZIP layer) or too large to hold
+            if name not in self._failed:
+                self._err(name, "larger than max_tag_file_bytes: not checked")
             return set(files)  # do not also report every file as unlisted
         try:
             manifest: Manifest = parse_manifest(data, name, alg, encoding)

@@ -149,6 +149,19 @@ def test_byte_order_mark_in_bagit_txt_is_an_error(tmp_path: Path, bag_zip: bytes
     assert any(e.startswith("bag/bagit.txt: starts with a byte-order mark") for e in _errors(report))
 
 
+def test_corrupted_manifest_member_is_one_error_not_a_cascade(tmp_path: Path) -> None:
+    data = bytearray(zip_dir(make_bag(tmp_path, FILES), method=zipfile.ZIP_STORED))
+    info = zipfile.ZipFile(io.BytesIO(bytes(data))).getinfo("bag/manifest-sha256.txt")
+    data[info.header_offset + 30 + len(info.filename) + len(info.extra) + 5] ^= 0x01
+    errors = _errors(_verify(tmp_path, bytes(data)))
+    assert len(errors) == 1 and errors[0].startswith("bag/manifest-sha256.txt: CRC-32 mismatch"), errors
+
+
+def test_unknown_tag_file_encoding_is_an_error(tmp_path: Path, bag_zip: bytes) -> None:
+    data = edit_zip(bag_zip, {"bag/bagit.txt": b"BagIt-Version: 1.0\nTag-File-Character-Encoding: KLINGON-8\n"})
+    assert "bag/bagit.txt: unknown Tag-File-Character-Encoding 'KLINGON-8'" in _errors(_verify(tmp_path, data))
+
+
 def test_tag_manifest_catches_a_changed_tag_file(tmp_path: Path, bag_zip: bytes) -> None:
     info = _read(bag_zip, "bag/bag-info.txt") + b"Contact-Name: someone else\n"
     report = _verify(tmp_path, edit_zip(bag_zip, {"bag/bag-info.txt": info}))
