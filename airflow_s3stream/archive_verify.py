@@ -141,10 +141,13 @@ def _stream_members(
     for warning in archive.name_warnings():
         target = report.errors if warning.reason.startswith("unsafe") else report.warnings
         target.append(Finding(warning.member, warning.reason))
+    overlapping = archive.overlaps()
+    report.errors += [Finding(o.member, o.reason) for o in overlapping]
+    skip = {o.member for o in overlapping}
     budget = [config.limits.max_total_uncompressed]
     for entry in archive.in_archive_order():
         report.members_total += 1
-        if entry.is_dir:
+        if entry.is_dir or entry.name in skip:
             continue
         try:
             size, digests, content = _stream_one(archive, entry, check, config, budget, pool=pool)

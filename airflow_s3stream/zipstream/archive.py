@@ -16,6 +16,7 @@ from airflow_s3stream.errors import ArchiveError
 from airflow_s3stream.zipstream.members import SeekableFile, ZipLimits, iter_member_data
 from airflow_s3stream.zipstream.records import (
     EOCD_SEARCH,
+    LOCAL_HEADER_SIZE,
     ZIP64_EOCD,
     ZIP64_LOCATOR,
     CentralDirectoryLocation,
@@ -95,6 +96,21 @@ class ZipArchive:
             else:
                 seen[folded] = entry.name
         return warnings
+
+    def overlaps(self) -> list[NameWarning]:
+        """Members whose bytes start inside the previous member's: the overlapping-file zip bomb
+        (or corruption). The bound used is the smallest the previous member can occupy."""
+        found: list[NameWarning] = []
+        previous: ZipEntry | None = None
+        for entry in self.in_archive_order():
+            if previous is not None:
+                end = previous.header_offset + LOCAL_HEADER_SIZE + len(previous.raw_name) + previous.compressed_size
+                if entry.header_offset < end:
+                    found.append(
+                        NameWarning(entry.name, f"overlaps member {previous.name} (zip bomb or corrupt archive)")
+                    )
+            previous = entry
+        return found
 
     def iter_data(self, entry: ZipEntry, budget: list[int] | None = None) -> Iterator[bytes]:
         """Uncompressed bytes of ``entry``, checked as they flow (see :func:`iter_member_data`)."""

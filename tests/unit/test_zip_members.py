@@ -6,6 +6,7 @@ import io
 import os
 import struct
 import zipfile
+from typing import Any
 
 import pytest
 
@@ -124,3 +125,27 @@ def test_data_descriptor_members_from_a_non_seekable_writer_stream() -> None:
     (entry,) = archive.entries
     assert entry.has_data_descriptor
     assert _read_all(archive, "streamed") == CONTENT
+
+
+def test_members_sharing_their_bytes_are_flagged_as_overlapping() -> None:
+    data = bytearray(zip_bytes({"a": bytes(10_000), "b": bytes(10_000)}))
+    cd = data.find(b"PK\x01\x02")
+    second = data.find(b"PK\x01\x02", cd + 4)
+    struct.pack_into("<L", data, second + 42, 0)  # b's local header offset -> a's header
+    assert [(o.member, o.reason) for o in _archive(bytes(data)).overlaps()] == [
+        ("b", "overlaps member a (zip bomb or corrupt archive)")
+    ]
+
+
+def test_overlapping_members_fail_verification_without_being_expanded(tmp_path: Any) -> None:
+    from airflow_s3stream.archive_verify import verify_archive
+    from airflow_s3stream.ranged import LocalFileSource
+
+    data = bytearray(zip_bytes({"a": bytes(10_000), "b": bytes(10_000)}))
+    second = data.find(b"PK\x01\x02", data.find(b"PK\x01\x02") + 4)
+    struct.pack_into("<L", data, second + 42, 0)
+    path = tmp_path / "overlap.zip"
+    path.write_bytes(bytes(data))
+    report = verify_archive(LocalFileSource(path))
+    assert [str(e) for e in report.errors] == ["b: overlaps member a (zip bomb or corrupt archive)"]
+    assert report.members_checked == 1
