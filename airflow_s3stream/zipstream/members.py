@@ -27,6 +27,7 @@ MiB = 1024 * KiB
 GiB = 1024 * MiB
 TiB = 1024 * GiB
 
+ZIP64_MARKER = 0xFFFFFFFF  # a 32-bit size field whose value is in the ZIP64 extra field
 READ_CHUNK = 1 * MiB  # compressed bytes read per step
 OUT_CHUNK = 4 * MiB  # at most this many uncompressed bytes produced per decompress() call
 
@@ -136,10 +137,17 @@ def _check_local_header(fp: SeekableFile, entry: ZipEntry) -> int:
         raise MemberError(entry.name, f"local header names {local.raw_name!r}, central directory {entry.raw_name!r}")
     if local.method != entry.method:
         raise MemberError(entry.name, f"local header method {local.method} differs from central directory")
-    if not (local.flags & 0x0008) and local.crc32 != entry.crc32:
-        raise MemberError(
-            entry.name, f"local header CRC-32 {local.crc32:08x} differs from central directory {entry.crc32:08x}"
-        )
+    if not (local.flags & 0x0008):  # without a data descriptor the local header carries the real values
+        if local.crc32 != entry.crc32:
+            raise MemberError(
+                entry.name, f"local header CRC-32 {local.crc32:08x} differs from central directory {entry.crc32:08x}"
+            )
+        if local.compressed_size not in (entry.compressed_size, ZIP64_MARKER):
+            raise MemberError(
+                entry.name,
+                f"local header compressed size {local.compressed_size} differs from central directory "
+                f"{entry.compressed_size}",
+            )
     return entry.header_offset + local.length
 
 

@@ -68,6 +68,13 @@ def test_local_header_naming_another_file_is_caught() -> None:
         _read_all(_archive(bytes(data)), "bbbb")
 
 
+def test_local_header_size_disagreeing_with_the_directory_is_caught() -> None:
+    data = bytearray(zip_bytes({"sized": b"12345"}, zipfile.ZIP_STORED))
+    struct.pack_into("<L", data, 18, 4)  # local compressed size
+    with pytest.raises(MemberError, match="member sized: local header compressed size 4 differs"):
+        _read_all(_archive(bytes(data)), "sized")
+
+
 def test_missing_local_header_is_caught() -> None:
     data = bytearray(zip_bytes({"a": b"1"}))
     data[0:4] = b"XXXX"
