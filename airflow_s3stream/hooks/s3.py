@@ -7,6 +7,7 @@ connection pool for parallel work and exposes the few connection-level helpers o
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -35,6 +36,19 @@ class S3StreamHook(S3Hook):
     def get_s3_client(self) -> Any:
         """The boto3 S3 client the streaming core takes as its argument."""
         return self.get_conn()
+
+    def abort_stale_multipart_uploads(
+        self, bucket_name: str, prefix: str = "", older_than: timedelta = timedelta(days=7), dry_run: bool = False
+    ) -> list[dict[str, Any]]:
+        """Abort incomplete multipart uploads under ``prefix`` started more than ``older_than`` ago.
+
+        What a lifecycle rule would do; see :func:`airflow_s3stream.multipart.cleanup.abort_stale_uploads`.
+        Returns ``[{"key", "upload_id", "initiated"}]`` of what was (or, with ``dry_run``, would be) aborted.
+        """
+        from airflow_s3stream.multipart.cleanup import abort_stale_uploads
+
+        stale = abort_stale_uploads(self.get_s3_client(), bucket_name, prefix, older_than, dry_run=dry_run)
+        return [s.to_dict() for s in stale]
 
     # --- S3ZipVerifyOperator section (engineer C) ---------------------------------------------
     def extract_zip_members(

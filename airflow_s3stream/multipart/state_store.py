@@ -13,7 +13,7 @@ import threading
 from typing import Any
 
 from airflow_s3stream.multipart.resume import ResumeState
-from airflow_s3stream.multipart.session import PartRecord
+from airflow_s3stream.multipart.session import PartRecord, translate_error
 from airflow_s3stream.retry import RetryPolicy
 
 __all__ = ["Checkpointer", "StateStore"]
@@ -35,7 +35,7 @@ class StateStore:
         except Exception as exc:
             if getattr(exc, "response", {}).get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 return None
-            raise
+            raise translate_error(exc, f"reading resume state {self.uri}") from exc
         try:
             return ResumeState.from_json(raw)
         except (ValueError, KeyError, TypeError) as exc:

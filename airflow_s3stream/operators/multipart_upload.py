@@ -1,0 +1,205 @@
+"""``S3MultipartUploadOperator``: parallel, checksummed, resumable multipart upload of one source.
+
+Thin by design: arguments are validated here (DAG parse time), clients come from
+:class:`~airflow_s3stream.hooks.s3.S3StreamHook`, and the work is the multipart engine
+(:mod:`airflow_s3stream.multipart`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_s3stream.errors import ConfigurationError, InvalidInputError
+from airflow_s3stream.hooks.s3 import S3StreamHook
+from airflow_s3stream.multipart import DEFAULT_MAX_CONCURRENCY, MultipartConfig
+from airflow_s3stream.multipart.resume import DEFAULT_STATE_PREFIX
+from airflow_s3stream.multipart.streams import classify_source, redact_uri, upload_uri
+from airflow_s3stream.multipart.uploader import ResumableUploader
+from airflow_s3stream.operators.links import S3ObjectLink
+from airflow_s3stream.retry import RetryPolicy
+
+__all__ = ["S3MultipartUploadOperator"]
+
+
+class S3MultipartUploadOperator(BaseOperator):
+    """Upload a local file, a URI, or an S3 object (server-side copy) to ``s3://s3_bucket/s3_key``.
+
+    :param source: local path or ``file://`` URI (ranged parallel reads, resumable); ``s3://b/k``
+        in the destination's endpoint (UploadPartCopy, resumable, no bytes through the worker);
+        any other URI smart_open opens (streamed, not resumable). Templated.
+    :param s3_bucket: destination bucket (templated).
+    :param s3_key: destination key (templated).
+    :param aws_conn_id: connection of the destination (and of same-endpoint ``s3://`` sources).
+    :param source_aws_conn_id: read an ``s3://`` source through this other connection instead
+        (another account or endpoint): the bytes are then streamed, not copied server side.
+    :param part_size: bytes per part; ``None`` = 16 MiB, raised to stay within 10,000 parts.
+        Must be 5 MiB..5 GiB (checked when the DAG is parsed).
+    :param max_concurrency: parts in flight (default 8). Memory for a streamed URI source is about
+        ``(max_concurrency + 1) x part_size``; a local file streams each part from disk.
+    :param checksum_algorithm: ``CRC32C`` (default, composite), ``CRC32`` or ``CRC64NVME`` (full object).
+    :param checksum_type: ``COMPOSITE`` or ``FULL_OBJECT``; ``None`` = the algorithm's default.
+    :param resume: continue an earlier try's upload of the same unchanged source (default True).
+    :param state_prefix: key prefix of the resume state objects in ``s3_bucket``.
+    :param verify_part_etag: compare each part's MD5 with its ETag (catches corruption on servers
+        that do not check the CRC); ~1.7 s CPU per GB.
+    :param compute_sha256: also report the SHA-256 of the whole source.
+    :param extra_args: CreateMultipartUpload/PutObject arguments (``ContentType``, SSE, ...).
+    :param abort_stale_uploads_older_than: before uploading, abort incomplete uploads under
+        ``stale_uploads_prefix`` started longer ago than this (``timedelta`` or seconds).
+    :param stale_uploads_prefix: prefix for that cleanup; ``None`` = ``s3_key`` itself.
+    :param max_attempts: tries per S3 request (throttling, 5xx, resets, timeouts).
+
+    Returns (XCom) ``bucket``, ``key``, ``size``, ``parts``, ``part_size``, ``etag``,
+    ``checksum_algorithm``, ``checksum_type``, ``checksum``, ``seconds``, ``mb_per_s``,
+    ``resumed_parts``, ``uploaded_parts``, ``copied``, ``verified``, ``version_id``, ``sha256``,
+    ``source`` (redacted) and ``stale_uploads_aborted``.
+    """
+
+    template_fields: Sequence[str] = ("source", "s3_bucket", "s3_key")
+    ui_color = "#ffe4b5"
+    operator_extra_links = (S3ObjectLink(),)
+
+    def __init__(
+        self,
+        *,
+        source: str,
+        s3_bucket: str,
+        s3_key: str,
+        aws_conn_id: str | None = "aws_default",
+        source_aws_conn_id: str | None = None,
+        part_size: int | None = None,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        checksum_algorithm: str = "CRC32C",
+        checksum_type: str | None = None,
+        resume: bool = True,
+        state_prefix: str = DEFAULT_STATE_PREFIX,
+        verify_part_etag: bool = True,
+        compute_sha256: bool = False,
+        extra_args: dict[str, Any] | None = None,
+        abort_stale_uploads_older_than: timedelta | float | None = None,
+        stale_uploads_prefix: str | None = None,
+        max_attempts: int = RetryPolicy.max_attempts,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        for name, value in (("source", source), ("s3_bucket", s3_bucket), ("s3_key", s3_key)):
+            if not isinstance(value, str) or not value.strip():
+                raise ConfigurationError(f"{self.task_id}: {name} must be a non-empty string, got {value!r}")
+        try:
+            self.config = MultipartConfig(
+                part_size=part_size,
+                max_concurrency=max_concurrency,
+                checksum_algorithm=checksum_algorithm,
+                checksum_type=checksum_type,
+                verify_part_etag=verify_part_etag,
+                retry=RetryPolicy(max_attempts=max_attempts),
+            )
+        except ValueError as exc:
+            raise ConfigurationError(f"{self.task_id}: {exc}") from exc
+        if isinstance(abort_stale_uploads_older_than, (int, float)):
+            abort_stale_uploads_older_than = timedelta(seconds=abort_stale_uploads_older_than)
+        if abort_stale_uploads_older_than is not None and abort_stale_uploads_older_than < timedelta(0):
+            raise ConfigurationError(f"{self.task_id}: abort_stale_uploads_older_than must not be negative")
+        self.source, self.s3_bucket, self.s3_key = source, s3_bucket, s3_key
+        self.aws_conn_id, self.source_aws_conn_id = aws_conn_id, source_aws_conn_id
+        self.resume, self.state_prefix = resume, state_prefix
+        self.compute_sha256 = compute_sha256
+        self.extra_args = dict(extra_args or {})
+        self.abort_stale_uploads_older_than = abort_stale_uploads_older_than
+        self.stale_uploads_prefix = stale_uploads_prefix
+        self._uploader: ResumableUploader | None = None
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        hook = S3StreamHook(aws_conn_id=self.aws_conn_id, max_pool_connections=self.config.max_concurrency + 4)
+        client = hook.get_s3_client()
+        spec = classify_source(self.source, s3_same_endpoint=self.source_aws_conn_id is None)
+        where = f"s3://{self.s3_bucket}/{self.s3_key}"
+        try:
+            aborted = self._abort_stale(hook)
+            self.log.info("uploading %s to %s (%s)", redact_uri(self.source), where, spec.kind)
+            if spec.kind == "uri":
+                result = upload_uri(
+                    client,
+                    spec.location,
+                    self.s3_bucket,
+                    self.s3_key,
+                    config=self.config,
+                    transport_params=self._transport_params(),
+                    extra_args=self.extra_args,
+                    compute_sha256=self.compute_sha256,
+                )
+            else:
+                self._uploader = ResumableUploader(
+                    client,
+                    self.s3_bucket,
+                    self.s3_key,
+                    config=self.config,
+                    resume=self.resume,
+                    keep_for_retry=_will_retry(context),
+                    state_prefix=self.state_prefix,
+                    extra_args=self.extra_args,
+                    compute_sha256=self.compute_sha256,
+                )
+                if spec.kind == "file":
+                    result = self._uploader.upload_file(spec.location)
+                else:
+                    result = self._uploader.copy_object(spec.location)
+        except InvalidInputError as exc:  # bad source, refused credentials, checksum mismatch, changed source
+            raise AirflowFailException(str(exc) if where in str(exc) else f"{where}: {exc}") from exc
+        # TransientError and UploadError propagate unchanged: Airflow retries the task.
+        finally:
+            self._uploader = None
+        output = result.to_dict()
+        output["source"] = redact_uri(self.source)
+        output["stale_uploads_aborted"] = aborted
+        self.log.info(
+            "uploaded %s: %d bytes, %d parts (%d reused), %.1f MB/s, %s %s, verified %s",
+            where,
+            result.size,
+            result.parts,
+            result.resumed_parts,
+            result.mb_per_s,
+            result.checksum_algorithm,
+            result.checksum,
+            ", ".join(result.verified) or "nothing",
+        )
+        return output
+
+    def on_kill(self) -> None:
+        """Stop starting parts; the upload and its resume state stay for the next try."""
+        uploader = self._uploader
+        if uploader is not None:
+            uploader.stop()
+
+    def _abort_stale(self, hook: S3StreamHook) -> int:
+        if self.abort_stale_uploads_older_than is None:
+            return 0
+        prefix = self.s3_key if self.stale_uploads_prefix is None else self.stale_uploads_prefix
+        aborted = hook.abort_stale_multipart_uploads(self.s3_bucket, prefix, self.abort_stale_uploads_older_than)
+        for item in aborted:
+            self.log.info(
+                "aborted stale upload %s of %s (started %s)", item["upload_id"], item["key"], item["initiated"]
+            )
+        return len(aborted)
+
+    def _transport_params(self) -> dict[str, Any]:
+        if self.source_aws_conn_id is None:
+            return {}
+        source_hook = S3StreamHook(aws_conn_id=self.source_aws_conn_id)
+        return {"client": source_hook.get_s3_client()}
+
+
+def _will_retry(context: Any) -> bool:
+    """True when Airflow will run another try after this one fails (keep resume state for it)."""
+    ti = context.get("ti") if hasattr(context, "get") else None
+    if ti is None:
+        return True  # a plain script: keep the state so running it again resumes
+    try:
+        return int(ti.try_number) <= int(ti.max_tries)
+    except (AttributeError, TypeError, ValueError):
+        return True
