@@ -153,6 +153,22 @@ def test_bags_from_other_zip_writers_verify(
     assert report.algorithms == ["md5", "sha1"] and report.payload_files == len(FILES)
 
 
+def test_infozip_streaming_from_stdin_zip64_descriptors_verify(
+    tmp_path: Path, bucket: str, s3_client: Any, proxied: Any
+) -> None:
+    import subprocess
+
+    payload = os.urandom(3 * MiB) + b"tail" * 100_000
+    out = tmp_path / "stdin.zip"
+    # pipe in, pipe out: zip cannot seek back, so it writes ZIP64 data descriptors
+    out.write_bytes(subprocess.run(["zip", "-q", "-", "-"], input=payload, capture_output=True, check=True).stdout)
+    (info,) = zipfile.ZipFile(out).infolist()
+    assert info.flag_bits & 0x08 and info.file_size == len(payload)
+    s3_client.put_object(Bucket=bucket, Key="stdin.zip", Body=out.read_bytes())
+    report = _verify(proxied, bucket, "stdin.zip")
+    assert report.valid and report.mode == "zip" and report.uncompressed_bytes == len(payload)
+
+
 # --- transient faults -------------------------------------------------------------------------
 
 
