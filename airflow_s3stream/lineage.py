@@ -57,7 +57,11 @@ def source_dataset(uri_or_path: str) -> DatasetName:
         return s3_dataset(parsed.netloc, parsed.path)
     if parsed.scheme in ("", "file"):
         return DatasetName(namespace="file", name=parsed.path or uri_or_path)
-    return DatasetName(namespace=f"{parsed.scheme}://{parsed.netloc}", name=parsed.path.lstrip("/") or "/")
+    # Host and port only: user:password@ and presigned query strings never reach lineage.
+    authority = parsed.hostname or ""
+    if parsed.port:
+        authority += f":{parsed.port}"
+    return DatasetName(namespace=f"{parsed.scheme}://{authority}", name=parsed.path.lstrip("/") or "/")
 
 
 def postgres_tables(

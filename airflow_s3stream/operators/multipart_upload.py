@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
@@ -61,6 +61,7 @@ class S3MultipartUploadOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = ("source", "s3_bucket", "s3_key")
+    template_fields_renderers: ClassVar[dict[str, str]] = {"source": "py", "s3_key": "py"}
     ui_color = "#ffe4b5"
     operator_extra_links = (S3ObjectLink(),)
 
@@ -113,6 +114,12 @@ class S3MultipartUploadOperator(BaseOperator):
         self.abort_stale_uploads_older_than = abort_stale_uploads_older_than
         self.stale_uploads_prefix = stale_uploads_prefix
         self._uploader: ResumableUploader | None = None
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage (when installed): the source in, the destination object out."""
+        from airflow_s3stream.lineage import upload_lineage
+
+        return upload_lineage(self.source, self.s3_bucket, self.s3_key)
 
     def execute(self, context: Any) -> dict[str, Any]:
         hook = S3StreamHook(aws_conn_id=self.aws_conn_id, max_pool_connections=self.config.max_concurrency + 4)

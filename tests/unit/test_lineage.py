@@ -29,6 +29,10 @@ def test_s3_dataset_is_bucket_namespace_and_key_name() -> None:
         ("file:///data/big.bin", DatasetName("file", "/data/big.bin")),
         ("s3://other-bucket/in/x.tar", DatasetName("s3://other-bucket", "in/x.tar")),
         ("https://example.org/files/x.iso", DatasetName("https://example.org", "files/x.iso")),
+        (
+            "sftp://user:secret@files.example.org:2222/in/x.iso?X-Amz-Signature=abc",
+            DatasetName("sftp://files.example.org:2222", "in/x.iso"),
+        ),
     ],
 )
 def test_upload_source_dataset_follows_the_naming_spec(source: str, expected: DatasetName) -> None:
@@ -95,3 +99,12 @@ def test_verify_operator_reports_the_archive_and_its_report_object() -> None:
         .outputs
         == []
     )
+
+
+def test_upload_operator_reports_its_source_and_destination() -> None:
+    from airflow_s3stream.operators import S3MultipartUploadOperator
+
+    op = S3MultipartUploadOperator(task_id="u", source="s3://raw/in.bin", s3_bucket="dest", s3_key="out.bin")
+    lineage = op.get_openlineage_facets_on_complete(task_instance=None)
+    assert [(d.namespace, d.name) for d in lineage.inputs] == [("s3://raw", "in.bin")]
+    assert [(d.namespace, d.name) for d in lineage.outputs] == [("s3://dest", "out.bin")]
