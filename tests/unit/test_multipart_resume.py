@@ -1,0 +1,177 @@
+"""The resume decision, the state format, source classification and part bodies (pure, no server)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_s3stream.errors import SourceChangedError, SourceError
+from airflow_s3stream.multipart.bodies import BufferBody, FileRange
+from airflow_s3stream.multipart.progress import Progress
+from airflow_s3stream.multipart.resume import ResumeState, SourceFingerprint, decide_resume, state_key
+from airflow_s3stream.multipart.session import PartRecord
+from airflow_s3stream.multipart.sources import LocalFile
+from airflow_s3stream.multipart.streams import classify_source, redact_uri
+
+SOURCE = SourceFingerprint("file", "/data/x.bin", 30, "1700000000000000000", "00ff")
+MiB = 1024 * 1024
+
+
+def state(**kw: Any) -> ResumeState:
+    base: dict[str, Any] = {
+        "bucket": "b",
+        "key": "k",
+        "upload_id": "u1",
+        "source": SOURCE,
+        "part_size": 5 * MiB,
+        "checksum_algorithm": "CRC32C",
+        "checksum_type": "COMPOSITE",
+        "parts": {
+            1: PartRecord(1, 10, '"e1"', "c1==", "m1"),
+            2: PartRecord(2, 10, '"e2"', "c2==", "m2"),
+            3: PartRecord(3, 10, '"e3"', "c3==", "m3"),
+        },
+    }
+    base.update(kw)
+    return ResumeState(**base)
+
+
+def listed(*numbers: int, **override: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    parts = {n: {"PartNumber": n, "ETag": f'"e{n}"', "Size": 10} for n in numbers}
+    for name, values in override.items():
+        parts[int(name[1:])].update(values)
+    return parts
+
+
+def decide(st: ResumeState | None, lst: dict[int, dict[str, Any]] | None, **kw: Any) -> Any:
+    args: dict[str, Any] = {
+        "bucket": "b",
+        "key": "k",
+        "source": SOURCE,
+        "part_size": 5 * MiB,
+        "checksum_algorithm": "CRC32C",
+        "checksum_type": "COMPOSITE",
+    }
+    args.update(kw)
+    return decide_resume(st, listed=lst, **args)
+
+
+def test_resume_reuses_only_parts_recorded_and_still_listed_identically() -> None:
+    decision = decide(state(), listed(1, 2, 4, p2={"ETag": '"other"'}))
+    assert decision.resume
+    assert sorted(decision.trusted) == [1]  # 2: ETag differs; 3: not listed; 4: not recorded
+
+
+def test_part_with_a_different_size_or_server_checksum_is_not_trusted() -> None:
+    decision = decide(state(), listed(1, 2, 3, p1={"Size": 9}, p3={"ChecksumCRC32C": "zz=="}))
+    assert sorted(decision.trusted) == [2]
+
+
+def test_part_without_a_recorded_checksum_is_not_trusted() -> None:
+    st = state(parts={1: PartRecord(1, 10, '"e1"', "", "")})
+    assert decide(st, listed(1)).trusted == {}
+
+
+def test_changed_source_starts_fresh_and_aborts_the_old_upload() -> None:
+    changed = SourceFingerprint("file", "/data/x.bin", 30, "1700000000000000000", "ffff")
+    decision = decide(state(), listed(1, 2, 3), source=changed)
+    assert (decision.resume, decision.abort_old) == (False, True)
+    assert "source changed" in decision.reason and "sample" in decision.reason
+
+
+def test_other_part_size_or_checksum_settings_start_fresh() -> None:
+    assert not decide(state(), listed(1), part_size=8 * MiB).resume
+    assert not decide(state(), listed(1), checksum_algorithm="CRC64NVME", checksum_type="FULL_OBJECT").resume
+
+
+def test_no_state_or_vanished_upload_starts_fresh_without_abort() -> None:
+    assert decide(None, None).resume is False
+    gone = decide(state(), None)
+    assert (gone.resume, gone.abort_old) == (False, False)
+    assert "no longer exists" in gone.reason
+
+
+def test_state_round_trips_through_json_and_rejects_other_versions() -> None:
+    st = state()
+    again = ResumeState.from_json(st.to_json())
+    assert again == st
+    with pytest.raises(ValueError, match="version"):
+        ResumeState.from_json(st.to_json().replace(b'"version":1', b'"version":99'))
+    assert state_key("a/b.bin") == ".s3stream-resume/a/b.bin.json"
+
+
+@pytest.mark.parametrize(
+    ("source", "kind", "location"),
+    [
+        ("/data/x.bin", "file", "/data/x.bin"),
+        ("relative/x.bin", "file", "relative/x.bin"),
+        ("file:///data/a%20b.bin", "file", "/data/a b.bin"),
+        ("s3://bucket/key/x", "s3copy", "s3://bucket/key/x"),
+        ("s3a://bucket/x", "s3copy", "s3://bucket/x"),
+        ("https://host/x?sig=1", "uri", "https://host/x?sig=1"),
+        ("gs://bucket/x", "uri", "gs://bucket/x"),
+    ],
+)
+def test_sources_are_classified_by_scheme(source: str, kind: str, location: str) -> None:
+    assert classify_source(source) == (kind, location)
+
+
+def test_s3_source_through_another_connection_is_streamed() -> None:
+    assert classify_source("s3://other/x", s3_same_endpoint=False).kind == "uri"
+    with pytest.raises(SourceError, match="path or URI"):
+        classify_source("  ")
+
+
+def test_redact_uri_drops_credentials_query_and_fragment() -> None:
+    assert redact_uri("https://user:pw@host:8443/p/x.bin?X-Amz-Signature=abc#frag") == "https://host:8443/p/x.bin?…"
+    assert redact_uri("sftp://u:secret@h/x") == "sftp://h/x"
+    assert redact_uri("/local/path") == "/local/path"
+
+
+def test_buffer_body_reads_seeks_and_never_copies_the_source_buffer() -> None:
+    data = bytearray(os.urandom(100))
+    body = BufferBody(data)
+    assert body.read(10) == bytes(data[:10])
+    out = bytearray(200)
+    assert body.readinto(out) == 90 and out[:90] == data[10:]
+    assert body.read() == b""
+    body.seek(0)
+    assert body.read() == bytes(data) and len(body) == 100
+
+
+def test_file_range_reads_only_its_range_and_detects_a_shrunk_file(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    data = os.urandom(1000)
+    path.write_bytes(data)
+    with LocalFile(str(path)) as source:
+        body = source.body(100, 300)
+        assert body.read(50) + body.read() == data[100:400]
+        body.seek(0)
+        buf = bytearray(1000)
+        assert body.readinto(buf) == 300 and bytes(buf[:300]) == data[100:400]
+        assert source.digest(100, 300, "CRC32C", True).md5 == hashlib.md5(data[100:400]).hexdigest()
+        with open(path, "r+b") as f:
+            f.truncate(200)
+        with pytest.raises(SourceChangedError):
+            FileRange(source.fd, 100, 300).read()
+
+
+def test_fingerprint_changes_with_content_of_the_same_size(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"a" * 300_000)
+    with LocalFile(str(path)) as source:
+        before = source.fingerprint()
+    path.write_bytes(b"a" * 299_999 + b"b")
+    with LocalFile(str(path)) as source:
+        assert source.fingerprint().sample != before.sample
+
+
+def test_progress_line_has_parts_bytes_rate_and_eta() -> None:
+    progress = Progress("s3://b/k", 100_000_000, interval=3600)
+    progress.add(25_000_000)
+    line = progress.describe(progress.started + 1.0)
+    assert line == "s3://b/k: 1 parts, 25.0 MB of 100.0 MB (25%), 25.0 MB/s, ETA 3 s"
