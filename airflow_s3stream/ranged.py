@@ -22,14 +22,15 @@ import contextlib
 import io
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
 
-from airflow_s3stream.errors import ObjectChangedError, SourceError
-from airflow_s3stream.retry import RetryPolicy
+from airflow_s3stream.errors import ObjectChangedError, SourceError, TransientError
+from airflow_s3stream.retry import RetryPolicy, is_transient
 
 __all__ = [
     "ByteSource",
@@ -351,18 +352,15 @@ class RangedReader(io.RawIOBase):
                 if not data:
                     raise ConnectionError(f"body ended early at byte {self._stream_pos}")
             except Exception as exc:
-                from airflow_s3stream.retry import is_transient
-
                 attempts += 1
-                if not is_transient(exc) or attempts >= self.config.retry.max_attempts:
-                    if is_transient(exc):
-                        from airflow_s3stream.errors import TransientError
-
-                        raise TransientError(
-                            f"{self.source.describe()}: reading at byte {self._stream_pos} failed "
-                            f"after {attempts} attempts: {exc}"
-                        ) from exc
+                if not is_transient(exc):
                     raise
+                if attempts >= self.config.retry.max_attempts:
+                    raise TransientError(
+                        f"{self.source.describe()}: reading at byte {self._stream_pos} failed "
+                        f"after {attempts} attempts: {exc}"
+                    ) from exc
+                time.sleep(self.config.retry.delay(attempts))
                 self._open_stream(self._stream_pos)
                 continue
             self._stream_pos += len(data)
