@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from airflow_s3stream.operators.multipart_upload import S3MultipartUploadOperator
+from airflow_s3stream.operators.postgres_to_s3 import PostgresToS3StreamOperator
 from airflow_s3stream.operators.zip_verify import S3ZipVerifyOperator
 
-__all__ = ["S3MultipartUploadOperator", "S3ZipVerifyOperator"]
+__all__ = ["PostgresToS3StreamOperator", "S3MultipartUploadOperator", "S3ZipVerifyOperator"]

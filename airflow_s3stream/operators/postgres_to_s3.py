@@ -1,0 +1,140 @@
+"""``PostgresToS3StreamOperator``: a templated Postgres query streamed to S3 at COPY speed.
+
+Thin by design: arguments are validated in ``__init__`` (DAG parse time), connections come from
+:class:`~airflow_s3stream.hooks.postgres.PostgresStreamHook` and
+:class:`~airflow_s3stream.hooks.s3.S3StreamHook`, and the work is
+:func:`airflow_s3stream.export.export_query`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_s3stream.errors import ConfigurationError, InvalidInputError
+from airflow_s3stream.export import ExportOptions, ExportProgress, export_query
+from airflow_s3stream.hooks.postgres import PostgresStreamHook
+from airflow_s3stream.hooks.s3 import S3StreamHook
+from airflow_s3stream.multipart import DEFAULT_MAX_CONCURRENCY, MultipartConfig
+
+__all__ = ["PostgresToS3StreamOperator"]
+
+
+class PostgresToS3StreamOperator(BaseOperator):
+    """Run ``sql`` on Postgres and stream the result to S3 as CSV, JSON Lines or Parquet.
+
+    :param sql: the query (templated; a path ending in ``.sql`` is read as a template file).
+    :param s3_bucket: destination bucket (templated).
+    :param s3_key: object key (templated), e.g. ``exports/{{ ds }}/orders``; the suffix
+        (``.csv``, ``.jsonl.gz``, ``.parquet`` ...) is appended when missing. With splitting it is a
+        prefix: ``<s3_key>/part-00000.csv`` ... and ``<s3_key>/_manifest.json``.
+    :param parameters: query parameters (templated), bound by psycopg (``%s`` / ``%(name)s``),
+        never formatted into the SQL text.
+    :param postgres_conn_id: Airflow ``postgres`` connection.
+    :param aws_conn_id: Airflow ``aws`` connection (endpoint, region, role from its extra).
+    :param file_format: ``csv`` (default), ``jsonl`` or ``parquet``.
+    :param compression: ``None`` (default), ``gzip`` or ``zstd``; for Parquet the column codec.
+    :param compression_level: codec level (gzip 1-9, zstd -7..22); default the codec's own.
+    :param delimiter: CSV delimiter (``,``).
+    :param header: CSV header line in every file (``True``).
+    :param null_string: CSV representation of NULL (``""``, as ``psql``'s ``\\copy``).
+    :param max_bytes_per_file: split into parts of about this many stored bytes (``None``).
+    :param max_rows_per_file: split into parts of at most this many rows (``None``).
+    :param empty_result: ``write_empty_file`` (default: header-only CSV / schema-only Parquet) or ``skip``.
+    :param write_manifest: write ``_manifest.json`` last (files, rows, bytes, checksums, query, columns).
+    :param part_size: multipart part size in bytes (default 16 MiB; at least 5 MiB).
+    :param max_concurrency: parts uploading at once (default 8). Memory is about
+        ``(max_concurrency + 1) x part_size`` whatever the row count.
+    :param progress_interval: seconds between progress lines in the task log.
+
+    Returns (XCom) ``{"bucket", "files": [{"key", "rows", "bytes"}], "rows", "bytes", "seconds",
+    "mb_per_s", "manifest_key"}``.
+    """
+
+    template_fields: Sequence[str] = ("sql", "s3_bucket", "s3_key", "parameters")
+    template_ext: Sequence[str] = (".sql",)
+    template_fields_renderers: ClassVar[dict[str, str]] = {"sql": "sql", "parameters": "json"}
+    ui_color = "#c9e4f6"
+
+    def __init__(
+        self,
+        *,
+        sql: str,
+        s3_bucket: str,
+        s3_key: str,
+        parameters: Mapping[str, Any] | Sequence[Any] | None = None,
+        postgres_conn_id: str = "postgres_default",
+        aws_conn_id: str | None = "aws_default",
+        file_format: str = "csv",
+        compression: str | None = None,
+        compression_level: int | None = None,
+        delimiter: str = ",",
+        header: bool = True,
+        null_string: str = "",
+        max_bytes_per_file: int | None = None,
+        max_rows_per_file: int | None = None,
+        empty_result: str = "write_empty_file",
+        write_manifest: bool = False,
+        part_size: int | None = None,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        progress_interval: float = 5.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not sql or not s3_bucket or not s3_key:
+            raise ConfigurationError(f"{self.task_id}: sql, s3_bucket and s3_key are required")
+        try:
+            self.options = ExportOptions(
+                file_format=file_format,
+                compression=compression,
+                compression_level=compression_level,
+                delimiter=delimiter,
+                header=header,
+                null_string=null_string,
+                max_bytes_per_file=max_bytes_per_file,
+                max_rows_per_file=max_rows_per_file,
+                empty_result=empty_result,
+                write_manifest=write_manifest,
+            ).validate()
+            self.upload_config = MultipartConfig(
+                part_size=part_size, max_concurrency=max_concurrency, progress_interval=progress_interval
+            )
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{self.task_id}: {exc}") from exc
+        self.sql, self.s3_bucket, self.s3_key, self.parameters = sql, s3_bucket, s3_key, parameters
+        self.postgres_conn_id, self.aws_conn_id = postgres_conn_id, aws_conn_id
+        self.progress_interval = progress_interval
+
+    def _log_progress(self, progress: ExportProgress) -> None:
+        self.log.info("%s", progress.describe())
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        client = S3StreamHook(
+            aws_conn_id=self.aws_conn_id, max_pool_connections=self.upload_config.max_concurrency + 2
+        ).get_s3_client()
+        conn = PostgresStreamHook(postgres_conn_id=self.postgres_conn_id).get_psycopg_connection()
+        target = f"s3://{self.s3_bucket}/{self.s3_key}"
+        try:
+            result = export_query(
+                conn,
+                client,
+                sql=self.sql,
+                parameters=self.parameters,
+                bucket=self.s3_bucket,
+                key=self.s3_key,
+                options=self.options,
+                upload_config=self.upload_config,
+                on_progress=self._log_progress,
+                progress_interval=self.progress_interval,
+            )
+        except InvalidInputError as exc:  # bad SQL, missing bucket, refused credentials: retrying cannot help
+            raise AirflowFailException(f"{self.task_id} -> {target}: {exc}") from exc
+        # ExportConnectionError / UploadError / TransientError propagate: Airflow may retry the task.
+        finally:
+            conn.close()
+        for file in result.files:
+            self.log.info("wrote s3://%s/%s: %d rows, %d bytes", result.bucket, file.key, file.rows, file.bytes)
+        return result.to_dict()
