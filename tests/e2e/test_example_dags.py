@@ -6,7 +6,10 @@ HTTP from the session's endpoint, not on task return values alone.
 
 from __future__ import annotations
 
+import io
+import itertools
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,12 @@ from tests.support.bags import make_bag, zip_dir
 
 pytestmark = pytest.mark.e2e
 
-EXPECTED_DAG_IDS = {"s3stream_verify_archive"}
+EXPECTED_DAG_IDS = {
+    "s3stream_verify_archive",
+    "s3stream_verify_prefix",
+    "s3stream_export_partitioned",
+    "s3stream_upload",
+}
 
 
 def _make_zipped_bag(tmp_path: Path, name: str, files: dict[str, bytes], corrupt: str | None = None) -> bytes:
@@ -111,3 +119,139 @@ def test_verify_dag_without_report_or_member_writes_nothing(
     assert (state, tasks) == ("success", {"verify": "success", "extract_member": "skipped"})
     keys = [obj["Key"] for obj in s3_client.list_objects_v2(Bucket=bucket).get("Contents", [])]
     assert keys == ["plain.zip"]
+
+
+def test_prefix_fanout_verifies_each_archive_in_its_own_mapped_task_and_names_the_invalid_one(
+    example_dags: dict[str, Any], s3_client: Any, bucket: str, tmp_path: Path
+) -> None:
+    for name in ("good1", "good2"):
+        s3_client.put_object(Bucket=bucket, Key=f"in/{name}.zip", Body=_make_zipped_bag(tmp_path, name, {"f": b"1"}))
+    bad = _make_zipped_bag(tmp_path, "bad", {"f.txt": b"original"}, corrupt="f.txt")
+    s3_client.put_object(Bucket=bucket, Key="in/sub/bad.zip", Body=bad)
+    s3_client.put_object(Bucket=bucket, Key="in/readme.txt", Body=b"not an archive")
+    s3_client.put_object(Bucket=bucket, Key="elsewhere/other.zip", Body=b"outside the prefix")
+
+    state, tasks = _run(
+        example_dags["s3stream_verify_prefix"],
+        run_conf={"bucket": bucket, "prefix": "in/", "suffix": ".zip", "mode": "auto"},
+    )
+
+    assert state == "failed"
+    assert tasks == {
+        "list_archives": "success",
+        "verify[0]": "success",
+        "verify[1]": "success",
+        "verify[2]": "success",
+        "summarize": "failed",
+    }
+    summary = json.loads(s3_client.get_object(Bucket=bucket, Key="in_verification-summary.json")["Body"].read())
+    assert summary["archives"] == 3
+    assert summary["invalid"] == [f"s3://{bucket}/in/sub/bad.zip"]
+    assert sorted(report["valid"] for report in summary["reports"]) == [False, True, True]
+
+
+def _orders_table(pg_conn: Any, rows: int) -> str:
+    """A table of ``rows`` orders with gaps in the key (id = 3, 6, 9, ...); returns its qualified name."""
+    schema = pg_conn.execute("SELECT current_schema()").fetchone()[0]
+    pg_conn.execute("CREATE TABLE orders (id bigint PRIMARY KEY, amount numeric(10, 2), note text)")
+    pg_conn.execute("INSERT INTO orders SELECT g * 3, g / 100.0, 'n' || g FROM generate_series(1, %s) AS g", (rows,))
+    return f"{schema}.orders"
+
+
+def _parquet_ids(s3_client: Any, bucket: str, key: str) -> list[int]:
+    import pyarrow.parquet as pq
+
+    body = s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    return [int(v) for v in pq.read_table(io.BytesIO(body)).column("id").to_pylist()]
+
+
+def test_partitioned_export_covers_every_row_once_and_a_rerun_replaces_stale_parts(
+    example_dags: dict[str, Any], s3_client: Any, bucket: str, pg_conn: Any
+) -> None:
+    table = _orders_table(pg_conn, 10_000)
+    conf = {"table": table, "key_column": "id", "partitions": 4, "bucket": bucket, "prefix": "exp"}
+
+    state, tasks = _run(example_dags["s3stream_export_partitioned"], run_conf=conf)
+
+    assert state == "success", tasks
+    assert sorted(k for k in tasks if k.startswith("export_range")) == [f"export_range[{i}]" for i in range(4)]
+    base = f"exp/{table}/"
+    keys = sorted(obj["Key"] for obj in s3_client.list_objects_v2(Bucket=bucket, Prefix=base)["Contents"])
+    assert keys == [base + "_manifest.json"] + [f"{base}range-{i:05d}.parquet" for i in range(4)]
+    manifest = json.loads(s3_client.get_object(Bucket=bucket, Key=base + "_manifest.json")["Body"].read())
+    assert manifest["rows"] == 10_000
+    assert sorted(f["key"] for f in manifest["files"]) == keys[1:]
+    ids = [_parquet_ids(s3_client, bucket, key) for key in keys[1:]]
+    assert sorted(i for part in ids for i in part) == list(range(3, 30_001, 3))  # every row exactly once
+    assert all(part and max(part) < min(following) for part, following in itertools.pairwise(ids))
+
+    state, _ = _run(example_dags["s3stream_export_partitioned"], run_conf={**conf, "partitions": 2})
+
+    assert state == "success"
+    keys = sorted(obj["Key"] for obj in s3_client.list_objects_v2(Bucket=bucket, Prefix=base)["Contents"])
+    assert keys == [base + "_manifest.json", f"{base}range-00000.parquet", f"{base}range-00001.parquet"]
+    manifest = json.loads(s3_client.get_object(Bucket=bucket, Key=base + "_manifest.json")["Body"].read())
+    assert manifest["rows"] == 10_000
+
+
+def test_airflow_dags_test_cli_runs_the_fanout_dag_with_conf(
+    airflow_db: str, s3_client: Any, bucket: str, tmp_path: Path
+) -> None:
+    """``airflow dags test <dag_id> -c <conf>``, the command the DAG docs give, in a fresh process."""
+    import subprocess
+    import sys
+
+    from tests.e2e.conftest import DAGS_EXAMPLES
+
+    s3_client.put_object(Bucket=bucket, Key="cli/a.zip", Body=_make_zipped_bag(tmp_path, "a", {"f": b"1"}))
+    conf = {"bucket": bucket, "prefix": "cli/", "suffix": ".zip", "mode": "bagit"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "airflow", "dags", "test", "s3stream_verify_prefix", "-c", json.dumps(conf)],
+        env={**os.environ, "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_EXAMPLES)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads(s3_client.get_object(Bucket=bucket, Key="cli_verification-summary.json")["Body"].read())
+    assert (summary["archives"], summary["invalid"]) == (1, [])
+    assert summary["reports"][0]["mode"] == "bagit"
+
+
+def test_upload_dag_uploads_in_parts_and_records_the_xcom_result_in_a_sidecar(
+    example_dags: dict[str, Any], s3_client: Any, bucket: str, tmp_path: Path
+) -> None:
+    source = tmp_path / "big.bin"
+    data = os.urandom(20 * 1024 * 1024 + 12345)  # two 16 MiB parts, the second one short
+    source.write_bytes(data)
+
+    state, tasks = _run(
+        example_dags["s3stream_upload"],
+        run_conf={"source": str(source), "bucket": bucket, "key": "up/big.bin"},
+    )
+
+    assert (state, tasks) == ("success", {"upload": "success", "record_upload": "success"})
+    assert s3_client.get_object(Bucket=bucket, Key="up/big.bin")["Body"].read() == data
+    sidecar = json.loads(s3_client.get_object(Bucket=bucket, Key="up/big.bin.upload.json")["Body"].read())
+    assert sidecar["size"] == len(data)
+    assert sidecar["parts"] == 2
+    assert sidecar["resumed_parts"] == 0
+    assert sidecar["checksum_algorithm"] == "CRC32C"
+    assert sidecar["checksum"]
+    assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_upload_dag_with_a_missing_source_fails_and_writes_nothing(
+    example_dags: dict[str, Any], s3_client: Any, bucket: str, tmp_path: Path
+) -> None:
+    state, tasks = _run(
+        example_dags["s3stream_upload"],
+        run_conf={"source": str(tmp_path / "nope.bin"), "bucket": bucket, "key": "up/nope.bin"},
+    )
+
+    assert state == "failed"
+    assert tasks == {"upload": "failed", "record_upload": "upstream_failed"}
+    assert s3_client.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+    assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
