@@ -78,7 +78,11 @@ def run_method(method: str, endpoint: str, path: str, key: str, opts: dict[str, 
         from airflow_s3stream.multipart import MultipartConfig
         from airflow_s3stream.multipart.uploader import ResumableUploader
 
-        config = MultipartConfig(part_size=opts["part_mib"] * MiB, max_concurrency=opts["concurrency"])
+        config = MultipartConfig(
+            part_size=opts["part_mib"] * MiB,
+            max_concurrency=opts["concurrency"],
+            verify_part_etag=opts.get("md5", True),
+        )
         result = ResumableUploader(client, BUCKET, key, config=config).upload_file(path)
         extra = {"parts": result.parts, "uploaded_parts": result.uploaded_parts, "resumed_parts": result.resumed_parts}
     elif method == "writer":

@@ -76,10 +76,12 @@ class MultipartConfig:
         sent with every part and checked by S3.
     :param checksum_type: ``COMPOSITE`` (checksum of part checksums, default for CRC32/CRC32C) or
         ``FULL_OBJECT`` (the only type for CRC64NVME); ``None`` picks the algorithm's default.
-    :param verify_part_etag: also compute each part's MD5 and compare it with the ETag the server
+    :param verify_part_etag: compute each part's MD5 and compare it with the ETag the server
         returns when that ETag looks like an MD5. This is what catches bytes corrupted in transit on
         servers that do not check the additional checksum (moto, some S3-compatible stores); real S3
-        already refuses a wrong CRC. Costs about 1.7 s of CPU per GB.
+        refuses a wrong CRC itself. Costs about 1.7 s of CPU per GB. ``"auto"`` (default): on,
+        until the server echoes our checksum in an UploadPart answer (as S3 does when it has
+        checked it), then off for the rest of the upload. ``True``/``False``: always / never.
     :param verify_after_complete: HeadObject (``ChecksumMode=ENABLED``) after completion and compare
         size, checksum and multipart ETag with the local values (see :mod:`.verify`).
     :param retry: per-request retry policy (throttling, 5xx, resets, timeouts).
@@ -90,7 +92,7 @@ class MultipartConfig:
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     checksum_algorithm: str = "CRC32C"
     checksum_type: str | None = None
-    verify_part_etag: bool = True
+    verify_part_etag: bool | str = "auto"
     verify_after_complete: bool = True
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     progress_interval: float = 5.0
@@ -115,6 +117,8 @@ class MultipartConfig:
                 f"checksum_type {ctype!r} is not available for {algorithm}; S3 accepts {sorted(types)}"
             )
         object.__setattr__(self, "checksum_type", ctype)
+        if self.verify_part_etag not in (True, False, "auto"):
+            raise ConfigurationError(f"verify_part_etag must be True, False or 'auto', got {self.verify_part_etag!r}")
         if self.progress_interval <= 0:
             raise ConfigurationError(f"progress_interval must be positive, got {self.progress_interval}")
 

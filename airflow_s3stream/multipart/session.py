@@ -121,6 +121,14 @@ class UploadSession:
         self.upload_id = upload_id
         self.algorithm = config.checksum_algorithm
         self.uri = f"s3://{bucket}/{key}"
+        self.server_echoes_checksums = False  # set once an UploadPart answer repeats our CRC
+
+    @property
+    def wants_md5(self) -> bool:
+        """Whether parts still need their MD5 computed (see ``MultipartConfig.verify_part_etag``)."""
+        if self.config.verify_part_etag == "auto":
+            return not self.server_echoes_checksums
+        return bool(self.config.verify_part_etag)
 
     def _call(self, what: str, fn: Callable[[], Any]) -> Any:
         try:
@@ -147,8 +155,10 @@ class UploadSession:
         echoed = response.get(f"Checksum{self.algorithm}")
         if echoed and echoed != sent:
             return f"{self.algorithm} mismatch (sent {sent}, server stored {echoed})"
+        if echoed:
+            self.server_echoes_checksums = True
         etag = str(response.get("ETag", ""))
-        if self.config.verify_part_etag and digest.md5 and looks_like_md5(etag) and etag.strip('"') != digest.md5:
+        if digest.md5 and looks_like_md5(etag) and etag.strip('"') != digest.md5:
             return f"MD5 mismatch (sent {digest.md5}, server stored {etag.strip(chr(34))})"
         return None
 

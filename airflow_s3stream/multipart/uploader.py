@@ -104,9 +104,7 @@ class ResumableUploader:
                 return finished.result(session, sizer.base, started, sha256=sha.join() if sha else None)
 
             def send(session: UploadSession, part: PartRange) -> PartRecord:
-                digest = source.digest(
-                    part.offset, part.length, self.config.checksum_algorithm, self.config.verify_part_etag
-                )
+                digest = source.digest(part.offset, part.length, self.config.checksum_algorithm, session.wants_md5)
                 return session.upload_part(part.number, lambda: source.body(part.offset, part.length), digest)
 
             result = self._run(
@@ -306,7 +304,7 @@ class _Sha256Thread:
 
 
 def _digest(config: MultipartConfig, data: bytes) -> PartDigest:
-    return PartHasher.of(config.checksum_algorithm, config.verify_part_etag, data)
+    return PartHasher.of(config.checksum_algorithm, config.verify_part_etag is not False, data)
 
 
 def _with(result: UploadResult, **changes: Any) -> UploadResult:

@@ -46,7 +46,8 @@ class S3MultipartUploadOperator(BaseOperator):
     :param resume: continue an earlier try's upload of the same unchanged source (default True).
     :param state_prefix: key prefix of the resume state objects in ``s3_bucket``.
     :param verify_part_etag: compare each part's MD5 with its ETag (catches corruption on servers
-        that do not check the CRC); ~1.7 s CPU per GB.
+        that do not check the CRC; ~1.7 s CPU per GB). ``"auto"`` stops once the server echoes our
+        CRC (real S3 checks it itself); ``True``/``False``: always / never.
     :param compute_sha256: also report the SHA-256 of the whole source.
     :param extra_args: CreateMultipartUpload/PutObject arguments (``ContentType``, SSE, ...).
     :param abort_stale_uploads_older_than: before uploading, abort incomplete uploads under
@@ -79,7 +80,7 @@ class S3MultipartUploadOperator(BaseOperator):
         checksum_type: str | None = None,
         resume: bool = True,
         state_prefix: str = DEFAULT_STATE_PREFIX,
-        verify_part_etag: bool = True,
+        verify_part_etag: bool | str = "auto",
         compute_sha256: bool = False,
         extra_args: dict[str, Any] | None = None,
         abort_stale_uploads_older_than: timedelta | float | None = None,

@@ -156,3 +156,22 @@ def test_verify_skips_only_what_the_server_cannot_vouch_for() -> None:
 
 def test_encode_checksum_is_big_endian_base64() -> None:
     assert encode_checksum("CRC32C", 1) == base64.b64encode(b"\x00\x00\x00\x01").decode()
+
+
+def test_part_md5_is_computed_until_the_server_echoes_our_checksum() -> None:
+    from airflow_s3stream.multipart.checksums import PartDigest
+    from airflow_s3stream.multipart.session import UploadSession
+
+    session = UploadSession(None, "b", "k", MultipartConfig())
+    assert session.wants_md5
+    digest = PartDigest(3, crt.crc32c(b"abc"), hashlib.md5(b"abc").hexdigest())
+    sent = encode_checksum("CRC32C", digest.crc)
+    assert session._mismatch({"ETag": f'"{digest.md5}"'}, digest, sent) is None
+    assert session.wants_md5  # moto: no echo, keep checking MD5s
+    assert "MD5 mismatch" in str(session._mismatch({"ETag": '"' + "0" * 32 + '"'}, digest, sent))
+    assert session._mismatch({"ETag": '"x"', "ChecksumCRC32C": sent}, digest, sent) is None
+    assert not session.wants_md5  # S3 echoed (and so checked) our CRC: MD5s are redundant now
+    assert "CRC32C mismatch" in str(session._mismatch({"ChecksumCRC32C": "AAAAAA=="}, digest, sent))
+    assert UploadSession(None, "b", "k", MultipartConfig(verify_part_etag=False)).wants_md5 is False
+    with pytest.raises(ConfigurationError, match="verify_part_etag"):
+        MultipartConfig(verify_part_etag="sometimes")
