@@ -9,7 +9,7 @@ Postgres                 projected as                                Arrow / Par
 =======================  ==========================================  ===============================
 bool, int2/4/8, oid      as is                                       bool, int16/32/64, int64
 float4, float8           as is (extra_float_digits=3: exact)         float32, float64 (NaN, +-inf)
-numeric(p, s)            as is                                       decimal128(p, s) (decimal256 if p > 38)
+numeric(p, s)            as is (p > 38: text via Decimal)            decimal128(p, s) (decimal256 if p > 38)
 numeric (no typmod)      ``::text``                                  string, exact digits (no fixed scale,
                                                                      may be NaN: it never becomes float)
 text, varchar, char      as is                                       string ("" and NULL stay apart)
@@ -29,6 +29,7 @@ anything else            ``::text``                                  string
 
 from __future__ import annotations
 
+import decimal
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -102,8 +103,10 @@ def _map_column(index: int, col: Column) -> ArrowColumn:
         return ArrowColumn(col, "plain", _PLAIN[oid], ((alias, ref, _PLAIN[oid]),))
     if oid == _NUMERIC and col.precision:
         p, s = col.precision, col.scale or 0
-        dtype = pa.decimal128(p, s) if p <= _DECIMAL128_MAX_PRECISION else pa.decimal256(p, s)
-        return ArrowColumn(col, "plain", dtype, ((alias, ref, dtype),))
+        if p <= _DECIMAL128_MAX_PRECISION:
+            return ArrowColumn(col, "plain", pa.decimal128(p, s), ((alias, ref, pa.decimal128(p, s)),))
+        # Arrow's CSV parser has no decimal256: parse text, convert through Python's Decimal.
+        return ArrowColumn(col, "decimal256", pa.decimal256(p, s), ((alias, ref, pa.string()),))
     if oid == _TIMESTAMPTZ:
         parsed_ts = ((alias, f"({ref} AT TIME ZONE 'UTC')", pa.timestamp("us")),)
         return ArrowColumn(col, "timestamptz", pa.timestamp("us", tz="UTC"), parsed_ts)
@@ -183,6 +186,8 @@ def _convert(m: ArrowColumn, parts: list[pa.Array]) -> pa.Array:
         return pa.ExtensionArray.from_storage(pa.uuid(), _hex_to_binary(arr, pa.binary(16)))
     if m.kind == "json":
         return pa.ExtensionArray.from_storage(pa.json_(), arr)
+    if m.kind == "decimal256":
+        return pa.array([None if v is None else decimal.Decimal(v) for v in arr.to_pylist()], type=m.arrow_type)
     if m.kind == "bytea":
         return _hex_to_binary(arr, pa.binary())
     values = [None if v is None else json.loads(v) for v in arr.to_pylist()]
