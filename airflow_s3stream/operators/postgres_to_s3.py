@@ -19,6 +19,7 @@ from airflow_s3stream.export import ExportOptions, ExportProgress, export_query
 from airflow_s3stream.hooks.postgres import PostgresStreamHook
 from airflow_s3stream.hooks.s3 import S3StreamHook
 from airflow_s3stream.multipart import DEFAULT_MAX_CONCURRENCY, MultipartConfig
+from airflow_s3stream.operators.links import S3ObjectLink
 
 __all__ = ["PostgresToS3StreamOperator"]
 
@@ -58,6 +59,8 @@ class PostgresToS3StreamOperator(BaseOperator):
     template_ext: Sequence[str] = (".sql",)
     template_fields_renderers: ClassVar[dict[str, str]] = {"sql": "sql", "parameters": "json"}
     ui_color = "#c9e4f6"
+    operator_extra_links = (S3ObjectLink(),)
+    s3_link_is_prefix = True  # the key gets a suffix, or is a prefix of parts: link to the listing
 
     def __init__(
         self,
@@ -110,6 +113,12 @@ class PostgresToS3StreamOperator(BaseOperator):
 
     def _log_progress(self, progress: ExportProgress) -> None:
         self.log.info("%s", progress.describe())
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage (when installed): the tables the SQL reads in, the S3 key (prefix) out."""
+        from airflow_s3stream.lineage import export_lineage
+
+        return export_lineage(self.sql, self.postgres_conn_id, self.s3_bucket, self.s3_key)
 
     def execute(self, context: Any) -> dict[str, Any]:
         client = S3StreamHook(

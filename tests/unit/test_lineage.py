@@ -108,3 +108,15 @@ def test_upload_operator_reports_its_source_and_destination() -> None:
     lineage = op.get_openlineage_facets_on_complete(task_instance=None)
     assert [(d.namespace, d.name) for d in lineage.inputs] == [("s3://raw", "in.bin")]
     assert [(d.namespace, d.name) for d in lineage.outputs] == [("s3://dest", "out.bin")]
+
+
+def test_export_operator_reports_the_tables_its_sql_reads_and_its_s3_key() -> None:
+    from airflow_s3stream.operators import PostgresToS3StreamOperator
+
+    op = PostgresToS3StreamOperator(
+        task_id="e", sql="SELECT * FROM sales.orders WHERE day = %(day)s", s3_bucket="b", s3_key="exp/orders"
+    )
+    lineage = op.get_openlineage_facets_on_complete(task_instance=None)
+    assert [d.name.split(".", 1)[1] for d in lineage.inputs] == ["sales.orders"]
+    assert [(d.namespace, d.name) for d in lineage.outputs] == [("s3://b", "exp/orders")]
+    assert lineage.job_facets["sql"].query.startswith("SELECT * FROM sales.orders")

@@ -72,14 +72,35 @@ def test_link_is_empty_when_the_operator_has_no_object() -> None:
     assert S3ObjectLink().get_link(op, ti_key=None) == ""
 
 
-def test_provider_info_registers_the_link_and_lists_importable_hooks() -> None:
+def test_provider_info_registers_the_link_and_lists_importable_hooks_and_operators() -> None:
     import importlib
 
     info = get_provider_info()
     for path in info["extra-links"]:
         module, _, name = path.rpartition(".")
         assert getattr(importlib.import_module(module), name) is S3ObjectLink
-    for group in ("hooks",):
+    for group in ("hooks", "operators"):
         for entry in info[group]:
             for module in entry["python-modules"]:
                 importlib.import_module(module)
+
+
+def test_every_operator_offers_the_link_and_the_export_links_to_its_prefix_listing(
+    airflow_connections: dict[str, str],
+) -> None:
+    from airflow_s3stream.operators import (
+        PostgresToS3StreamOperator,
+        S3MultipartUploadOperator,
+        S3ZipVerifyOperator,
+    )
+
+    endpoint = json.loads(airflow_connections["AIRFLOW_CONN_AWS_DEFAULT"])["extra"]["endpoint_url"]
+    export = PostgresToS3StreamOperator(task_id="e", sql="SELECT 1", s3_bucket="b", s3_key="exp/day=1/orders")
+    upload = S3MultipartUploadOperator(task_id="u", source="/tmp/x", s3_bucket="b", s3_key="up/x.bin")
+    verify = S3ZipVerifyOperator(task_id="v", s3_bucket="b", s3_key="a.zip")
+    for op in (export, upload, verify):
+        assert [link.name for link in op.operator_extra_links] == ["S3 object"], op.task_id
+    link = S3ObjectLink()
+    assert link.get_link(export, ti_key=None) == f"{endpoint}/b?prefix=exp%2Fday%3D1%2Forders"
+    assert link.get_link(upload, ti_key=None) == f"{endpoint}/b/up/x.bin"
+    assert link.get_link(verify, ti_key=None) == f"{endpoint}/b/a.zip"
