@@ -48,6 +48,15 @@ def _xcom(airflow: AirflowStack, dag_id: str, run_id: str, task_id: str) -> Any:
     return entry["value"]
 
 
+def test_the_dag_processor_imports_every_example_dag_without_errors(airflow: AirflowStack) -> None:
+    expected = {"s3stream_verify_archive", "s3stream_verify_prefix", "s3stream_export_partitioned", "s3stream_upload"}
+    for dag_id in sorted(expected):
+        airflow.wait_for_dag(dag_id)
+    assert airflow.api("GET", "/importErrors")["import_errors"] == []
+    dag_ids = {dag["dag_id"] for dag in airflow.api("GET", "/dags", params={"limit": 100})["dags"]}
+    assert expected <= dag_ids
+
+
 def test_verification_dag_triggered_through_the_rest_api_with_form_params(
     airflow: AirflowStack, s3_client: Any, s3: Any, bucket: str, tmp_path: Path
 ) -> None:
