@@ -9,6 +9,7 @@ one row per item (libpq hands COPY data over row by row; a header is the first r
 from __future__ import annotations
 
 import io
+import itertools
 from collections.abc import Generator, Iterator
 from typing import Any
 
@@ -88,7 +89,11 @@ def arrow_batches(conn: Any, sql: str, parameters: Any, mapped: list[Any], schem
     names = [alias for m in mapped for alias, _, _ in m.parsed]
     types = {alias: dtype for m in mapped for alias, _, dtype in m.parsed}
     parse, convert = csv_convert_options()
-    reader = CopyReader(copy_rows(conn, statement, parameters, sql))
+    rows = copy_rows(conn, statement, parameters, sql)
+    first = next(rows, None)
+    if first is None:  # no rows: Arrow's reader would refuse an empty stream
+        return
+    reader = CopyReader(itertools.chain([first], rows))
     try:
         batches = pcsv.open_csv(
             reader,
