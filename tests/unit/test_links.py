@@ -104,3 +104,11 @@ def test_every_operator_offers_the_link_and_the_export_links_to_its_prefix_listi
     assert link.get_link(export, ti_key=None) == f"{endpoint}/b?prefix=exp%2Fday%3D1%2Forders"
     assert link.get_link(upload, ti_key=None) == f"{endpoint}/b/up/x.bin"
     assert link.get_link(verify, ti_key=None) == f"{endpoint}/b/a.zip"
+
+
+def test_airflow_discovers_the_link_through_the_provider_entry_point() -> None:
+    from airflow.providers_manager import ProvidersManager
+
+    manager = ProvidersManager()
+    assert "airflow-s3stream" in manager.providers
+    assert "airflow_s3stream.operators.links.S3ObjectLink" in manager.extra_links_class_names
