@@ -108,7 +108,9 @@ def _delete_keys(client: Any, bucket: str, keys: list[str]) -> None:
         client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True})
 
 
-def _manifest(sql: str, options: ExportOptions, columns: list[Column], files: list[ExportedFile], rows: int) -> bytes:
+def _manifest(
+    sql: str, options: ExportOptions, columns: list[Column], files: list[ExportedFile], *, rows: int, seconds: float
+) -> bytes:
     body = {
         "format": options.file_format,
         "compression": options.compression,
@@ -117,6 +119,7 @@ def _manifest(sql: str, options: ExportOptions, columns: list[Column], files: li
         "files": [{**f.to_dict(), **({"checksum": _checksum(f.upload)} if f.upload else {})} for f in files],
         "rows": rows,
         "bytes": sum(f.bytes for f in files),
+        "seconds": round(seconds, 3),
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     return json.dumps(body, indent=2).encode()
@@ -203,7 +206,7 @@ def export_query(
             log.info("deleting %d stale part(s) of an earlier run under %s/", len(stale), prefix)
             _delete_keys(client, bucket, stale)
     if manifest is not None:
-        body = _manifest(sql, options, columns, parts.files, rows)
+        body = _manifest(sql, options, columns, parts.files, rows=rows, seconds=time.monotonic() - started)
         client.put_object(Bucket=bucket, Key=manifest, Body=body, ContentType="application/json")
     seconds = time.monotonic() - started
     reporter.finish(rows, sum(f.bytes for f in parts.files))

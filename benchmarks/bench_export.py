@@ -1,0 +1,300 @@
+"""Postgres -> S3 export benchmark: one table, one run, every method in its own subprocess.
+
+    .venv/bin/python -m benchmarks.bench_export [--rows 3000000] [--small-rows 300000]
+                                                [--recipe-rows 300000] [--pandas-rows 300000]
+
+Loads ``--rows`` rows (about 125 bytes of CSV each: 3M rows ~ 375 MB) into an unlogged table,
+then measures, each in a fresh child process (peak RSS = that child's ``ru_maxrss`` from
+``os.wait4``):
+
+* ``COPY ... TO STDOUT`` into nothing: the source limit;
+* the classic recipe: SQLAlchemy ``fetchmany`` + ``csv.writer`` + smart_open (sequential);
+* pandas ``read_sql`` + ``to_csv`` + PutObject, what ``SqlToS3Operator`` does (at a size that fits);
+* COPY chained into smart_open's writer, sequentially (read, then upload, taking turns);
+* ``PostgresToS3StreamOperator.execute({})`` per format, and CSV again at ``--small-rows``;
+* an idle interpreter with the operator's imports (the memory baseline).
+
+MB/s is CSV-equivalent MB (the CSV size of the same rows) per second, so formats compare on the
+same data; ``out MB`` is what was stored. The S3 endpoint runs in its own process
+(``python -m airflow_s3stream.devservices s3``) unless ``S3STREAM_S3_ENDPOINT`` is set. Ratios are
+computed within this one run (the machine is noisy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+MiB = 1024 * 1024
+BUCKET = "bench-export"
+TABLE = "bench_export"
+TABLE_SQL = f"""
+DROP TABLE IF EXISTS {TABLE};
+CREATE UNLOGGED TABLE {TABLE} AS
+SELECT g::int8 AS id,
+       md5(g::text) AS customer,
+       (g % 100000 * 1.37)::numeric(12, 2) AS amount,
+       timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second' AS created_at,
+       (ARRAY['new', 'paid', 'shipped', 'returned'])[1 + g % 4] AS status,
+       'note, "quoted" ' || md5((g * 7)::text) AS note
+FROM generate_series(1, %s) g;
+ANALYZE {TABLE};
+"""
+
+
+def _client(endpoint: str) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=os.environ.get("S3STREAM_S3_ACCESS_KEY_ID", "testing"),
+        aws_secret_access_key=os.environ.get("S3STREAM_S3_SECRET_ACCESS_KEY", "testing"),
+        region_name=os.environ.get("S3STREAM_S3_REGION", "us-east-1"),
+        config=Config(s3={"addressing_style": "path"}, max_pool_connections=16),
+    )
+
+
+def _query(rows: int) -> str:
+    return f"SELECT * FROM {TABLE} WHERE id <= {rows} ORDER BY id"
+
+
+# -- what each child process runs ------------------------------------------------------------
+
+
+def run_case(case: str, rows: int, endpoint: str, pg_uri: str) -> dict[str, Any]:
+    """Run one measurement in this (child) process; return seconds and bytes stored."""
+    import psycopg
+
+    sql = _query(rows)
+    key = f"{case}/{rows}"
+    if case == "idle":
+        import pyarrow.parquet  # noqa: F401  the imports the operator run has
+
+        from airflow_s3stream.operators import PostgresToS3StreamOperator
+
+        _client(endpoint)
+        return {"seconds": 0.0, "bytes": 0}
+    started = time.monotonic()
+    stored = 0
+    if case == "copy_to_nothing":
+        with (
+            psycopg.connect(pg_uri) as conn,
+            conn.cursor() as cur,
+            cur.copy(f"COPY ({sql}) TO STDOUT (FORMAT csv, HEADER true)") as copy,
+        ):
+            for chunk in copy:
+                stored += len(chunk)
+    elif case == "copy_smart_open":
+        from smart_open import open as smart_open
+
+        params = {"client": _client(endpoint)}
+        with (
+            psycopg.connect(pg_uri) as conn,
+            conn.cursor() as cur,
+            smart_open(f"s3://{BUCKET}/{key}.csv", "wb", transport_params=params) as out,
+            cur.copy(f"COPY ({sql}) TO STDOUT (FORMAT csv, HEADER true)") as copy,
+        ):
+            pending: list[Any] = []
+            size = 0
+            for chunk in copy:  # the same 256 KiB writes the operator makes, but read and upload take turns
+                pending.append(chunk)
+                size += len(chunk)
+                if size >= 256 * 1024:
+                    out.write(b"".join(pending))
+                    stored, pending, size = stored + size, [], 0
+            out.write(b"".join(pending))
+            stored += size
+    elif case == "fetchmany_recipe":
+        import csv
+        import io
+
+        import sqlalchemy
+        from smart_open import open as smart_open
+
+        engine = sqlalchemy.create_engine(pg_uri.replace("postgresql://", "postgresql+psycopg://", 1))
+        params = {"client": _client(endpoint)}
+        with engine.connect() as conn, smart_open(f"s3://{BUCKET}/{key}.csv", "wb", transport_params=params) as raw:
+            result = conn.execution_options(stream_results=True).execute(sqlalchemy.text(sql))
+            text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+            writer = csv.writer(text)
+            writer.writerow(result.keys())
+            while batch := result.fetchmany(10_000):
+                writer.writerows(batch)
+            text.flush()
+            stored = raw.tell() if hasattr(raw, "tell") else 0
+            text.detach()
+    elif case == "pandas_read_sql":
+        import pandas as pd
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(pg_uri.replace("postgresql://", "postgresql+psycopg://", 1))
+        frame = pd.read_sql(sql, engine)
+        data = frame.to_csv(index=False).encode()
+        _client(endpoint).put_object(Bucket=BUCKET, Key=f"{key}.csv", Body=data)
+        stored = len(data)
+    elif case.startswith("operator_"):
+        from airflow_s3stream.operators import PostgresToS3StreamOperator
+
+        file_format, _, compression = case.removeprefix("operator_").partition("_")
+        op = PostgresToS3StreamOperator(
+            task_id="bench",
+            sql=sql,
+            s3_bucket=BUCKET,
+            s3_key=key,
+            file_format=file_format,
+            compression=compression or None,
+        )
+        result = op.execute({})
+        stored = result["bytes"]
+    else:
+        raise SystemExit(f"unknown case {case}")
+    return {"seconds": time.monotonic() - started, "bytes": stored}
+
+
+# -- the parent: load, run each case in a child, print one table ----------------------------
+
+
+def _child(case: str, rows: int, endpoint: str, pg_uri: str, env: dict[str, str]) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "benchmarks.bench_export", "--child", case, "--rows", str(rows)]
+    cmd += ["--endpoint", endpoint, "--pg-uri", pg_uri]
+    with tempfile.TemporaryFile("w+") as errors:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors, env=env, text=True)
+        assert proc.stdout is not None
+        out = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        if status != 0:
+            errors.seek(0)
+            raise SystemExit(f"case {case} failed (status {status}):\n{errors.read()[-3000:]}")
+    line = [ln for ln in out.splitlines() if ln.startswith("{")][-1]
+    result = json.loads(line)
+    result["peak_rss_mib"] = usage.ru_maxrss / 1024  # KiB on Linux
+    return result
+
+
+def _empty_bucket(client: Any) -> None:
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
+        for obj in page.get("Contents", []):
+            client.delete_object(Bucket=BUCKET, Key=obj["Key"])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=3_000_000)
+    parser.add_argument("--small-rows", type=int, default=300_000)
+    parser.add_argument("--recipe-rows", type=int, default=300_000)
+    parser.add_argument("--pandas-rows", type=int, default=300_000)
+    parser.add_argument("--child")
+    parser.add_argument("--endpoint")
+    parser.add_argument("--pg-uri")
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(run_case(args.child, args.rows, args.endpoint, args.pg_uri)), flush=True)
+        return 0
+
+    import psycopg
+
+    from airflow_s3stream import devservices
+
+    postgres = devservices.start_postgres()
+    server = None
+    endpoint = os.environ.get("S3STREAM_S3_ENDPOINT")
+    if not endpoint:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "airflow_s3stream.devservices", "s3"], stdout=subprocess.PIPE, text=True
+        )
+        assert server.stdout is not None
+        endpoint = server.stdout.readline().strip()
+    try:
+        s3 = devservices.S3Service(
+            endpoint_url=endpoint,
+            access_key_id=os.environ.get("S3STREAM_S3_ACCESS_KEY_ID", "testing"),
+            secret_access_key=os.environ.get("S3STREAM_S3_SECRET_ACCESS_KEY", "testing"),
+            region=os.environ.get("S3STREAM_S3_REGION", "us-east-1"),
+            origin="bench",
+        )
+        client = _client(endpoint)
+        with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+            client.create_bucket(Bucket=BUCKET)
+        print(f"loading {args.rows:,} rows into {TABLE} ...", file=sys.stderr, flush=True)
+        with psycopg.connect(postgres.uri, autocommit=True) as conn:
+            conn.execute(TABLE_SQL.replace("%s", str(args.rows)).encode())
+        env = {
+            **os.environ,
+            **devservices.airflow_connection_env(devservices.DevServices(postgres=postgres, s3=s3)),
+            "AIRFLOW_HOME": tempfile.mkdtemp(prefix="bench-export-airflow-"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "PYTHONPATH": os.getcwd(),
+        }
+        cases = [
+            ("idle", 0, "idle interpreter (operator imports)"),
+            ("copy_to_nothing", args.rows, "COPY TO STDOUT -> nothing (source limit)"),
+            ("fetchmany_recipe", args.recipe_rows, "fetchmany + csv + smart_open (recipe)"),
+            ("pandas_read_sql", args.pandas_rows, "pandas read_sql + upload (SqlToS3Operator)"),
+            ("copy_smart_open", args.rows, "COPY -> smart_open, sequential"),
+            ("operator_csv", args.rows, "operator csv"),
+            ("operator_csv", args.small_rows, "operator csv (small, memory check)"),
+            ("operator_csv_zstd", args.rows, "operator csv + zstd"),
+            ("operator_jsonl", args.rows, "operator jsonl"),
+            ("operator_parquet", args.rows, "operator parquet (snappy)"),
+        ]
+        csv_bytes_per_row: float | None = None
+        results = []
+        for case, rows, label in cases:
+            print(f"running {label} at {rows:,} rows ...", file=sys.stderr, flush=True)
+            r = _child(case, rows, endpoint, postgres.uri, env)
+            if case == "copy_to_nothing":
+                csv_bytes_per_row = r["bytes"] / rows
+            r.update(case=case, rows=rows, label=label)
+            results.append(r)
+            _empty_bucket(client)
+        assert csv_bytes_per_row is not None
+        for r in results:
+            r["mb_per_s"] = r["rows"] * csv_bytes_per_row / 1e6 / r["seconds"] if r["seconds"] else 0.0
+        print()
+        print(f"{'method':<46} {'rows':>10} {'seconds':>8} {'MB/s':>7} {'out MB':>8} {'peak RSS MiB':>13}")
+        for r in results:
+            print(
+                f"{r['label']:<46} {r['rows']:>10,} {r['seconds']:>8.2f} {r['mb_per_s']:>7.1f} "
+                f"{r['bytes'] / 1e6:>8.1f} {r['peak_rss_mib']:>13.0f}"
+            )
+        by = {(r["case"], r["rows"]): r for r in results}
+        op_csv, small = by[("operator_csv", args.rows)], by[("operator_csv", args.small_rows)]
+        copy_nothing, chain = by[("copy_to_nothing", args.rows)], by[("copy_smart_open", args.rows)]
+        recipe, parquet, idle = (
+            by[("fetchmany_recipe", args.recipe_rows)],
+            by[("operator_parquet", args.rows)],
+            by[("idle", 0)],
+        )
+        print()
+        print("ratios in this run (target):")
+        share = op_csv["mb_per_s"] / copy_nothing["mb_per_s"]
+        print(f"  operator csv / COPY-to-nothing             {share:.2f}  (>= 0.50)")
+        print(f"  operator csv / sequential COPY->smart_open {op_csv['mb_per_s'] / chain['mb_per_s']:.2f}  (>= 2.0)")
+        print(f"  operator parquet / fetchmany recipe        {parquet['mb_per_s'] / recipe['mb_per_s']:.2f}  (>= 3.0)")
+        print(
+            f"  peak RSS csv {args.rows:,} / {args.small_rows:,} rows       "
+            f"{op_csv['peak_rss_mib'] / small['peak_rss_mib']:.2f}  (<= 1.25)"
+        )
+        print(
+            f"  peak RSS csv {args.rows:,} rows - idle interpreter  "
+            f"{op_csv['peak_rss_mib'] - idle['peak_rss_mib']:.0f} MiB  (< 150 MiB)"
+        )
+    finally:
+        if server is not None:
+            server.kill()
+            server.wait()
+        postgres.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
