@@ -122,8 +122,8 @@ def run_case(case: str, rows: int, endpoint: str, pg_uri: str) -> dict[str, Any]
 
         engine = sqlalchemy.create_engine(pg_uri.replace("postgresql://", "postgresql+psycopg://", 1))
         params = {"client": _client(endpoint)}
-        with engine.connect() as conn, smart_open(f"s3://{BUCKET}/{key}.csv", "wb", transport_params=params) as raw:
-            result = conn.execution_options(stream_results=True).execute(sqlalchemy.text(sql))
+        with engine.connect() as sa_conn, smart_open(f"s3://{BUCKET}/{key}.csv", "wb", transport_params=params) as raw:
+            result = sa_conn.execution_options(stream_results=True).execute(sqlalchemy.text(sql))
             text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
             writer = csv.writer(text)
             writer.writerow(result.keys())
