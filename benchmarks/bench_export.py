@@ -153,8 +153,8 @@ def run_case(case: str, rows: int, endpoint: str, pg_uri: str) -> dict[str, Any]
             file_format=file_format,
             compression=compression or None,
         )
-        result = op.execute({})
-        stored = result["bytes"]
+        summary = op.execute({})
+        stored = summary["bytes"]
     else:
         raise SystemExit(f"unknown case {case}")
     return {"seconds": time.monotonic() - started, "bytes": stored}
