@@ -162,7 +162,9 @@ def write_text(
             drain(part, final=False)
             if progress is not None:
                 progress(total_rows, parts.stored_bytes)
-        if options.split and _part_full(options, part.rows, part.sink.bytes + pending_bytes):
+        # Uncompressed, pending rows count as stored; compressed, only what the codec has emitted.
+        unsent = pending_bytes if options.compression is None else 0
+        if options.split and _part_full(options, part.rows, part.sink.bytes + unsent):
             drain(part, final=True)
             parts.complete(part)
             part = None
