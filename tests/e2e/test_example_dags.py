@@ -24,6 +24,7 @@ EXPECTED_DAG_IDS = {
     "s3stream_verify_prefix",
     "s3stream_export_partitioned",
     "s3stream_upload",
+    "s3stream_postgres_to_s3_daily",
 }
 
 
@@ -255,3 +256,45 @@ def test_upload_dag_with_a_missing_source_fails_and_writes_nothing(
     assert tasks == {"upload": "failed", "record_upload": "upstream_failed"}
     assert s3_client.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
     assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_daily_export_dag_exports_exactly_its_interval_and_a_rerun_overwrites_the_same_keys(
+    airflow_db: str, s3_client: Any, bucket: str, pg_conn: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daily DAG reads its bucket and table from the environment when parsed: parse it here."""
+    import datetime as dt
+
+    import pyarrow.parquet as pq
+    from airflow.dag_processing.dagbag import DagBag
+
+    from tests.e2e.conftest import DAGS_EXAMPLES
+
+    schema = pg_conn.execute("SELECT current_schema()").fetchone()[0]
+    pg_conn.execute(
+        """CREATE TABLE demo_orders AS
+        SELECT g::int8 AS id, 'c' || g AS customer, (g * 1.25)::numeric(12, 2) AS amount, 'paid' AS status,
+               timestamptz '2024-01-01 00:00:00+00' + g * interval '1 hour' AS created_at, 'note ' || g AS note
+        FROM generate_series(0, 71) AS g"""  # 24 rows on each of 2024-01-01, -02, -03
+    )
+    monkeypatch.setenv("S3STREAM_BUCKET", bucket)
+    monkeypatch.setenv("S3STREAM_ORDERS_TABLE", f"{schema}.demo_orders")
+    bag = DagBag(dag_folder=str(DAGS_EXAMPLES / "postgres_to_s3_daily.py"))
+    dag = bag.dags["s3stream_postgres_to_s3_daily"]
+
+    state, tasks = _run(dag, logical_date=dt.datetime(2024, 1, 2, tzinfo=dt.timezone.utc))
+
+    assert (state, tasks) == ("success", {"export_csv": "success", "export_parquet": "success"})
+    first = {o["Key"]: o["LastModified"] for o in s3_client.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert {key.split("/")[2] for key in first} == {"2024-01-02"}
+    parquet_key = next(k for k in first if k.endswith(".parquet"))
+    body = s3_client.get_object(Bucket=bucket, Key=parquet_key)["Body"].read()
+    ids = pq.read_table(io.BytesIO(body)).column("id").to_pylist()
+    # Exactly one whole day of rows: the run's data interval. (A manual run for 2024-01-02 gets the
+    # interval ending then, [01-01, 01-02), while its keys use {{ ds }} = 2024-01-02; see README.)
+    assert ids in (list(range(0, 24)), list(range(24, 48)))
+
+    state, _ = _run(dag, logical_date=dt.datetime(2024, 1, 2, tzinfo=dt.timezone.utc))
+
+    assert state == "success"
+    second = {o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert second == set(first)
