@@ -175,18 +175,7 @@ class UploadSession:
         problem = ""
         for attempt in range(1, self.config.retry.max_attempts + 1):
             try:
-                response = self.config.retry.call(
-                    lambda: self.client.upload_part(
-                        Bucket=self.bucket,
-                        Key=self.key,
-                        UploadId=self.upload_id,
-                        PartNumber=number,
-                        Body=body(),
-                        ContentLength=digest.size,
-                        **{f"Checksum{self.algorithm}": sent},
-                    ),
-                    what=what,
-                )
+                response = self._send_part(number, body, digest, sent, what)
             except Exception as exc:
                 if _error_code(exc) not in DIGEST_ERROR_CODES:
                     raise translate_error(exc, what) from exc
@@ -198,6 +187,24 @@ class UploadSession:
                 problem = mismatch
             log.warning("%s: bytes corrupted in transit (%s), attempt %d; sending again", what, problem, attempt)
         raise ChecksumMismatchError(f"{what}: {problem} after {self.config.retry.max_attempts} attempts")
+
+    def _send_part(
+        self, number: int, body: Callable[[], Body], digest: PartDigest, sent: str, what: str
+    ) -> dict[str, Any]:
+        return dict(
+            self.config.retry.call(
+                lambda: self.client.upload_part(
+                    Bucket=self.bucket,
+                    Key=self.key,
+                    UploadId=self.upload_id,
+                    PartNumber=number,
+                    Body=body(),
+                    ContentLength=digest.size,
+                    **{f"Checksum{self.algorithm}": sent},
+                ),
+                what=what,
+            )
+        )
 
     def copy_part(self, number: int, copy_source: dict[str, Any], first: int, last: int, if_match: str) -> PartRecord:
         """UploadPartCopy bytes ``first..last`` (inclusive) of ``copy_source`` into part ``number``.

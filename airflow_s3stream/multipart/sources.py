@@ -8,12 +8,13 @@ part size. An S3 source in the same endpoint never passes through the worker (Up
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 from typing import Any
 
 from airflow_s3stream.errors import SourceChangedError, SourceError
-from airflow_s3stream.multipart.bodies import FileRange
+from airflow_s3stream.multipart.bodies import FileRange, part_body
 from airflow_s3stream.multipart.checksums import PartDigest, PartHasher, crc_of
 from airflow_s3stream.multipart.resume import SourceFingerprint
 
@@ -79,8 +80,9 @@ class LocalFile:
     def read(self, offset: int, length: int) -> bytes:
         return os.pread(self.fd, length, offset)
 
-    def body(self, offset: int, length: int) -> FileRange:
-        return FileRange(self.fd, offset, length)
+    def body(self, offset: int, length: int) -> io.BufferedReader:
+        """A fresh seekable body for ``length`` bytes at ``offset`` (one per attempt)."""
+        return part_body(FileRange(self.fd, offset, length))
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:

@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import Any
 
 from airflow_s3stream.errors import S3StreamError, UploadError
-from airflow_s3stream.multipart.bodies import BufferBody
+from airflow_s3stream.multipart.bodies import BufferBody, part_body
 from airflow_s3stream.multipart.checksums import PartHasher
 from airflow_s3stream.multipart.completion import complete_and_verify, put_and_verify
 from airflow_s3stream.multipart.config import MultipartConfig, PartSizer
@@ -218,7 +218,7 @@ class MultipartWriter(io.BufferedIOBase):
         if self._error is not None:
             raise UploadError(f"part {number} of {self._session.uri}: skipped after an earlier failure")
         digest = PartHasher.of(self.config.checksum_algorithm, self._session.wants_md5, buf)
-        record = self._session.upload_part(number, lambda: BufferBody(buf), digest)
+        record = self._session.upload_part(number, lambda: part_body(BufferBody(buf)), digest)
         with self._spare_lock:
             self._spare.append(buf)
         return record
