@@ -62,7 +62,7 @@ def split_key_range(lowest: int | None, highest: int | None, partitions: int) ->
     doc_md=__doc__,
     params={
         "table": Param(
-            "public.orders",
+            os.environ.get("S3STREAM_ORDERS_TABLE", "public.demo_orders"),
             type="string",
             pattern=QUALIFIED_IDENTIFIER,
             description="Table to export, optionally schema-qualified (an SQL identifier, not an expression).",

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Runs once, on the first start of the postgres service (docker-entrypoint-initdb.d):
-# creates the "source" database the example DAGs export from, with a sample table of
-# 1,000,000 orders spread over the 60 days before 2026-01-01 (so a backfill has data).
+# creates the "source" database the example DAGs export from, with the sample table the daily
+# export DAG reads (public.demo_orders, the same shape `make demo` loads): 1,000,000 orders spread
+# over the 60 days from 2024-01-01, so a backfill such as
+#   airflow backfill create --dag-id s3stream_postgres_to_s3_daily --from-date 2024-01-01 --to-date 2024-01-07
+# has data for every interval.
 set -euo pipefail
 
 psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" <<'SQL'
@@ -9,22 +12,15 @@ CREATE DATABASE source;
 SQL
 
 psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname source <<'SQL'
-CREATE TABLE public.orders (
-    id          bigint PRIMARY KEY,
-    created_at  timestamptz NOT NULL,
-    customer    text NOT NULL,
-    amount      numeric(12, 2) NOT NULL,
-    status      text NOT NULL,
-    attributes  jsonb
-);
-INSERT INTO public.orders
-SELECT g,
-       timestamptz '2026-01-01 00:00:00+00' - (g % 5184000) * interval '1 second',
-       'customer-' || (g % 997),
-       round((g % 100000) / 100.0, 2),
-       (ARRAY['new', 'paid', 'shipped', 'returned'])[1 + g % 4],
-       jsonb_build_object('channel', CASE WHEN g % 3 = 0 THEN 'web' ELSE 'store' END)
+CREATE TABLE public.demo_orders AS
+SELECT g::int8 AS id,
+       md5(g::text) AS customer,
+       (g % 100000 * 1.37)::numeric(12, 2) AS amount,
+       (ARRAY['new', 'paid', 'shipped', 'returned'])[1 + g % 4] AS status,
+       timestamptz '2024-01-01 00:00:00+00' + (g - 1) * (interval '60 days' / 1000000) AS created_at,
+       'note, "quoted" ' || md5((g * 7)::text) AS note
 FROM generate_series(1, 1000000) AS g;
-CREATE INDEX orders_created_at ON public.orders (created_at);
-ANALYZE public.orders;
+ALTER TABLE public.demo_orders ADD PRIMARY KEY (id);
+CREATE INDEX demo_orders_created_at ON public.demo_orders (created_at);
+ANALYZE public.demo_orders;
 SQL

@@ -110,6 +110,9 @@ def test_connections_come_from_airflow_conn_variables_pointing_at_stack_services
             == compose_services["airflow-apiserver"]["environment"]["AIRFLOW__API_AUTH__JWT_SECRET"]
         )
         assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/"
+        # The example DAGs read these at parse time; the table is the one postgres-init loads.
+        assert env["S3STREAM_BUCKET"] == "s3stream"
+        assert env["S3STREAM_ORDERS_TABLE"] == "public.demo_orders"
 
 
 def test_s3_credentials_match_the_server_identity(compose_services: dict[str, Any]) -> None:
@@ -132,7 +135,9 @@ def test_source_database_is_created_with_a_sample_table(compose_services: dict[s
     assert scripts, "no init script"
     text = "\n".join(path.read_text() for path in scripts)
     assert "CREATE DATABASE source" in text
-    assert re.search(r"CREATE TABLE public\.\w+", text)
+    assert "CREATE TABLE public.demo_orders" in text
+    for column in ("id", "customer", "amount", "status", "created_at", "note"):  # what the daily DAG selects
+        assert re.search(rf"\bAS {column}\b", text), column
     for path in scripts:
         if path.suffix == ".sh":
             assert path.stat().st_mode & 0o111, f"{path.name} must be executable for the postgres entrypoint"
