@@ -124,55 +124,73 @@ def write_text(
     has_header: bool,
     progress: Progress | None = None,
 ) -> int:
-    """Write COPY rows (the first one a header when ``has_header``) as CSV/JSONL parts; return data rows."""
-    header = b""
+    """Write COPY rows (the first one a header when ``has_header``) as CSV/JSONL parts; return data rows.
+
+    This is the per-row hot loop of CSV/JSONL export, so it keeps to local variables: one list
+    append and two additions per row; limits are checked only when splitting.
+    """
     rows_iter: Iterator[memoryview | bytes] = iter(rows)
+    header = b""
     if has_header:
         first = next(rows_iter, None)
         header = bytes(first) if first is not None else b""
+    max_rows = options.max_rows_per_file if options.max_rows_per_file is not None else -1
+    max_bytes = options.max_bytes_per_file if options.max_bytes_per_file is not None else -1
+    count_pending = options.compression is None  # compressed: only what the codec emitted counts
+    split = options.split
     total_rows = 0
-    part: _OpenPart | None = None
-    compressor = None
     pending: list[memoryview | bytes] = []
-    pending_bytes = 0
+    append = pending.append
+    part: _OpenPart | None = None
+    compressor: Any = None
 
     def start() -> _OpenPart:
-        nonlocal compressor, pending, pending_bytes
+        nonlocal compressor
         compressor = open_compressor(options.compression, options.level)
-        pending, pending_bytes = [header] if header else [], len(header)
+        pending.clear()
+        if header:
+            pending.append(header)
         return parts.open()
 
     def drain(current: _OpenPart, final: bool) -> None:
-        nonlocal pending, pending_bytes
-        assert compressor is not None
         data = compressor.compress(b"".join(pending))
         if final:
             data += compressor.flush()
         current.sink.write(data)
-        pending, pending_bytes = [], 0
+        pending.clear()
 
-    for row in rows_iter:
+    while True:
+        part_rows = 0
+        pending_bytes = 0
+        for row in rows_iter:
+            if part is None:
+                part = start()
+                pending_bytes = len(header)
+            append(row)
+            pending_bytes += len(row)
+            part_rows += 1
+            if pending_bytes >= TEXT_FLUSH_BYTES:
+                drain(part, final=False)
+                pending_bytes = 0
+                if progress is not None:
+                    progress(total_rows + part_rows, parts.stored_bytes)
+            if split and (
+                part_rows == max_rows
+                or (max_bytes > 0 and part.sink.bytes + (pending_bytes if count_pending else 0) >= max_bytes)
+            ):
+                break
         if part is None:
-            part = start()
-        pending.append(row)
-        pending_bytes += len(row)
-        part.rows += 1
-        total_rows += 1
-        if pending_bytes >= TEXT_FLUSH_BYTES:
-            drain(part, final=False)
-            if progress is not None:
-                progress(total_rows, parts.stored_bytes)
-        # Uncompressed, pending rows count as stored; compressed, only what the codec has emitted.
-        unsent = pending_bytes if options.compression is None else 0
-        if options.split and _part_full(options, part.rows, part.sink.bytes + unsent):
-            drain(part, final=True)
-            parts.complete(part)
-            part = None
-    if part is None and not parts.files and options.empty_result == "write_empty_file":
-        part = start()
-    if part is not None:
+            break
+        # the part is full, or the rows ran out
         drain(part, final=True)
+        part.rows = part_rows
+        total_rows += part_rows
         parts.complete(part)
+        part = None
+    if not parts.files and options.empty_result == "write_empty_file":
+        empty = start()
+        drain(empty, final=True)
+        parts.complete(empty)
     if progress is not None:
         progress(total_rows, parts.stored_bytes)
     return total_rows
