@@ -3,10 +3,12 @@
 No Airflow imports here: callers pass a boto3 S3 client.
 
     from airflow_s3stream.multipart import MultipartConfig, MultipartWriter, UploadResult
+    from airflow_s3stream.multipart import ResumableUploader, abort_stale_uploads
 """
 
 from __future__ import annotations
 
+from airflow_s3stream.multipart.cleanup import StaleUpload, abort_stale_uploads
 from airflow_s3stream.multipart.config import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_PART_SIZE,
@@ -19,6 +21,7 @@ from airflow_s3stream.multipart.config import (
     validate_part_size,
 )
 from airflow_s3stream.multipart.result import UploadResult
+from airflow_s3stream.multipart.uploader import ResumableUploader
 from airflow_s3stream.multipart.writer import MultipartWriter
 
 __all__ = [
@@ -30,7 +33,10 @@ __all__ = [
     "MultipartConfig",
     "MultipartWriter",
     "PartSizer",
+    "ResumableUploader",
+    "StaleUpload",
     "UploadResult",
+    "abort_stale_uploads",
     "plan_parts",
     "validate_part_size",
 ]
