@@ -285,3 +285,23 @@ def test_postgres_errors_are_classified_retryable_or_not() -> None:
     assert isinstance(classify(psycopg.errors.UndefinedTable("relation x does not exist"), "SELECT"), QueryError)
     assert isinstance(classify(psycopg.errors.AdminShutdown("terminating"), "SELECT"), ExportConnectionError)
     assert isinstance(classify(psycopg.OperationalError("server closed"), "SELECT"), ExportConnectionError)
+
+
+# -- progress --------------------------------------------------------------------------------
+
+
+def test_progress_is_reported_at_most_every_interval_and_once_at_the_end() -> None:
+    from airflow_s3stream.export.progress import ExportProgress, ProgressReporter
+
+    seen: list[ExportProgress] = []
+    reporter = ProgressReporter(seen.append, interval=3600.0)
+    for n in range(1000):
+        reporter.update(n, n * 10)
+    assert seen == []  # nothing before the interval has passed
+    reporter.finish(1000, 10_000)
+    assert len(seen) == 1 and seen[0].done and (seen[0].rows, seen[0].bytes) == (1000, 10_000)
+    assert seen[0].describe().startswith("done: 1,000 rows, 0.0 MB")
+    eager: list[ExportProgress] = []
+    always = ProgressReporter(eager.append, interval=1e-9)
+    always.update(5, 50)
+    assert [(p.rows, p.done) for p in eager] == [(5, False)]
