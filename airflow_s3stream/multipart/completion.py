@@ -7,6 +7,7 @@ whose size, checksum or ETag disagrees with what we computed is deleted again an
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -21,10 +22,12 @@ from airflow_s3stream.multipart.checksums import (
     multipart_etag,
 )
 from airflow_s3stream.multipart.result import UploadResult
-from airflow_s3stream.multipart.session import PartRecord, UploadSession
+from airflow_s3stream.multipart.session import PartRecord, UploadSession, translate_error
 from airflow_s3stream.multipart.verify import ExpectedObject, verify_object
 
 __all__ = ["Finished", "complete_and_verify", "put_and_verify"]
+
+log = logging.getLogger("airflow_s3stream.multipart")
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,20 @@ class Finished:
 def _head_and_verify(session: UploadSession, expected: ExpectedObject) -> tuple[list[str], str]:
     if not session.config.verify_after_complete:
         return [], expected.checksum
-    head = session.client.head_object(Bucket=session.bucket, Key=session.key, ChecksumMode="ENABLED")
+    try:
+        head = session.config.retry.call(
+            lambda: session.client.head_object(Bucket=session.bucket, Key=session.key, ChecksumMode="ENABLED"),
+            what=f"reading back {session.uri}",
+        )
+    except Exception as exc:
+        status = getattr(exc, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if status != 403:
+            raise translate_error(exc, f"reading back {session.uri}") from exc
+        # write-only credentials: the upload itself succeeded and S3 checked every part's CRC
+        log.warning(
+            "%s: no permission to read the object back (HeadObject); not verified after completion", session.uri
+        )
+        return [], expected.checksum
     try:
         verified = verify_object(head, expected)
     except ChecksumMismatchError as exc:

@@ -195,3 +195,14 @@ def test_missing_bucket_is_a_destination_error(s3_client: Any) -> None:
         MultipartWriter(s3_client, "no-such-bucket-s3stream", "k", config=config()) as w,
     ):
         w.write(os.urandom(6 * MiB))
+
+
+def test_write_only_credentials_complete_the_upload_without_read_back(
+    s3_client: Any, bucket: str, proxy_client: Any, s3_proxy: S3Proxy
+) -> None:
+    s3_proxy.add_fault(lambda r: Status(403, "AccessDenied") if r.op == "HeadObject" else None)
+    data = os.urandom(5 * MiB + 1)
+    with MultipartWriter(proxy_client, bucket, "k", config=config()) as w:
+        w.write(data)
+    assert w.result is not None and w.result.verified == []
+    assert read(s3_client, bucket, "k") == data
