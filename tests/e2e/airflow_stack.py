@@ -29,6 +29,7 @@ T = TypeVar("T")
 COMPONENTS = ("api-server", "scheduler", "dag-processor")
 STARTUP_TIMEOUT_S = 240.0  # three Python processes importing Airflow on 2 busy cores
 TERMINAL_RUN_STATES = {"success", "failed"}
+SQLITE_LOCK_PATIENCE_S = 120.0  # how long a write refused by SQLite's lock is retried
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout_s: float, interval_s: float = 1.0) -> T:
@@ -195,15 +196,25 @@ class AirflowStack:
         return self._token
 
     def api(self, method: str, path: str, json: Any = None, params: Mapping[str, Any] | None = None) -> Any:
-        """Call ``/api/v2{path}`` with the JWT; raise with the response body on an error status."""
-        response = httpx.request(
-            method,
-            f"{self.base_url}/api/v2{path}",
-            json=json,
-            params=params,
-            headers={"Authorization": f"Bearer {self.token()}"},
-            timeout=60,
-        )
+        """Call ``/api/v2{path}`` with the JWT; raise with the response body on an error status.
+
+        SQLite has one writer: while the scheduler holds the lock a write may be refused ("Database
+        is locked"); such a request is sent again for up to ``SQLITE_LOCK_PATIENCE_S``.
+        """
+        deadline = time.monotonic() + SQLITE_LOCK_PATIENCE_S
+        while True:
+            response = httpx.request(
+                method,
+                f"{self.base_url}/api/v2{path}",
+                json=json,
+                params=params,
+                headers={"Authorization": f"Bearer {self.token()}"},
+                timeout=60,
+            )
+            locked = response.status_code >= 500 and "locked" in response.text.lower()
+            if not locked or time.monotonic() > deadline:
+                break
+            time.sleep(1)
         if response.status_code >= 400:
             raise RuntimeError(f"{method} {path} -> {response.status_code}: {response.text}")
         return response.json() if response.content else None

@@ -158,8 +158,6 @@ def test_backfill_of_three_days_writes_three_partitions_and_a_rerun_replaces_one
     airflow: AirflowStack, s3_client: Any, export_bucket: str, orders_table: str, pg_uri: str
 ) -> None:
     airflow.wait_for_dag(DAILY_DAG)
-    airflow.unpause(DAILY_DAG)  # task instances of a paused DAG are never queued, backfill or not
-
     backfill = airflow.api(
         "POST",
         "/backfills",
@@ -171,6 +169,7 @@ def test_backfill_of_three_days_writes_three_partitions_and_a_rerun_replaces_one
             "reprocess_behavior": "none",
         },
     )
+    airflow.unpause(DAILY_DAG)  # task instances of a paused DAG are never queued, backfill or not
 
     def backfill_done() -> list[dict[str, Any]] | None:
         runs = airflow.api("GET", f"/dags/{DAILY_DAG}/dagRuns", params={"run_type": "backfill", "limit": 50})
