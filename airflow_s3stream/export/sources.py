@@ -30,9 +30,46 @@ def copy_rows(conn: Any, statement: Any, parameters: Any, sql: str) -> Generator
 
     try:
         with conn.cursor() as cur, cur.copy(statement, parameters) as copy:
-            yield from copy
+            yield from _buffered_rows(conn, copy)
     except psycopg.Error as exc:
         raise classify(exc, sql) from exc
+
+
+def _buffered_rows(conn: Any, copy: Any) -> Iterator[memoryview]:
+    """The rows of an open ``COPY TO`` block, taking those libpq already holds without waiting.
+
+    psycopg's own iterator runs a generator and a wait per row (about 2 us); here every row libpq
+    has buffered costs one non-blocking ``PQgetCopyData`` call, which measured ~35% less CPU per
+    row. Only when nothing is buffered does psycopg's ``read()`` wait for the socket (GIL released).
+    When the server ends the COPY (done or failed) the final result is fetched exactly as
+    psycopg's ``copy_from`` does. This leans on two private names of psycopg 3
+    (``generators._fetch_many``, ``Copy._finished``); without them it falls back to psycopg's
+    iterator.
+    """
+    import psycopg
+    from psycopg import generators, pq
+
+    fetch_many = getattr(generators, "_fetch_many", None)
+    if fetch_many is None or not hasattr(copy, "_finished"):
+        yield from copy
+        return
+    pgconn = conn.pgconn
+    get_copy_data = pgconn.get_copy_data
+    while True:
+        nbytes, data = get_copy_data(1)
+        if nbytes > 0:
+            yield data
+        elif nbytes == 0:  # nothing buffered: let psycopg wait for the next row
+            row = copy.read()
+            if not row:
+                return
+            yield row
+        else:  # -1: the COPY ended; its final result says whether it succeeded
+            results = conn.wait(fetch_many(pgconn))
+            copy._finished = True
+            if results[-1].status != pq.ExecStatus.COMMAND_OK:
+                raise psycopg.errors.error_from_result(results[-1], encoding=conn.info.encoding)
+            return
 
 
 class CopyReader(io.RawIOBase):
