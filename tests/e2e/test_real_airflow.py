@@ -204,6 +204,12 @@ def test_backfill_of_three_days_writes_three_partitions_and_a_rerun_replaces_one
         assert expected is not None
         assert _manifest_rows(manifest) == expected[0] == 720
 
+    # The export's "S3 object" button lists the interval's prefix on the custom endpoint.
+    run_id = by_day[BACKFILL_DAYS[0]]["dag_run_id"]
+    links = airflow.api("GET", f"/dags/{DAILY_DAG}/dagRuns/{run_id}/taskInstances/export_csv/links")
+    link = links["extra_links"]["S3 object"]
+    assert link == f"{s3_client.meta.endpoint_url}/{export_bucket}?prefix=exports%2Forders%2F{BACKFILL_DAYS[0]}%2Fcsv"
+
     # Re-run one interval, as "Clear" in the UI does, and wait for its second try to finish.
     rerun = by_day[BACKFILL_DAYS[1]]["dag_run_id"]
     before = _export_keys(s3_client, export_bucket, BACKFILL_DAYS)
