@@ -108,3 +108,33 @@ def test_terminated_backend_fails_cleanly_and_is_retryable(bucket: str, s3_clien
 def test_bad_arguments_fail_when_the_dag_is_parsed(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         operator("bucket", "SELECT 1", **kwargs)
+
+
+def test_refused_credentials_fail_before_the_query_runs(
+    pg_conn: Any, bucket: str, s3: Any, s3_proxy: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from tests.support.s3proxy import Status
+
+    # moto accepts any key pair, so the refusal is injected where S3 would answer it.
+    s3_proxy.add_fault(lambda r: Status(403, "InvalidAccessKeyId") if r.op == "HeadBucket" else None)
+    conn = {
+        "conn_type": "aws",
+        "login": "wrong-key",
+        "password": "wrong-secret",
+        "extra": {"endpoint_url": s3_proxy.endpoint_url, "region_name": s3.region},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_PROXY", json.dumps(conn))
+    pg_conn.execute("CREATE TABLE calls (n int)")
+    pg_conn.execute(
+        "CREATE FUNCTION noisy() RETURNS int LANGUAGE sql AS $$ INSERT INTO calls VALUES (1) RETURNING n $$"
+    )
+    schema = pg_conn.execute("SELECT current_schema()").fetchone()[0]
+    op = operator(bucket, f"SELECT {schema}.noisy()", aws_conn_id="aws_proxy")
+    with pytest.raises(AirflowFailException, match="access denied") as failure:
+        op.execute({})
+    assert "wrong-secret" not in str(failure.value)
+    assert pg_conn.execute("SELECT count(*) FROM calls").fetchone()[0] == 0
+    assert s3_proxy.count("HeadBucket") >= 1
+    assert s3_proxy.count("CreateMultipartUpload") == 0 and s3_proxy.count("PutObject") == 0
