@@ -5,7 +5,7 @@ Each run exports exactly its own data interval, so backfills and re-runs are saf
 * the schedule is a data-interval timetable: the run for 2024-01-01 covers that whole UTC day;
 * the SQL selects ``created_at >= data_interval_start AND created_at < data_interval_end``;
   both bounds are *parameters* bound by psycopg, never formatted into the SQL text;
-* the key prefix is templated per interval (``exports/orders/{{ ds }}/csv``): re-running a day
+* the key prefix is templated per interval (``exports/orders/{{ data_interval_start | ds }}/csv``): re-running a day
   overwrites that day's parts, deletes parts left over from an earlier, larger run, and writes the
   ``_manifest.json`` last (its presence means "this day is complete");
 * a failed run leaves nothing half-written (open uploads are aborted, finished parts deleted).
@@ -54,7 +54,7 @@ def postgres_to_s3_daily() -> None:
         sql=INTERVAL_SQL,
         parameters=INTERVAL,
         s3_bucket=BUCKET,
-        s3_key="exports/orders/{{ ds }}/csv",
+        s3_key="exports/orders/{{ data_interval_start | ds }}/csv",
         file_format="csv",
         compression="gzip",
         max_bytes_per_file=64 * MiB,
@@ -65,7 +65,7 @@ def postgres_to_s3_daily() -> None:
         sql=INTERVAL_SQL,
         parameters=INTERVAL,
         s3_bucket=BUCKET,
-        s3_key="exports/orders/{{ ds }}/parquet",
+        s3_key="exports/orders/{{ data_interval_start | ds }}/parquet",
         file_format="parquet",
         compression="zstd",
         max_rows_per_file=1_000_000,

@@ -110,6 +110,7 @@ class PostgresToS3StreamOperator(BaseOperator):
         self.sql, self.s3_bucket, self.s3_key, self.parameters = sql, s3_bucket, s3_key, parameters
         self.postgres_conn_id, self.aws_conn_id = postgres_conn_id, aws_conn_id
         self.progress_interval = progress_interval
+        self._conn: Any = None  # the psycopg connection while execute() runs, for on_kill
 
     def _log_progress(self, progress: ExportProgress) -> None:
         self.log.info("%s", progress.describe())
@@ -120,11 +121,17 @@ class PostgresToS3StreamOperator(BaseOperator):
 
         return export_lineage(self.sql, self.postgres_conn_id, self.s3_bucket, self.s3_key)
 
+    def on_kill(self) -> None:
+        """Cancel the running query; the export then aborts its uploads, leaving nothing behind."""
+        conn = self._conn
+        if conn is not None:
+            conn.cancel_safe()
+
     def execute(self, context: Any) -> dict[str, Any]:
         client = S3StreamHook(
             aws_conn_id=self.aws_conn_id, max_pool_connections=self.upload_config.max_concurrency + 2
         ).get_s3_client()
-        conn = PostgresStreamHook(postgres_conn_id=self.postgres_conn_id).get_psycopg_connection()
+        conn = self._conn = PostgresStreamHook(postgres_conn_id=self.postgres_conn_id).get_psycopg_connection()
         target = f"s3://{self.s3_bucket}/{self.s3_key}"
         try:
             result = export_query(
@@ -143,6 +150,7 @@ class PostgresToS3StreamOperator(BaseOperator):
             raise AirflowFailException(f"{self.task_id} -> {target}: {exc}") from exc
         # ExportConnectionError / UploadError / TransientError propagate: Airflow may retry the task.
         finally:
+            self._conn = None
             conn.close()
         for file in result.files:
             self.log.info("wrote s3://%s/%s: %d rows, %d bytes", result.bucket, file.key, file.rows, file.bytes)

@@ -93,6 +93,37 @@ def test_terminated_backend_fails_cleanly_and_is_retryable(bucket: str, s3_clien
     assert bucket_contents(s3_client, bucket) == ([], [])
 
 
+def test_on_kill_cancels_the_query_and_leaves_nothing_behind(bucket: str, s3_client: Any, pg_uri: str) -> None:
+    marker = "s3stream_kill_me"
+    sql = f"SELECT g, repeat('x', 200) AS pad, '{marker}' AS m FROM generate_series(1, 20000000) g"
+    op = operator(bucket, sql, part_size=5 * MiB)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            op.execute({})
+        except BaseException as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    deadline = time.monotonic() + 60
+    while s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads") is None and time.monotonic() < deadline:
+        time.sleep(0.2)  # wait until the export is really streaming into S3
+    op.on_kill()
+    worker.join(120)
+    assert not worker.is_alive()
+    assert len(errors) == 1 and "cancel" in str(errors[0]).lower()
+    assert bucket_contents(s3_client, bucket) == ([], [])
+    with psycopg.connect(pg_uri, autocommit=True) as admin:
+        running = admin.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE query LIKE %s AND state = 'active' AND pid <> pg_backend_pid()",
+            (f"%{marker}%",),
+        ).fetchone()
+    assert running == (0,)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
