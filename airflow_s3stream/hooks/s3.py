@@ -29,9 +29,17 @@ class S3StreamHook(S3Hook):
     def __init__(
         self, aws_conn_id: str | None = S3Hook.default_conn_name, max_pool_connections: int = 16, **kwargs: Any
     ) -> None:
-        config = kwargs.pop("config", None) or Config()
-        config = config.merge(Config(max_pool_connections=max_pool_connections))
-        super().__init__(aws_conn_id=aws_conn_id, config=config, **kwargs)
+        self.max_pool_connections = max_pool_connections
+        super().__init__(aws_conn_id=aws_conn_id, **kwargs)
+
+    @property
+    def config(self) -> Config:
+        """The botocore config of the connection (its ``config_kwargs`` extra included) with a pool
+        of at least ``max_pool_connections``. Passing a ``config`` to ``S3Hook`` instead would
+        silently replace everything the connection's extra configures."""
+        base: Config = super().config
+        pool = max(self.max_pool_connections, getattr(base, "max_pool_connections", None) or 0)
+        return base.merge(Config(max_pool_connections=pool))
 
     def get_s3_client(self) -> Any:
         """The boto3 S3 client the streaming core takes as its argument."""
