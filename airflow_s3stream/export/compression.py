@@ -19,14 +19,14 @@ _GZIP_WBITS = 31  # 16 + 15: zlib writes a gzip header and trailer (see zlib.com
 class StreamCompressor(Protocol):
     """Bytes in, compressed bytes out; ``flush`` ends the stream."""
 
-    def compress(self, data: bytes) -> bytes: ...
+    def compress(self, data: bytes | bytearray) -> bytes: ...
 
     def flush(self) -> bytes: ...
 
 
 class _Identity:
-    def compress(self, data: bytes) -> bytes:
-        return data
+    def compress(self, data: bytes | bytearray) -> bytes:
+        return bytes(data)  # a copy: the caller reuses its buffer
 
     def flush(self) -> bytes:
         return b""
@@ -38,7 +38,7 @@ class _Zstd:
 
         self._obj = zstandard.ZstdCompressor(level=level, write_checksum=True).compressobj()
 
-    def compress(self, data: bytes) -> bytes:
+    def compress(self, data: bytes | bytearray) -> bytes:
         return bytes(self._obj.compress(data))
 
     def flush(self) -> bytes:

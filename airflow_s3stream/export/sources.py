@@ -88,16 +88,17 @@ class CopyReader(io.RawIOBase):
     def readinto(self, b: Any) -> int:
         try:
             if self._pos >= len(self._buffer):
-                pending: list[memoryview | bytes] = []
-                size = 0
+                # Copied into one bytearray, not collected as a list: each row is a GC-tracked
+                # memoryview, and thousands alive at once make the collector scan the whole heap.
+                pending = bytearray()
+                want = len(b)
                 for chunk in self._chunks:
-                    pending.append(chunk)
-                    size += len(chunk)
-                    if size >= len(b):
+                    pending += chunk
+                    if len(pending) >= want:
                         break
                 if not pending:
                     return 0
-                self._buffer = memoryview(b"".join(pending))
+                self._buffer = memoryview(pending)
                 self._pos = 0
         except BaseException as exc:  # re-raised by arrow_batches with its own type, not Arrow's
             self.error = exc

@@ -126,8 +126,8 @@ def write_text(
 ) -> int:
     """Write COPY rows (the first one a header when ``has_header``) as CSV/JSONL parts; return data rows.
 
-    This is the per-row hot loop of CSV/JSONL export, so it keeps to local variables: one list
-    append and two additions per row; limits are checked only when splitting.
+    This is the per-row hot loop of CSV/JSONL export, so it keeps to local variables: one copy
+    into the pending buffer and two additions per row; limits are checked only when splitting.
     """
     rows_iter: Iterator[memoryview | bytes] = iter(rows)
     header = b""
@@ -139,8 +139,11 @@ def write_text(
     count_pending = options.compression is None  # compressed: only what the codec emitted counts
     split = options.split
     total_rows = 0
-    pending: list[memoryview | bytes] = []
-    append = pending.append
+    # Rows are copied into one bytearray rather than kept as a list of row objects: psycopg hands
+    # each row over as a memoryview, which the garbage collector tracks, and thousands of them alive
+    # at once trigger collections that scan the whole heap (measured: 13% of an export's CPU).
+    pending = bytearray()
+    append = pending.extend
     part: _OpenPart | None = None
     compressor: Any = None
 
@@ -148,12 +151,11 @@ def write_text(
         nonlocal compressor
         compressor = open_compressor(options.compression, options.level)
         pending.clear()
-        if header:
-            pending.append(header)
+        pending.extend(header)
         return parts.open()
 
     def drain(current: _OpenPart, final: bool) -> None:
-        data = compressor.compress(b"".join(pending))
+        data = compressor.compress(pending)
         if final:
             data += compressor.flush()
         current.sink.write(data)
