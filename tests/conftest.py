@@ -9,10 +9,11 @@ Airflow connections ``aws_default`` and ``postgres_default`` point at the same s
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -98,3 +99,23 @@ def s3_proxy(s3: devservices.S3Service) -> Iterator[S3Proxy]:
     """A recording, fault-injecting proxy in front of the session's S3 endpoint."""
     with S3Proxy(s3.endpoint_url) as proxy:
         yield proxy
+
+
+@pytest.fixture
+def proxy_aws_conn(s3_proxy: S3Proxy, s3: devservices.S3Service, monkeypatch: pytest.MonkeyPatch) -> Callable[..., str]:
+    """Factory: an Airflow ``aws`` connection that reaches S3 through ``s3_proxy``.
+
+    ``proxy_aws_conn("aws_proxy", retries={"total_max_attempts": 1})`` sets
+    ``AIRFLOW_CONN_AWS_PROXY`` for this test (keyword arguments become the extra's
+    ``config_kwargs``) and returns the connection id.
+    """
+
+    def make(conn_id: str = "aws_proxy", **config_kwargs: Any) -> str:
+        extra: dict[str, Any] = {"endpoint_url": s3_proxy.endpoint_url, "region_name": s3.region}
+        if config_kwargs:
+            extra["config_kwargs"] = config_kwargs
+        conn = {"conn_type": "aws", "login": s3.access_key_id, "password": s3.secret_access_key, "extra": extra}
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+        return conn_id
+
+    return make

@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -27,21 +27,9 @@ PART = 5 * MiB
 
 
 @pytest.fixture
-def proxy_conn(s3_proxy: S3Proxy, s3: Any) -> Iterator[str]:
-    """An Airflow connection ``aws_mpu_proxy`` that reaches S3 through the recording proxy."""
-    conn = {
-        "conn_type": "aws",
-        "login": s3.access_key_id,
-        "password": s3.secret_access_key,
-        "extra": {
-            "endpoint_url": s3_proxy.endpoint_url,
-            "region_name": s3.region,
-            "config_kwargs": {"retries": {"total_max_attempts": 1}},
-        },
-    }
-    os.environ["AIRFLOW_CONN_AWS_MPU_PROXY"] = json.dumps(conn)
-    yield "aws_mpu_proxy"
-    del os.environ["AIRFLOW_CONN_AWS_MPU_PROXY"]
+def proxy_conn(proxy_aws_conn: Callable[..., str]) -> str:
+    """An Airflow connection ``aws_mpu_proxy`` through the recording proxy, botocore retries off."""
+    return proxy_aws_conn("aws_mpu_proxy", retries={"total_max_attempts": 1})
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import io
 import json
 import os
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,17 +55,9 @@ def bag_zip(tmp_path: Path) -> bytes:
 
 
 @pytest.fixture
-def proxy_conn(s3_proxy: S3Proxy, s3: Any) -> Iterator[str]:
+def proxy_conn(proxy_aws_conn: Callable[..., str]) -> str:
     """An Airflow connection ``aws_proxy`` that reaches S3 through the recording proxy."""
-    conn = {
-        "conn_type": "aws",
-        "login": s3.access_key_id,
-        "password": s3.secret_access_key,
-        "extra": {"endpoint_url": s3_proxy.endpoint_url, "region_name": s3.region},
-    }
-    os.environ["AIRFLOW_CONN_AWS_PROXY"] = json.dumps(conn)
-    yield "aws_proxy"
-    del os.environ["AIRFLOW_CONN_AWS_PROXY"]
+    return proxy_aws_conn("aws_proxy")
 
 
 def _gets(proxy: S3Proxy) -> list[S3Request]:
