@@ -141,7 +141,7 @@ def write_text(
     total_rows = 0
     # Rows are copied into one bytearray rather than kept as a list of row objects: psycopg hands
     # each row over as a memoryview, which the garbage collector tracks, and thousands of them alive
-    # at once trigger collections that scan the whole heap (measured: 13% of an export's CPU).
+    # at once trigger collections that scan the whole heap.
     pending = bytearray()
     append = pending.extend
     part: _OpenPart | None = None

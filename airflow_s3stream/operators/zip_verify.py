@@ -92,12 +92,12 @@ class S3ZipVerifyOperator(BaseOperator):
         return verify_lineage(self.s3_bucket, self.s3_key, self.report_key)
 
     def execute(self, context: Any) -> dict[str, Any]:
+        if self.mode not in MODES:  # checked again once templates are rendered
+            raise AirflowFailException(f"{self.task_id}: mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         hook = S3StreamHook(
             aws_conn_id=self.aws_conn_id, max_pool_connections=max(10, self.reader_config.prefetch_blocks + 2)
         )
         client = hook.get_s3_client()
-        if self.mode not in MODES:
-            raise AirflowFailException(f"{self.task_id}: mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         config = VerifyConfig(mode=self.mode, reader=self.reader_config, limits=self.limits)
         try:
             report = verify_archive(S3ObjectSource(client, self.s3_bucket, self.s3_key), config)
