@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m airflow_s3stream.demo
+	$(BIN)/python -m tests.support.demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -16,7 +16,7 @@ then measures, each in a fresh child process (peak RSS = that child's ``ru_maxrs
 
 MB/s is CSV-equivalent MB (the CSV size of the same rows) per second, so formats compare on the
 same data; ``out MB`` is what was stored. The S3 endpoint runs in its own process
-(``python -m airflow_s3stream.devservices s3``) unless ``S3STREAM_S3_ENDPOINT`` is set. Ratios are
+(``python -m tests.support.devservices s3``) unless ``S3STREAM_S3_ENDPOINT`` is set. Ratios are
 computed within this one run (the machine is noisy).
 """
 
@@ -202,14 +202,14 @@ def main() -> int:
 
     import psycopg
 
-    from airflow_s3stream import devservices
+    from tests.support import devservices
 
     postgres = devservices.start_postgres()
     server = None
     endpoint = os.environ.get("S3STREAM_S3_ENDPOINT")
     if not endpoint:
         server = subprocess.Popen(
-            [sys.executable, "-m", "airflow_s3stream.devservices", "s3"], stdout=subprocess.PIPE, text=True
+            [sys.executable, "-m", "tests.support.devservices", "s3"], stdout=subprocess.PIPE, text=True
         )
         assert server.stdout is not None
         endpoint = server.stdout.readline().strip()

@@ -9,7 +9,7 @@ engines on a quarter-size file (peak RSS must not grow with the data), and a kil
 half way followed by a resume. Each measurement runs in a fresh child process; peak RSS is that
 child's ``ru_maxrss`` from ``os.wait4``. The rows are run in ``--repeat`` interleaved rounds and
 the best throughput is kept, so a burst of load from elsewhere does not decide a ratio. The S3
-endpoint runs in its own process (``python -m airflow_s3stream.devservices s3``) unless
+endpoint runs in its own process (``python -m tests.support.devservices s3``) unless
 ``S3STREAM_S3_ENDPOINT`` is set.
 """
 
@@ -77,8 +77,8 @@ def run_method(method: str, endpoint: str, path: str, key: str, opts: dict[str, 
             while chunk := src.read(MiB):
                 dst.write(chunk)
     elif method in ("engine", "engine_resume"):
-        from airflow_s3stream.multipart import MultipartConfig
-        from airflow_s3stream.multipart.uploader import ResumableUploader
+        from airflow_s3stream.s3.multipart import MultipartConfig
+        from airflow_s3stream.s3.multipart.uploader import ResumableUploader
 
         config = MultipartConfig(
             part_size=opts["part_mib"] * MiB,
@@ -88,7 +88,7 @@ def run_method(method: str, endpoint: str, path: str, key: str, opts: dict[str, 
         result = ResumableUploader(client, BUCKET, key, config=config).upload_file(path)
         extra = {"parts": result.parts, "uploaded_parts": result.uploaded_parts, "resumed_parts": result.resumed_parts}
     elif method == "writer":
-        from airflow_s3stream.multipart import MultipartConfig, MultipartWriter
+        from airflow_s3stream.s3.multipart import MultipartConfig, MultipartWriter
 
         config = MultipartConfig(part_size=opts["part_mib"] * MiB, max_concurrency=opts["concurrency"])
         with open(path, "rb") as src, MultipartWriter(client, BUCKET, key, config=config) as w:
@@ -169,7 +169,7 @@ def _endpoint() -> tuple[str, subprocess.Popen[str] | None]:
     if os.environ.get("S3STREAM_S3_ENDPOINT"):
         return os.environ["S3STREAM_S3_ENDPOINT"], None
     server = subprocess.Popen(
-        [sys.executable, "-m", "airflow_s3stream.devservices", "s3"], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", "tests.support.devservices", "s3"], stdout=subprocess.PIPE, text=True
     )
     assert server.stdout is not None
     return server.stdout.readline().strip(), server

@@ -5,7 +5,7 @@
 Builds a ~250 MB bag of ~1,500 files (bagit-python, zipped by zipfile), a ~10 MB bag for the
 one-GET-per-read recipe, and a >4 GiB zipped bag (sparse zeros, on local disk: the test S3
 endpoint, moto, loads a whole object into memory on every GET). The S3 endpoint runs in its
-own process (``python -m airflow_s3stream.devservices s3``, or ``S3STREAM_S3_ENDPOINT``) behind
+own process (``python -m tests.support.devservices s3``, or ``S3STREAM_S3_ENDPOINT``) behind
 the recording proxy of the test suite, which counts GETs and the bytes their ranges cover at the
 server. Every row runs in a fresh child process: seconds are its wall time, peak RSS its own
 ``ru_maxrss``, local disk the bytes left in its private temporary directory at its peak.
@@ -29,8 +29,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from airflow_s3stream.devservices import DEFAULT_REGION, MOTO_CREDENTIALS  # noqa: E402
 from tests.support.bags import SparseZeroWriter  # noqa: E402
+from tests.support.devservices import DEFAULT_REGION, MOTO_CREDENTIALS  # noqa: E402
 from tests.support.s3proxy import S3Proxy  # noqa: E402
 
 KiB, MiB, GiB = 1024, 1024**2, 1024**3
@@ -121,8 +121,8 @@ CHILDREN = {
     "listing": OPERATOR_IMPORTS
     + textwrap.dedent(
         """
-        from airflow_s3stream.ranged import RangedReader, S3ObjectSource
-        from airflow_s3stream.zipstream import ZipArchive
+        from airflow_s3stream.s3.reader import RangedReader, S3ObjectSource
+        from airflow_s3stream.archive.zip import ZipArchive
         t = time.monotonic()
         c = boto3.client("s3", **args["client"])
         with RangedReader(S3ObjectSource(c, args["bucket"], args["key"])) as reader:
@@ -141,8 +141,8 @@ CHILDREN = {
     "local_core": OPERATOR_IMPORTS
     + textwrap.dedent(
         """
-        from airflow_s3stream.archive_verify import VerifyConfig, verify_archive
-        from airflow_s3stream.ranged import LocalFileSource
+        from airflow_s3stream.archive.verify import VerifyConfig, verify_archive
+        from airflow_s3stream.s3.reader import LocalFileSource
         t = time.monotonic()
         r = verify_archive(LocalFileSource(args["path"]), VerifyConfig(mode="bagit"))
         done(seconds=time.monotonic() - t, disk=disk_used(os.environ["TMPDIR"]), valid=r.valid,
@@ -214,7 +214,7 @@ def start_endpoint() -> tuple[str, subprocess.Popen[str] | None]:
     if os.environ.get("S3STREAM_S3_ENDPOINT"):
         return os.environ["S3STREAM_S3_ENDPOINT"], None
     proc = subprocess.Popen(
-        [sys.executable, "-m", "airflow_s3stream.devservices", "s3"],
+        [sys.executable, "-m", "tests.support.devservices", "s3"],
         stdout=subprocess.PIPE,
         text=True,
         cwd=ROOT,

@@ -23,7 +23,6 @@ Params: ``table`` (schema-qualified name), ``key_column`` (an integer column, id
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 from typing import Any
@@ -31,26 +30,13 @@ from typing import Any
 import pendulum
 from airflow.sdk import Param, dag, task
 
+from airflow_s3stream.export.partitions import split_key_range
 from airflow_s3stream.operators import PostgresToS3StreamOperator
 
 DEFAULT_BUCKET = os.environ.get("S3STREAM_BUCKET", "s3stream")
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"  # one unquoted SQL identifier
 QUALIFIED_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$"
 MANIFEST_NAME = "_manifest.json"
-
-
-def split_key_range(lowest: int | None, highest: int | None, partitions: int) -> list[tuple[int, int]]:
-    """``partitions`` contiguous half-open ranges covering ``[lowest, highest]`` exactly once.
-
-    An empty table (``None`` bounds) gives one empty range, so the export still writes a file.
-    Never more ranges than keys.
-    """
-    if lowest is None or highest is None:
-        return [(0, 0)]
-    span = highest - lowest + 1
-    count = max(1, min(partitions, span))
-    bounds = [lowest + span * i // count for i in range(count + 1)]
-    return list(itertools.pairwise(bounds))
 
 
 @dag(

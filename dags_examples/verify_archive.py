@@ -102,17 +102,18 @@ def s3stream_verify_archive() -> None:
         """Stream one member of the verified archive to ``<key>.extracted/<member>``."""
         from airflow.sdk.exceptions import AirflowSkipException
 
+        from airflow_s3stream.archive.extract import extract_members
         from airflow_s3stream.hooks.s3 import S3StreamHook
 
         assert params is not None
         member = params.get("extract_member")
         if not member:
             raise AirflowSkipException("no member asked for")
-        (extracted,) = S3StreamHook().extract_zip_members(
-            params["bucket"], params["key"], dest_prefix=params["key"] + EXTRACT_SUFFIX, members=[member]
-        )
-        print(f"{report['source']} is valid; extracted {member} ({extracted['bytes']} bytes) to {extracted['key']}")
-        return dict(extracted)
+        client = S3StreamHook().get_s3_client()
+        bucket, key = params["bucket"], params["key"]
+        (extracted,) = extract_members(client, bucket, key, bucket, dest_prefix=key + EXTRACT_SUFFIX, members=[member])
+        print(f"{report['source']} is valid; extracted {member} ({extracted.size} bytes) to {extracted.key}")
+        return extracted.to_dict()
 
     extract_member(verify.output)  # type: ignore[arg-type]  # an XComArg: the report, resolved at run time
 

@@ -1,6 +1,6 @@
 """Session-wide real services for the test suite.
 
-Postgres and S3 are found or started once per session by :mod:`airflow_s3stream.devservices`
+Postgres and S3 are found or started once per session by :mod:`tests.support.devservices`
 (``S3STREAM_POSTGRES_URI`` / local 127.0.0.1:5432 / embedded; ``S3STREAM_S3_ENDPOINT`` / moto
 server). Each test gets its own bucket and its own schema, so tests never see each other's data.
 Airflow connections ``aws_default`` and ``postgres_default`` point at the same services through
@@ -23,7 +23,7 @@ os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="s3stream-airflow-
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
 
-from airflow_s3stream import devservices
+from tests.support import devservices
 from tests.support.s3proxy import S3Proxy
 
 

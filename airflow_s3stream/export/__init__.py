@@ -8,7 +8,6 @@ from __future__ import annotations
 from airflow_s3stream.export.columns import Column, describe_query
 from airflow_s3stream.export.engine import ExportResult, check_bucket, export_query, multipart_opener
 from airflow_s3stream.export.options import COMPRESSIONS, FILE_FORMATS, ExportOptions
-from airflow_s3stream.export.progress import ExportProgress
 from airflow_s3stream.export.writers import ExportedFile
 
 __all__ = [
@@ -16,7 +15,6 @@ __all__ = [
     "FILE_FORMATS",
     "Column",
     "ExportOptions",
-    "ExportProgress",
     "ExportResult",
     "ExportedFile",
     "check_bucket",

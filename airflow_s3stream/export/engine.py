@@ -25,12 +25,12 @@ from typing import Any
 
 from airflow_s3stream.errors import DestinationError
 from airflow_s3stream.export.columns import Column, describe_query
+from airflow_s3stream.export.copy_stream import arrow_batches, copy_rows
 from airflow_s3stream.export.keys import manifest_key, part_key, single_key, stale_part_keys
 from airflow_s3stream.export.options import ExportOptions
-from airflow_s3stream.export.progress import ExportProgress, ProgressReporter
 from airflow_s3stream.export.query import copy_statement, jsonl_copy_statement
-from airflow_s3stream.export.sources import arrow_batches, copy_rows
 from airflow_s3stream.export.writers import ExportedFile, ObjectOpener, PartSequence, write_parquet, write_text
+from airflow_s3stream.progress import Progress, ProgressSnapshot
 
 __all__ = ["ExportResult", "check_bucket", "export_query", "multipart_opener"]
 
@@ -88,10 +88,12 @@ def multipart_opener(
     client: Any, bucket: str, content_type: str, config: Any = None
 ) -> Callable[[str], contextlib.AbstractContextManager[Any]]:
     """Opener that writes each key through the package's parallel :class:`MultipartWriter`."""
-    from airflow_s3stream.multipart import MultipartWriter
+    from airflow_s3stream.s3.multipart import MultipartWriter
 
     def open_object(key: str) -> contextlib.AbstractContextManager[Any]:
-        return MultipartWriter(client, bucket, key, config=config, extra_args={"ContentType": content_type})
+        return MultipartWriter(
+            client, bucket, key, config=config, extra_args={"ContentType": content_type}, report_progress=False
+        )
 
     return open_object
 
@@ -145,7 +147,7 @@ def export_query(
     parameters: Any = None,
     open_object: ObjectOpener | None = None,
     upload_config: Any = None,
-    on_progress: Callable[[ExportProgress], None] | None = None,
+    on_progress: Callable[[ProgressSnapshot], None] | None = None,
     progress_interval: float = 5.0,
 ) -> ExportResult:
     """Stream ``sql`` (with ``parameters`` bound by psycopg) to ``s3://bucket/key`` per ``options``.
@@ -173,7 +175,13 @@ def export_query(
     manifest = manifest_key(key, options.split) if options.write_manifest else None
     if manifest is not None and options.split:
         client.delete_object(Bucket=bucket, Key=manifest)
-    reporter = ProgressReporter(on_progress, progress_interval, started)
+    progress = Progress(
+        f"export to s3://{bucket}/{key}",
+        interval=progress_interval,
+        report=on_progress,
+        count_rows=True,
+        started=started,
+    )
     try:
         if options.file_format == "parquet":
             from airflow_s3stream.export.arrow_types import arrow_columns, arrow_schema
@@ -181,7 +189,7 @@ def export_query(
             mapped = arrow_columns(columns)
             schema = arrow_schema(mapped)
             with contextlib.closing(arrow_batches(conn, sql, parameters, mapped, schema)) as batches:
-                rows = write_parquet(batches, schema, parts, options, progress=reporter.update)
+                rows = write_parquet(batches, schema, parts, options, progress=progress.set)
         else:
             if options.file_format == "csv":
                 statement = copy_statement(
@@ -191,7 +199,7 @@ def export_query(
                 statement = jsonl_copy_statement(sql)
             has_header = options.file_format == "csv" and options.header
             with contextlib.closing(copy_rows(conn, statement, parameters, sql)) as copied:
-                rows = write_text(copied, parts, options, has_header=has_header, progress=reporter.update)
+                rows = write_text(copied, parts, options, has_header=has_header, progress=progress.set)
     except BaseException as exc:
         parts.abort(exc)
         written = [f.key for f in parts.files]
@@ -209,7 +217,8 @@ def export_query(
         body = _manifest(sql, options, columns, parts.files, rows=rows, seconds=time.monotonic() - started)
         client.put_object(Bucket=bucket, Key=manifest, Body=body, ContentType="application/json")
     seconds = time.monotonic() - started
-    reporter.finish(rows, sum(f.bytes for f in parts.files))
+    progress.set(rows, sum(f.bytes for f in parts.files))
+    progress.finish()
     return ExportResult(
         bucket=bucket,
         files=parts.files,

@@ -2,12 +2,11 @@
 
 Everything about the endpoint (``endpoint_url`` in the connection extra, region, role
 assumption, profiles) comes from Airflow's own ``S3Hook``; this hook only sizes the client's
-connection pool for parallel work and exposes the few connection-level helpers operators need.
+connection pool for parallel work and turns off botocore's own retries (see :meth:`S3StreamHook.config`).
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -44,39 +43,3 @@ class S3StreamHook(S3Hook):
     def get_s3_client(self) -> Any:
         """The boto3 S3 client the streaming core takes as its argument."""
         return self.get_conn()
-
-    def abort_stale_multipart_uploads(
-        self, bucket_name: str, prefix: str = "", older_than: timedelta = timedelta(days=7), dry_run: bool = False
-    ) -> list[dict[str, Any]]:
-        """Abort incomplete multipart uploads under ``prefix`` started more than ``older_than`` ago.
-
-        What a lifecycle rule would do; see :func:`airflow_s3stream.multipart.cleanup.abort_stale_uploads`.
-        Returns ``[{"key", "upload_id", "initiated"}]`` of what was (or, with ``dry_run``, would be) aborted.
-        """
-        from airflow_s3stream.multipart.cleanup import abort_stale_uploads
-
-        stale = abort_stale_uploads(self.get_s3_client(), bucket_name, prefix, older_than, dry_run=dry_run)
-        return [s.to_dict() for s in stale]
-
-    # --- S3ZipVerifyOperator section (engineer C) ---------------------------------------------
-    def extract_zip_members(
-        self,
-        bucket: str,
-        key: str,
-        dest_prefix: str,
-        members: list[str] | None = None,
-        dest_bucket: str | None = None,
-    ) -> list[dict[str, Any]]:
-        """Stream ``members`` (all files when None) of the ZIP ``s3://bucket/key`` to
-        ``s3://dest_bucket/<dest_prefix><member name>``, CRC-checked, through the multipart writer.
-
-        Memory stays bounded whatever the member size; a member that fails its check leaves no
-        object. Returns one ``{"member", "bucket", "key", "bytes", "crc32"}`` dict per member.
-        See :func:`airflow_s3stream.zip_extract.extract_members` for what is raised.
-        """
-        from airflow_s3stream.zip_extract import extract_members
-
-        done = extract_members(
-            self.get_s3_client(), bucket, key, dest_bucket or bucket, dest_prefix=dest_prefix, members=members
-        )
-        return [m.to_dict() for m in done]

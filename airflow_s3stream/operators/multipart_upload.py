@@ -2,7 +2,7 @@
 
 Thin by design: arguments are validated here (DAG parse time), clients come from
 :class:`~airflow_s3stream.hooks.s3.S3StreamHook`, and the work is the multipart engine
-(:mod:`airflow_s3stream.multipart`).
+(:mod:`airflow_s3stream.s3.multipart`).
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_s3stream.errors import ConfigurationError, InvalidInputError
 from airflow_s3stream.hooks.s3 import S3StreamHook
-from airflow_s3stream.multipart import DEFAULT_MAX_CONCURRENCY, MultipartConfig
-from airflow_s3stream.multipart.resume import DEFAULT_STATE_PREFIX
-from airflow_s3stream.multipart.streams import classify_source, redact_uri, upload_uri
-from airflow_s3stream.multipart.uploader import ResumableUploader
 from airflow_s3stream.operators.links import S3ObjectLink
-from airflow_s3stream.retry import RetryPolicy
+from airflow_s3stream.s3.multipart import DEFAULT_MAX_CONCURRENCY, MultipartConfig, abort_stale_uploads
+from airflow_s3stream.s3.multipart.resume import DEFAULT_STATE_PREFIX
+from airflow_s3stream.s3.multipart.uploader import ResumableUploader
+from airflow_s3stream.s3.multipart.uri_source import classify_source, redact_uri, upload_uri
+from airflow_s3stream.s3.retry import RetryPolicy
 
 __all__ = ["S3MultipartUploadOperator"]
 
@@ -118,7 +118,7 @@ class S3MultipartUploadOperator(BaseOperator):
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """OpenLineage (when installed): the source in, the destination object out."""
-        from airflow_s3stream.lineage import upload_lineage
+        from airflow_s3stream.operators.lineage import upload_lineage
 
         return upload_lineage(self.source, self.s3_bucket, self.s3_key)
 
@@ -188,11 +188,9 @@ class S3MultipartUploadOperator(BaseOperator):
         if self.abort_stale_uploads_older_than is None:
             return 0
         prefix = self.s3_key if self.stale_uploads_prefix is None else self.stale_uploads_prefix
-        aborted = hook.abort_stale_multipart_uploads(self.s3_bucket, prefix, self.abort_stale_uploads_older_than)
-        for item in aborted:
-            self.log.info(
-                "aborted stale upload %s of %s (started %s)", item["upload_id"], item["key"], item["initiated"]
-            )
+        aborted = abort_stale_uploads(
+            hook.get_s3_client(), self.s3_bucket, prefix, self.abort_stale_uploads_older_than, retry=self.config.retry
+        )
         return len(aborted)
 
     def _transport_params(self) -> dict[str, Any]:

@@ -15,11 +15,12 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_s3stream.errors import ConfigurationError, InvalidInputError
-from airflow_s3stream.export import ExportOptions, ExportProgress, export_query
+from airflow_s3stream.export import ExportOptions, export_query
 from airflow_s3stream.hooks.postgres import PostgresStreamHook
 from airflow_s3stream.hooks.s3 import S3StreamHook
-from airflow_s3stream.multipart import DEFAULT_MAX_CONCURRENCY, MultipartConfig
 from airflow_s3stream.operators.links import S3ObjectLink
+from airflow_s3stream.progress import ProgressSnapshot
+from airflow_s3stream.s3.multipart import DEFAULT_MAX_CONCURRENCY, MultipartConfig
 
 __all__ = ["PostgresToS3StreamOperator"]
 
@@ -112,12 +113,12 @@ class PostgresToS3StreamOperator(BaseOperator):
         self.progress_interval = progress_interval
         self._conn: Any = None  # the psycopg connection while execute() runs, for on_kill
 
-    def _log_progress(self, progress: ExportProgress) -> None:
+    def _log_progress(self, progress: ProgressSnapshot) -> None:
         self.log.info("%s", progress.describe())
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """OpenLineage (when installed): the tables the SQL reads in, the S3 key (prefix) out."""
-        from airflow_s3stream.lineage import export_lineage
+        from airflow_s3stream.operators.lineage import export_lineage
 
         return export_lineage(self.sql, self.postgres_conn_id, self.s3_bucket, self.s3_key)
 

@@ -2,7 +2,7 @@
 
 Thin by design: arguments are validated here (at DAG parse time), the client comes from
 :class:`~airflow_s3stream.hooks.s3.S3StreamHook`, and the work is
-:func:`airflow_s3stream.archive_verify.verify_archive`.
+:func:`airflow_s3stream.archive.verify.verify_archive`.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from typing import Any, ClassVar
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_s3stream.archive_verify import MODES, VerifyConfig, verify_archive
+from airflow_s3stream.archive.verify import MODES, VerifyConfig, verify_archive
+from airflow_s3stream.archive.zip import ZipLimits
 from airflow_s3stream.errors import ConfigurationError, InvalidInputError
 from airflow_s3stream.hooks.s3 import S3StreamHook
 from airflow_s3stream.operators.links import S3ObjectLink
-from airflow_s3stream.ranged import DEFAULT_BLOCK_SIZE, ReaderConfig, S3ObjectSource
-from airflow_s3stream.retry import RetryPolicy
-from airflow_s3stream.zipstream import ZipLimits
+from airflow_s3stream.s3.reader import DEFAULT_BLOCK_SIZE, ReaderConfig, S3ObjectSource
+from airflow_s3stream.s3.retry import RetryPolicy
 
 __all__ = ["S3ZipVerifyOperator"]
 
@@ -87,7 +87,7 @@ class S3ZipVerifyOperator(BaseOperator):
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """OpenLineage (when installed): the archive in, the report object out when written."""
-        from airflow_s3stream.lineage import verify_lineage
+        from airflow_s3stream.operators.lineage import verify_lineage
 
         return verify_lineage(self.s3_bucket, self.s3_key, self.report_key)
 

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from airflow_s3stream.devservices import free_port
+from tests.support.devservices import free_port
 
 __all__ = ["AirflowStack", "wait_for"]
 

@@ -17,10 +17,9 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_s3stream.errors import ConfigurationError, TransientError
-from airflow_s3stream.hooks.s3 import S3StreamHook
-from airflow_s3stream.multipart.cleanup import abort_stale_uploads
-from airflow_s3stream.multipart.config import MiB
 from airflow_s3stream.operators import S3MultipartUploadOperator
+from airflow_s3stream.s3.multipart.cleanup import abort_stale_uploads
+from airflow_s3stream.s3.multipart.config import MiB
 from tests.support.s3proxy import S3Proxy, Status
 
 PART = 5 * MiB
@@ -228,10 +227,3 @@ def test_abort_stale_uploads_honours_prefix_and_age(s3_client: Any, bucket: str)
     done = abort_stale_uploads(s3_client, bucket, "tmp/", timedelta(hours=1), now=later)
     assert [s.upload_id for s in done] == [old]
     assert [u["UploadId"] for u in uploads(s3_client, bucket)] == [keep_other_prefix]
-
-
-def test_hook_method_aborts_stale_uploads_through_the_connection(s3_client: Any, bucket: str) -> None:
-    s3_client.create_multipart_upload(Bucket=bucket, Key="x/1")
-    aborted = S3StreamHook().abort_stale_multipart_uploads(bucket, "x/", older_than=timedelta(0))
-    assert [a["key"] for a in aborted] == ["x/1"]
-    assert uploads(s3_client, bucket) == []

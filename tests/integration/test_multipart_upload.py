@@ -22,11 +22,11 @@ from airflow_s3stream.errors import (
     TransientError,
     UploadInterruptedError,
 )
-from airflow_s3stream.multipart import MultipartConfig
-from airflow_s3stream.multipart.config import MiB
-from airflow_s3stream.multipart.resume import state_key
-from airflow_s3stream.multipart.uploader import ResumableUploader
-from airflow_s3stream.retry import RetryPolicy
+from airflow_s3stream.s3.multipart import MultipartConfig
+from airflow_s3stream.s3.multipart.config import MiB
+from airflow_s3stream.s3.multipart.resume import state_key
+from airflow_s3stream.s3.multipart.uploader import ResumableUploader
+from airflow_s3stream.s3.retry import RetryPolicy
 from tests.support.s3proxy import Corrupt, Delay, Reset, S3Proxy, Status
 
 FAST_RETRY = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05)
@@ -240,7 +240,7 @@ def test_without_resume_a_transient_failure_aborts(
 def test_s3_source_is_copied_server_side_part_by_part(
     s3_client: Any, bucket: str, proxy_client: Any, s3_proxy: S3Proxy
 ) -> None:
-    from airflow_s3stream.multipart import MultipartWriter
+    from airflow_s3stream.s3.multipart import MultipartWriter
 
     data = os.urandom(3 * PART + 17)
     with MultipartWriter(s3_client, bucket, "src/multi.bin", config=config()) as w:
@@ -282,9 +282,9 @@ def test_s3_source_replaced_during_copy_fails_and_publishes_nothing(
 
 CHILD = """
 import json, sys
-from airflow_s3stream import devservices
-from airflow_s3stream.multipart import MultipartConfig
-from airflow_s3stream.multipart.uploader import ResumableUploader
+from tests.support import devservices
+from airflow_s3stream.s3.multipart import MultipartConfig
+from airflow_s3stream.s3.multipart.uploader import ResumableUploader
 import boto3
 from botocore.config import Config
 endpoint, bucket, key, path, conc = sys.argv[1:6]
@@ -344,8 +344,8 @@ RSS_CHILD = """
 import json, os, resource, sys
 import boto3
 from botocore.config import Config
-from airflow_s3stream.multipart import MultipartConfig, MultipartWriter
-from airflow_s3stream.multipart.uploader import ResumableUploader
+from airflow_s3stream.s3.multipart import MultipartConfig, MultipartWriter
+from airflow_s3stream.s3.multipart.uploader import ResumableUploader
 endpoint, bucket, mode, size_mib = sys.argv[1:5]
 client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
                       region_name="us-east-1", config=Config(s3={"addressing_style": "path"}, max_pool_connections=16))

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from airflow_s3stream.errors import ChecksumMismatchError, DestinationError
-from airflow_s3stream.multipart import MultipartConfig, MultipartWriter
-from airflow_s3stream.multipart.config import MiB
-from airflow_s3stream.retry import RetryPolicy
+from airflow_s3stream.s3.multipart import MultipartConfig, MultipartWriter
+from airflow_s3stream.s3.multipart.config import MiB
+from airflow_s3stream.s3.retry import RetryPolicy
 from tests.support.s3proxy import Corrupt, Delay, S3Proxy, Status
 
 FAST_RETRY = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.05)

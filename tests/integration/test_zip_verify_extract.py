@@ -1,4 +1,4 @@
-"""S3StreamHook.extract_zip_members: members of a ZIP in S3 streamed to other keys."""
+"""extract_members: members of a ZIP in S3 streamed to other keys, through the connection's client."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from airflow_s3stream.archive.extract import extract_members
 from airflow_s3stream.errors import ArchiveError
 from airflow_s3stream.hooks.s3 import S3StreamHook
 from tests.support.bags import zip_bytes
@@ -15,10 +16,15 @@ from tests.support.bags import zip_bytes
 MiB = 1024 * 1024
 
 
+def extract(bucket: str, key: str, dest_prefix: str, members: list[str] | None = None) -> list[dict[str, Any]]:
+    client = S3StreamHook().get_s3_client()
+    return [m.to_dict() for m in extract_members(client, bucket, key, bucket, dest_prefix=dest_prefix, members=members)]
+
+
 def test_one_member_is_extracted_byte_for_byte(bucket: str, s3_client: Any) -> None:
     big = os.urandom(12 * MiB)  # more than one 8 MiB part
     s3_client.put_object(Bucket=bucket, Key="a.zip", Body=zip_bytes({"x/small.txt": b"small", "x/big.bin": big}))
-    done = S3StreamHook().extract_zip_members(bucket, "a.zip", "out/", members=["x/big.bin"])
+    done = extract(bucket, "a.zip", "out/", members=["x/big.bin"])
     assert [(d["member"], d["key"], d["bytes"]) for d in done] == [("x/big.bin", "out/x/big.bin", len(big))]
     assert s3_client.get_object(Bucket=bucket, Key="out/x/big.bin")["Body"].read() == big
     listed = [o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket, Prefix="out/").get("Contents", [])]
@@ -28,7 +34,7 @@ def test_one_member_is_extracted_byte_for_byte(bucket: str, s3_client: Any) -> N
 def test_all_members_are_extracted_when_none_are_named(bucket: str, s3_client: Any) -> None:
     members = {"a.txt": b"a" * 1000, "d/b.txt": b"b", "d/": b""}
     s3_client.put_object(Bucket=bucket, Key="a.zip", Body=zip_bytes(members))
-    done = S3StreamHook().extract_zip_members(bucket, "a.zip", "all/")
+    done = extract(bucket, "a.zip", "all/")
     assert sorted(d["key"] for d in done) == ["all/a.txt", "all/d/b.txt"]
     assert s3_client.get_object(Bucket=bucket, Key="all/a.txt")["Body"].read() == b"a" * 1000
 
@@ -38,7 +44,7 @@ def test_corrupt_member_leaves_no_object_and_no_open_upload(bucket: str, s3_clie
     data[3 * MiB] ^= 0xFF
     s3_client.put_object(Bucket=bucket, Key="bad.zip", Body=bytes(data))
     with pytest.raises(ArchiveError, match=r"member bad\.bin: CRC-32 mismatch"):
-        S3StreamHook().extract_zip_members(bucket, "bad.zip", "out/")
+        extract(bucket, "bad.zip", "out/")
     assert "Contents" not in s3_client.list_objects_v2(Bucket=bucket, Prefix="out/")
     assert not s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads")
 
@@ -46,11 +52,11 @@ def test_corrupt_member_leaves_no_object_and_no_open_upload(bucket: str, s3_clie
 def test_unknown_member_is_refused_before_anything_is_written(bucket: str, s3_client: Any) -> None:
     s3_client.put_object(Bucket=bucket, Key="a.zip", Body=zip_bytes({"a.txt": b"a"}))
     with pytest.raises(ArchiveError, match=r"no file member named 'nope\.txt'"):
-        S3StreamHook().extract_zip_members(bucket, "a.zip", "out/", members=["a.txt", "nope.txt"])
+        extract(bucket, "a.zip", "out/", members=["a.txt", "nope.txt"])
     assert "Contents" not in s3_client.list_objects_v2(Bucket=bucket, Prefix="out/")
 
 
 def test_unsafe_member_names_are_not_extracted(bucket: str, s3_client: Any) -> None:
     s3_client.put_object(Bucket=bucket, Key="evil.zip", Body=zip_bytes({"../../etc/cron.d/x": b"evil"}))
     with pytest.raises(ArchiveError, match=r"contains a '\.\.' component; refusing to extract it"):
-        S3StreamHook().extract_zip_members(bucket, "evil.zip", "out/")
+        extract(bucket, "evil.zip", "out/")

@@ -1,7 +1,7 @@
 """Large archives: over 4 GiB (ZIP64 offsets and sizes, local-file source) and bounded memory.
 
 The >4 GiB archive is a sparse file (its member is zeros), verified through
-:class:`~airflow_s3stream.ranged.LocalFileSource` because the test S3 endpoint (moto) loads a
+:class:`~airflow_s3stream.s3.reader.LocalFileSource` because the test S3 endpoint (moto) loads a
 whole object per GET. Memory is measured as the peak RSS of a child process verifying archives
 of two sizes from the real S3 endpoint.
 """
@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from airflow_s3stream.archive_verify import VerifyConfig, verify_archive
-from airflow_s3stream.ranged import LocalFileSource
-from airflow_s3stream.zipstream import ZipArchive
+from airflow_s3stream.archive.verify import VerifyConfig, verify_archive
+from airflow_s3stream.archive.zip import ZipArchive
+from airflow_s3stream.s3.reader import LocalFileSource
 from tests.support.bags import SparseZeroWriter
 
 MiB = 1024 * 1024
@@ -54,9 +54,9 @@ def test_archive_over_4_gib_verifies_with_zip64_offsets(tmp_path: Path) -> None:
 
 CHILD = r"""
 import json, resource, sys
-from airflow_s3stream.archive_verify import VerifyConfig, verify_archive
-from airflow_s3stream.ranged import S3ObjectSource
-from airflow_s3stream import devservices
+from airflow_s3stream.archive.verify import VerifyConfig, verify_archive
+from airflow_s3stream.s3.reader import S3ObjectSource
+from tests.support import devservices
 import boto3
 endpoint, key_id, secret, region, bucket, key = sys.argv[1:]
 client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=key_id, aws_secret_access_key=secret,

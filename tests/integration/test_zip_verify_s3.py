@@ -18,12 +18,12 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from airflow_s3stream.archive_verify import VerifyConfig, verify_archive
+from airflow_s3stream.archive.verify import VerifyConfig, verify_archive
+from airflow_s3stream.archive.zip import ZipArchive
 from airflow_s3stream.errors import ConfigurationError, TransientError
 from airflow_s3stream.operators import S3ZipVerifyOperator
-from airflow_s3stream.ranged import RangedReader, ReaderConfig, S3ObjectSource
-from airflow_s3stream.retry import RetryPolicy
-from airflow_s3stream.zipstream import ZipArchive
+from airflow_s3stream.s3.reader import RangedReader, ReaderConfig, S3ObjectSource
+from airflow_s3stream.s3.retry import RetryPolicy
 from tests.support.bags import edit_zip, make_bag, zip_bytes, zip_dir, zip_dir_infozip, zip_dir_streamed
 from tests.support.s3proxy import S3Proxy, S3Request, Status
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_s3stream.bag import (
+from airflow_s3stream.archive.bagit import (
     TagFileError,
     decode_path,
     parse_bag_info,

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from airflow_s3stream.archive_verify import VerifyConfig, verify_archive
+from airflow_s3stream.archive.report import VerificationReport
+from airflow_s3stream.archive.verify import VerifyConfig, verify_archive
 from airflow_s3stream.errors import BagError
-from airflow_s3stream.ranged import LocalFileSource
-from airflow_s3stream.verify_report import VerificationReport
+from airflow_s3stream.s3.reader import LocalFileSource
 from tests.support.bags import edit_zip, make_bag, zip_bytes, zip_dir
 
 FILES = {

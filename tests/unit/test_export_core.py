@@ -291,17 +291,18 @@ def test_postgres_errors_are_classified_retryable_or_not() -> None:
 
 
 def test_progress_is_reported_at_most_every_interval_and_once_at_the_end() -> None:
-    from airflow_s3stream.export.progress import ExportProgress, ProgressReporter
+    from airflow_s3stream.progress import Progress, ProgressSnapshot
 
-    seen: list[ExportProgress] = []
-    reporter = ProgressReporter(seen.append, interval=3600.0)
+    seen: list[ProgressSnapshot] = []
+    progress = Progress("export", interval=3600.0, report=seen.append, count_rows=True)
     for n in range(1000):
-        reporter.update(n, n * 10)
+        progress.set(n, n * 10)
     assert seen == []  # nothing before the interval has passed
-    reporter.finish(1000, 10_000)
-    assert len(seen) == 1 and seen[0].done and (seen[0].rows, seen[0].bytes) == (1000, 10_000)
-    assert seen[0].describe().startswith("done: 1,000 rows, 0.0 MB")
-    eager: list[ExportProgress] = []
-    always = ProgressReporter(eager.append, interval=1e-9)
-    always.update(5, 50)
+    progress.set(1000, 10_000)
+    progress.finish()
+    assert len(seen) == 1 and seen[0].done and (seen[0].rows, seen[0].bytes, seen[0].parts) == (1000, 10_000, None)
+    assert seen[0].describe().startswith("export done: 1,000 rows, 0.0 MB")
+    eager: list[ProgressSnapshot] = []
+    always = Progress("export", interval=1e-9, report=eager.append, count_rows=True)
+    always.set(5, 50)
     assert [(p.rows, p.done) for p in eager] == [(5, False)]

@@ -1,31 +1,18 @@
-"""``split_key_range`` of the partitioned-export example DAG: every key in exactly one range."""
+"""``split_key_range`` (used by the partitioned-export example DAG): every key in exactly one range."""
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
-from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
-DAG_FILE = Path(__file__).resolve().parents[2] / "dags_examples" / "export_partitioned.py"
-
-
-@pytest.fixture(scope="module")
-def split_key_range() -> Callable[[int | None, int | None, int], list[tuple[int, int]]]:
-    spec = importlib.util.spec_from_file_location("export_partitioned_dag", DAG_FILE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.split_key_range  # type: ignore[no-any-return]
+from airflow_s3stream.export.partitions import split_key_range
 
 
 @pytest.mark.parametrize(
     ("lowest", "highest", "partitions"), [(1, 100, 4), (-7, 13, 3), (5, 5, 4), (0, 9, 10), (3, 1003, 7)]
 )
 def test_ranges_are_contiguous_half_open_and_cover_every_key_once(
-    split_key_range: Callable[[int | None, int | None, int], list[tuple[int, int]]],
     lowest: int,
     highest: int,
     partitions: int,
@@ -42,7 +29,5 @@ def test_ranges_are_contiguous_half_open_and_cover_every_key_once(
     assert max(sizes) - min(sizes) <= 1  # balanced
 
 
-def test_an_empty_table_still_gets_one_range_so_one_file_is_written(
-    split_key_range: Callable[[int | None, int | None, int], list[tuple[int, int]]],
-) -> None:
+def test_an_empty_table_still_gets_one_range_so_one_file_is_written() -> None:
     assert split_key_range(None, None, 8) == [(0, 0)]

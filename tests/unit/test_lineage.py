@@ -7,7 +7,7 @@ import urllib.parse
 
 import pytest
 
-from airflow_s3stream.lineage import (
+from airflow_s3stream.operators.lineage import (
     DatasetName,
     export_lineage,
     operator_lineage,

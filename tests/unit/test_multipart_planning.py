@@ -11,7 +11,7 @@ import pytest
 from awscrt import checksums as crt
 
 from airflow_s3stream.errors import ChecksumMismatchError, ConfigurationError
-from airflow_s3stream.multipart import (
+from airflow_s3stream.s3.multipart import (
     S3_MAX_PART_SIZE,
     S3_MAX_PARTS,
     S3_MIN_PART_SIZE,
@@ -20,7 +20,7 @@ from airflow_s3stream.multipart import (
     plan_parts,
     validate_part_size,
 )
-from airflow_s3stream.multipart.checksums import (
+from airflow_s3stream.s3.multipart.checksums import (
     combine_full_object,
     composite_checksum,
     crc_of,
@@ -28,8 +28,8 @@ from airflow_s3stream.multipart.checksums import (
     looks_like_md5,
     multipart_etag,
 )
-from airflow_s3stream.multipart.config import GiB, MiB
-from airflow_s3stream.multipart.verify import ExpectedObject, verify_object
+from airflow_s3stream.s3.multipart.config import GiB, MiB
+from airflow_s3stream.s3.multipart.verify import ExpectedObject, verify_object
 
 
 @pytest.mark.parametrize("bad", [S3_MIN_PART_SIZE - 1, S3_MAX_PART_SIZE + 1, 0, "8MB", 5.5 * MiB, True])
@@ -159,8 +159,8 @@ def test_encode_checksum_is_big_endian_base64() -> None:
 
 
 def test_part_md5_is_computed_until_the_server_echoes_our_checksum() -> None:
-    from airflow_s3stream.multipart.checksums import PartDigest
-    from airflow_s3stream.multipart.session import UploadSession
+    from airflow_s3stream.s3.multipart.checksums import PartDigest
+    from airflow_s3stream.s3.multipart.session import UploadSession
 
     session = UploadSession(None, "b", "k", MultipartConfig())
     assert session.wants_md5

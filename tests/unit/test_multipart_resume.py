@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from airflow_s3stream.errors import SourceChangedError, SourceError
-from airflow_s3stream.multipart.bodies import BufferBody, FileRange
-from airflow_s3stream.multipart.progress import Progress
-from airflow_s3stream.multipart.resume import ResumeState, SourceFingerprint, decide_resume, state_key
-from airflow_s3stream.multipart.session import PartRecord
-from airflow_s3stream.multipart.sources import LocalFile
-from airflow_s3stream.multipart.streams import classify_source, redact_uri
+from airflow_s3stream.progress import Progress
+from airflow_s3stream.s3.multipart.bodies import BufferBody, FileRange
+from airflow_s3stream.s3.multipart.local_file import LocalFile
+from airflow_s3stream.s3.multipart.resume import ResumeState, SourceFingerprint, decide_resume, state_key
+from airflow_s3stream.s3.multipart.session import PartRecord
+from airflow_s3stream.s3.multipart.uri_source import classify_source, redact_uri
 
 SOURCE = SourceFingerprint("file", "/data/x.bin", 30, "1700000000000000000", "00ff")
 MiB = 1024 * 1024

@@ -8,7 +8,7 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from airflow_s3stream.errors import TransientError
-from airflow_s3stream.retry import RetryPolicy, is_transient
+from airflow_s3stream.s3.retry import RetryPolicy, is_transient
 
 
 def _client_error(code: str, status: int) -> ClientError:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from airflow_s3stream.devservices import S3Service
+from tests.support.devservices import S3Service
 from tests.support.s3proxy import S3Proxy, Status
 
 

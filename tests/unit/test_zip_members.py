@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from airflow_s3stream.zipstream import MemberError, ZipArchive, ZipLimits
+from airflow_s3stream.archive.zip import MemberError, ZipArchive, ZipLimits
 from tests.support.bags import zip_bytes
 
 CONTENT = b"The quick brown fox jumps over the lazy dog.\n" * 20_000 + os.urandom(50_000)
@@ -145,8 +145,8 @@ def test_members_sharing_their_bytes_are_flagged_as_overlapping() -> None:
 
 
 def test_overlapping_members_fail_verification_without_being_expanded(tmp_path: Any) -> None:
-    from airflow_s3stream.archive_verify import verify_archive
-    from airflow_s3stream.ranged import LocalFileSource
+    from airflow_s3stream.archive.verify import verify_archive
+    from airflow_s3stream.s3.reader import LocalFileSource
 
     data = bytearray(zip_bytes({"a": bytes(10_000), "b": bytes(10_000)}))
     second = data.find(b"PK\x01\x02", data.find(b"PK\x01\x02") + 4)

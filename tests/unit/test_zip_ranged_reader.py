@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from airflow_s3stream.errors import SourceError
-from airflow_s3stream.ranged import LocalFileSource, RangedReader, ReaderConfig
+from airflow_s3stream.s3.reader import LocalFileSource, RangedReader, ReaderConfig
 
 KiB, MiB = 1024, 1024 * 1024
 

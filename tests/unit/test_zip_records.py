@@ -8,9 +8,9 @@ import zipfile
 
 import pytest
 
+from airflow_s3stream.archive.zip import ZipArchive, unsafe_name_reason
+from airflow_s3stream.archive.zip.records import locate_central_directory, parse_central_directory
 from airflow_s3stream.errors import ArchiveError
-from airflow_s3stream.zipstream import ZipArchive, unsafe_name_reason
-from airflow_s3stream.zipstream.records import locate_central_directory, parse_central_directory
 from tests.support.bags import zip_bytes
 
 

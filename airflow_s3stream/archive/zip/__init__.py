@@ -1,14 +1,14 @@
 """ZIP reading for archives in S3: structure parsed from bytes, members streamed and checked.
 
 ``records`` parses (no I/O), ``members`` streams one member, ``archive`` ties them to a file
-object such as :class:`~airflow_s3stream.ranged.RangedReader`.
+object such as :class:`~airflow_s3stream.s3.reader.RangedReader`.
 """
 
 from __future__ import annotations
 
-from airflow_s3stream.zipstream.archive import NameWarning, ZipArchive
-from airflow_s3stream.zipstream.members import METHOD_NAMES, MemberError, ZipLimits, iter_member_data
-from airflow_s3stream.zipstream.records import ZipEntry, unsafe_name_reason
+from airflow_s3stream.archive.zip.archive import NameWarning, ZipArchive
+from airflow_s3stream.archive.zip.members import METHOD_NAMES, MemberError, ZipLimits, iter_member_data
+from airflow_s3stream.archive.zip.records import ZipEntry, unsafe_name_reason
 
 __all__ = [
     "METHOD_NAMES",

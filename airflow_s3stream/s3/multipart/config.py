@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from airflow_s3stream.errors import ConfigurationError
-from airflow_s3stream.retry import RetryPolicy
+from airflow_s3stream.s3.retry import RetryPolicy
 
 __all__ = [
     "CHECKSUM_ALGORITHMS",

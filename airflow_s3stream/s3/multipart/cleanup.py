@@ -13,12 +13,12 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow_s3stream.errors import ConfigurationError
-from airflow_s3stream.multipart.session import translate_error
-from airflow_s3stream.retry import RetryPolicy
+from airflow_s3stream.s3.multipart.session import translate_error
+from airflow_s3stream.s3.retry import RetryPolicy
 
 __all__ = ["StaleUpload", "abort_stale_uploads"]
 
-log = logging.getLogger("airflow_s3stream.multipart")
+log = logging.getLogger("airflow_s3stream.s3.multipart")
 
 
 @dataclass(frozen=True)

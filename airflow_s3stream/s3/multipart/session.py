@@ -22,12 +22,12 @@ from airflow_s3stream.errors import (
     SourceChangedError,
     UploadError,
 )
-from airflow_s3stream.multipart.checksums import PartDigest, encode_checksum, looks_like_md5
-from airflow_s3stream.multipart.config import MultipartConfig
+from airflow_s3stream.s3.multipart.checksums import PartDigest, encode_checksum, looks_like_md5
+from airflow_s3stream.s3.multipart.config import MultipartConfig
 
 __all__ = ["Body", "PartRecord", "UploadSession", "translate_error"]
 
-log = logging.getLogger("airflow_s3stream.multipart")
+log = logging.getLogger("airflow_s3stream.s3.multipart")
 
 Body = bytes | bytearray | IO[bytes] | io.RawIOBase
 

@@ -1,6 +1,6 @@
 """``make demo``: export a sample table through a real Airflow DAG run, end to end.
 
-1. start (or find) Postgres and S3 with :mod:`airflow_s3stream.devservices` (embedded defaults);
+1. start (or find) Postgres and S3 with :mod:`tests.support.devservices` (embedded defaults);
 2. load ``public.demo_orders`` (``--rows`` rows over 2023-12-31 .. 2024-01-02) and create the bucket;
    a manual run for 2024-01-01 covers one of those days, whichever way Airflow infers its interval;
 3. in a throwaway ``AIRFLOW_HOME`` with SQLite: ``airflow db migrate``, then
@@ -8,7 +8,7 @@
    with connections from ``AIRFLOW_CONN_*`` and the dags folder pointing at ``dags_examples/``);
 4. print where the files landed, with rows, bytes, MB/s and the run's peak memory.
 
-    python -m airflow_s3stream.demo [--rows 1000000] [--keep-running]
+    python -m tests.support.demo [--rows 1000000] [--keep-running]
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from airflow_s3stream import devservices
+from tests.support import devservices
 
 __all__ = ["main"]
 

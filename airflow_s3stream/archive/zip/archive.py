@@ -1,7 +1,7 @@
 """A ZIP archive opened from a seekable file object: its central directory and member streams.
 
 :meth:`ZipArchive.open` reads only the end of the file (for a
-:class:`~airflow_s3stream.ranged.RangedReader` that is the tail fetched at open, plus one GET if
+:class:`~airflow_s3stream.s3.reader.RangedReader` that is the tail fetched at open, plus one GET if
 the central directory is larger), so listing costs at most two requests. Members are then
 streamed in archive order with :meth:`ZipArchive.iter_data`.
 """
@@ -12,9 +12,8 @@ import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from airflow_s3stream.errors import ArchiveError
-from airflow_s3stream.zipstream.members import SeekableFile, ZipLimits, iter_member_data
-from airflow_s3stream.zipstream.records import (
+from airflow_s3stream.archive.zip.members import SeekableFile, ZipLimits, iter_member_data
+from airflow_s3stream.archive.zip.records import (
     EOCD_SEARCH,
     LOCAL_HEADER_SIZE,
     ZIP64_EOCD,
@@ -25,6 +24,7 @@ from airflow_s3stream.zipstream.records import (
     parse_central_directory,
     unsafe_name_reason,
 )
+from airflow_s3stream.errors import ArchiveError
 
 __all__ = ["NameWarning", "ZipArchive"]
 

@@ -19,7 +19,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from airflow_s3stream.multipart.session import PartRecord
+from airflow_s3stream.s3.multipart.session import PartRecord
 
 __all__ = [
     "DEFAULT_STATE_PREFIX",

@@ -2,7 +2,7 @@
 
     report = verify_archive(S3ObjectSource(client, bucket, key), VerifyConfig(mode="auto"))
 
-The archive is opened through :class:`~airflow_s3stream.ranged.RangedReader` (one suffix GET,
+The archive is opened through :class:`~airflow_s3stream.s3.reader.RangedReader` (one suffix GET,
 plus one for a large central directory), then every member is streamed once in archive order:
 CRC-32 and size checked by the ZIP layer, every needed digest computed at the same time, small
 tag files kept for the BagIt checks. Per-member problems become findings in the report; an
@@ -17,11 +17,11 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from airflow_s3stream.bag import BagCheck, BagLayout
+from airflow_s3stream.archive.bagit import BagCheck, BagLayout
+from airflow_s3stream.archive.report import Finding, VerificationReport
+from airflow_s3stream.archive.zip import MemberError, ZipArchive, ZipEntry, ZipLimits
 from airflow_s3stream.errors import BagError
-from airflow_s3stream.ranged import ByteSource, RangedReader, ReaderConfig
-from airflow_s3stream.verify_report import Finding, VerificationReport
-from airflow_s3stream.zipstream import MemberError, ZipArchive, ZipEntry, ZipLimits
+from airflow_s3stream.s3.reader import ByteSource, RangedReader, ReaderConfig
 
 __all__ = ["MODES", "VerifyConfig", "verify_archive"]
 

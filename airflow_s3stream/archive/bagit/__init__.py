@@ -6,7 +6,7 @@ locates the bag in the archive and checks what the streaming pass hashed.
 
 from __future__ import annotations
 
-from airflow_s3stream.bag.tagfiles import (
+from airflow_s3stream.archive.bagit.tagfiles import (
     BagDeclaration,
     FetchEntry,
     Manifest,
@@ -19,7 +19,7 @@ from airflow_s3stream.bag.tagfiles import (
     parse_manifest,
     parse_payload_oxum,
 )
-from airflow_s3stream.bag.validation import SUPPORTED_ALGORITHMS, BagCheck, BagLayout, BagResult
+from airflow_s3stream.archive.bagit.validation import SUPPORTED_ALGORITHMS, BagCheck, BagLayout, BagResult
 
 __all__ = [
     "SUPPORTED_ALGORITHMS",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_s3stream.errors import ChecksumMismatchError
-from airflow_s3stream.multipart.checksums import (
+from airflow_s3stream.s3.multipart.checksums import (
     PartDigest,
     combine_full_object,
     composite_checksum,
@@ -21,13 +21,13 @@ from airflow_s3stream.multipart.checksums import (
     encode_checksum,
     multipart_etag,
 )
-from airflow_s3stream.multipart.result import UploadResult
-from airflow_s3stream.multipart.session import PartRecord, UploadSession, translate_error
-from airflow_s3stream.multipart.verify import ExpectedObject, verify_object
+from airflow_s3stream.s3.multipart.result import UploadResult
+from airflow_s3stream.s3.multipart.session import PartRecord, UploadSession, translate_error
+from airflow_s3stream.s3.multipart.verify import ExpectedObject, verify_object
 
 __all__ = ["Finished", "complete_and_verify", "put_and_verify"]
 
-log = logging.getLogger("airflow_s3stream.multipart")
+log = logging.getLogger("airflow_s3stream.s3.multipart")
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,13 @@ import logging
 import threading
 from typing import Any
 
-from airflow_s3stream.multipart.resume import ResumeState
-from airflow_s3stream.multipart.session import PartRecord, translate_error
-from airflow_s3stream.retry import RetryPolicy
+from airflow_s3stream.s3.multipart.resume import ResumeState
+from airflow_s3stream.s3.multipart.session import PartRecord, translate_error
+from airflow_s3stream.s3.retry import RetryPolicy
 
 __all__ = ["Checkpointer", "StateStore"]
 
-log = logging.getLogger("airflow_s3stream.multipart")
+log = logging.getLogger("airflow_s3stream.s3.multipart")
 
 
 class StateStore:

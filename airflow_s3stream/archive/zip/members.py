@@ -1,6 +1,6 @@
 """Streaming one ZIP member: local-header cross-check, decompression, CRC-32 and size checks.
 
-:func:`iter_member_data` seeks a file object (normally a :class:`~airflow_s3stream.ranged.RangedReader`)
+:func:`iter_member_data` seeks a file object (normally a :class:`~airflow_s3stream.s3.reader.RangedReader`)
 to a member's local header, checks it against the central-directory entry, and yields the
 uncompressed bytes chunk by chunk. CRC-32 and the uncompressed size are checked as the bytes
 flow; a mismatch raises :class:`MemberError` after the last chunk. Nothing is held beyond one
@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from airflow_s3stream.archive.zip.records import LOCAL_HEADER_SIZE, LOCAL_SIG, ZipEntry, parse_local_header
 from airflow_s3stream.errors import ArchiveError
-from airflow_s3stream.zipstream.records import LOCAL_HEADER_SIZE, LOCAL_SIG, ZipEntry, parse_local_header
 
 __all__ = ["METHOD_NAMES", "MemberError", "SeekableFile", "ZipLimits", "iter_member_data"]
 

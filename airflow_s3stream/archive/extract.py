@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from airflow_s3stream.archive.zip import ZipArchive, ZipEntry, ZipLimits, unsafe_name_reason
 from airflow_s3stream.errors import ArchiveError
-from airflow_s3stream.multipart import MultipartConfig, MultipartWriter
-from airflow_s3stream.ranged import RangedReader, ReaderConfig, S3ObjectSource
-from airflow_s3stream.zipstream import ZipArchive, ZipEntry, ZipLimits, unsafe_name_reason
+from airflow_s3stream.s3.multipart import MultipartConfig, MultipartWriter
+from airflow_s3stream.s3.reader import RangedReader, ReaderConfig, S3ObjectSource
 
 __all__ = ["ExtractedMember", "extract_members"]
 
@@ -70,7 +70,7 @@ def extract_members(
     raises, leaving the members already written complete and nothing partial.
 
     :raises ArchiveError: not a ZIP, a requested member is missing, an unsafe member name, or a
-        member fails its check (:class:`~airflow_s3stream.zipstream.MemberError`).
+        member fails its check (:class:`~airflow_s3stream.archive.zip.MemberError`).
     :raises SourceError, ObjectChangedError, TransientError: see :class:`RangedReader`.
     """
     source = S3ObjectSource(client, bucket, key)

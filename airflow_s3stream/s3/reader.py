@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
 
 from airflow_s3stream.errors import ObjectChangedError, SourceError, TransientError
-from airflow_s3stream.retry import RetryPolicy, is_transient
+from airflow_s3stream.s3.retry import RetryPolicy, is_transient
 
 __all__ = [
     "ByteSource",

@@ -2,14 +2,14 @@
 
 No Airflow imports here: callers pass a boto3 S3 client.
 
-    from airflow_s3stream.multipart import MultipartConfig, MultipartWriter, UploadResult
-    from airflow_s3stream.multipart import ResumableUploader, abort_stale_uploads
+    from airflow_s3stream.s3.multipart import MultipartConfig, MultipartWriter, UploadResult
+    from airflow_s3stream.s3.multipart import ResumableUploader, abort_stale_uploads
 """
 
 from __future__ import annotations
 
-from airflow_s3stream.multipart.cleanup import StaleUpload, abort_stale_uploads
-from airflow_s3stream.multipart.config import (
+from airflow_s3stream.s3.multipart.cleanup import StaleUpload, abort_stale_uploads
+from airflow_s3stream.s3.multipart.config import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_PART_SIZE,
     S3_MAX_PART_SIZE,
@@ -20,9 +20,9 @@ from airflow_s3stream.multipart.config import (
     plan_parts,
     validate_part_size,
 )
-from airflow_s3stream.multipart.result import UploadResult
-from airflow_s3stream.multipart.uploader import ResumableUploader
-from airflow_s3stream.multipart.writer import MultipartWriter
+from airflow_s3stream.s3.multipart.result import UploadResult
+from airflow_s3stream.s3.multipart.uploader import ResumableUploader
+from airflow_s3stream.s3.multipart.writer import MultipartWriter
 
 __all__ = [
     "DEFAULT_MAX_CONCURRENCY",

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_s3stream.errors import SourceChangedError, SourceError
-from airflow_s3stream.multipart.bodies import FileRange, part_body
-from airflow_s3stream.multipart.checksums import PartDigest, PartHasher, crc_of
-from airflow_s3stream.multipart.resume import SourceFingerprint
+from airflow_s3stream.s3.multipart.bodies import FileRange, part_body
+from airflow_s3stream.s3.multipart.checksums import PartDigest, PartHasher, crc_of
+from airflow_s3stream.s3.multipart.resume import SourceFingerprint
 
 __all__ = ["LocalFile", "S3Object", "parse_s3_uri"]
 

@@ -15,7 +15,7 @@ import unicodedata
 import urllib.parse
 from dataclasses import dataclass, field
 
-from airflow_s3stream.bag.tagfiles import (
+from airflow_s3stream.archive.bagit.tagfiles import (
     BagDeclaration,
     FetchEntry,
     Manifest,
@@ -26,7 +26,7 @@ from airflow_s3stream.bag.tagfiles import (
     parse_manifest,
     parse_payload_oxum,
 )
-from airflow_s3stream.verify_report import Finding
+from airflow_s3stream.archive.report import Finding
 
 __all__ = ["SUPPORTED_ALGORITHMS", "BagCheck", "BagLayout", "BagResult"]
 

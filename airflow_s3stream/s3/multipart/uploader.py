@@ -22,25 +22,25 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any
 
 from airflow_s3stream.errors import SourceChangedError, TransientError, UploadInterruptedError
-from airflow_s3stream.multipart.checksums import PartDigest, PartHasher
-from airflow_s3stream.multipart.completion import Finished, complete_and_verify, put_and_verify
-from airflow_s3stream.multipart.config import MultipartConfig, PartRange, PartSizer, plan_parts
-from airflow_s3stream.multipart.progress import Progress
-from airflow_s3stream.multipart.result import UploadResult
-from airflow_s3stream.multipart.resume import (
+from airflow_s3stream.progress import Progress
+from airflow_s3stream.s3.multipart.checksums import PartDigest, PartHasher
+from airflow_s3stream.s3.multipart.completion import Finished, complete_and_verify, put_and_verify
+from airflow_s3stream.s3.multipart.config import MultipartConfig, PartRange, PartSizer, plan_parts
+from airflow_s3stream.s3.multipart.local_file import LocalFile, S3Object
+from airflow_s3stream.s3.multipart.result import UploadResult
+from airflow_s3stream.s3.multipart.resume import (
     DEFAULT_STATE_PREFIX,
     ResumeState,
     SourceFingerprint,
     decide_resume,
     state_key,
 )
-from airflow_s3stream.multipart.session import PartRecord, UploadSession
-from airflow_s3stream.multipart.sources import LocalFile, S3Object
-from airflow_s3stream.multipart.state_store import Checkpointer, StateStore
+from airflow_s3stream.s3.multipart.session import PartRecord, UploadSession
+from airflow_s3stream.s3.multipart.state_store import Checkpointer, StateStore
 
 __all__ = ["ResumableUploader"]
 
-log = logging.getLogger("airflow_s3stream.multipart")
+log = logging.getLogger("airflow_s3stream.s3.multipart")
 
 SendPart = Callable[[UploadSession, PartRange], PartRecord]
 
@@ -239,7 +239,7 @@ class ResumableUploader:
             raise
         if self.resume:
             self.store.delete()
-        log.info("%s", progress.describe())
+        progress.finish()
         return finished.result(session, part_size, started, resumed_parts=reused, uploaded_parts=len(missing))
 
     def _send_all(
