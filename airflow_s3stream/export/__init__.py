@@ -6,7 +6,7 @@ No Airflow here: :func:`export_query` takes a psycopg 3 connection and a boto3 S
 from __future__ import annotations
 
 from airflow_s3stream.export.columns import Column, describe_query
-from airflow_s3stream.export.engine import ExportResult, check_bucket, export_query, multipart_opener
+from airflow_s3stream.export.engine import ExportResult, export_query, multipart_opener
 from airflow_s3stream.export.options import COMPRESSIONS, FILE_FORMATS, ExportOptions
 from airflow_s3stream.export.writers import ExportedFile
 
@@ -17,7 +17,6 @@ __all__ = [
     "ExportOptions",
     "ExportResult",
     "ExportedFile",
-    "check_bucket",
     "describe_query",
     "export_query",
     "multipart_opener",

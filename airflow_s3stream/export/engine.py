@@ -3,6 +3,7 @@
 ``export_query`` takes a psycopg 3 connection and a boto3 S3 client (no Airflow here) and runs:
 
 1. HeadBucket: a missing bucket or refused credentials fail before the query runs;
+   every S3 call here goes through :mod:`airflow_s3stream.s3.objects` (retried, errors named);
 2. describe the query (``LIMIT 0``): SQL errors fail here, before any object is opened;
 3. split exports with a manifest: delete the old ``_manifest.json`` first, so no reader trusts
    a manifest while its parts are being replaced;
@@ -19,11 +20,10 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_s3stream.errors import DestinationError
 from airflow_s3stream.export.columns import Column, describe_query
 from airflow_s3stream.export.copy_stream import arrow_batches, copy_rows
 from airflow_s3stream.export.keys import manifest_key, part_key, single_key, stale_part_keys
@@ -31,8 +31,10 @@ from airflow_s3stream.export.options import ExportOptions
 from airflow_s3stream.export.query import copy_statement, jsonl_copy_statement
 from airflow_s3stream.export.writers import ExportedFile, ObjectOpener, PartSequence, write_parquet, write_text
 from airflow_s3stream.progress import Progress, ProgressSnapshot
+from airflow_s3stream.s3.multipart import MultipartConfig, MultipartWriter
+from airflow_s3stream.s3.objects import check_bucket, delete_keys, list_keys, put_object
 
-__all__ = ["ExportResult", "check_bucket", "export_query", "multipart_opener"]
+__all__ = ["ExportResult", "export_query", "multipart_opener"]
 
 log = logging.getLogger("airflow_s3stream.export")
 
@@ -66,29 +68,10 @@ class ExportResult:
         }
 
 
-def check_bucket(client: Any, bucket: str) -> None:
-    """Raise :class:`DestinationError` unless ``bucket`` exists and the credentials may use it."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        client.head_bucket(Bucket=bucket)
-    except ClientError as exc:
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if code in ("404", "NoSuchBucket") or status == 404:
-            raise DestinationError(f"bucket {bucket!r} does not exist") from exc
-        if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch") or status == 403:
-            raise DestinationError(f"bucket {bucket!r}: access denied for these credentials ({code})") from exc
-        raise DestinationError(f"bucket {bucket!r}: HeadBucket failed ({code or status})") from exc
-    except BotoCoreError as exc:
-        raise DestinationError(f"bucket {bucket!r}: cannot reach S3: {exc}") from exc
-
-
 def multipart_opener(
-    client: Any, bucket: str, content_type: str, config: Any = None
+    client: Any, bucket: str, content_type: str, config: MultipartConfig | None = None
 ) -> Callable[[str], contextlib.AbstractContextManager[Any]]:
     """Opener that writes each key through the package's parallel :class:`MultipartWriter`."""
-    from airflow_s3stream.s3.multipart import MultipartWriter
 
     def open_object(key: str) -> contextlib.AbstractContextManager[Any]:
         return MultipartWriter(
@@ -96,18 +79,6 @@ def multipart_opener(
         )
 
     return open_object
-
-
-def _list_keys(client: Any, bucket: str, prefix: str) -> Iterator[str]:
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for obj in page.get("Contents", []):
-            yield obj["Key"]
-
-
-def _delete_keys(client: Any, bucket: str, keys: list[str]) -> None:
-    for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1,000 keys (S3 limit)
-        batch = keys[start : start + 1000]
-        client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True})
 
 
 def _manifest(
@@ -146,7 +117,7 @@ def export_query(
     options: ExportOptions,
     parameters: Any = None,
     open_object: ObjectOpener | None = None,
-    upload_config: Any = None,
+    upload_config: MultipartConfig | None = None,
     on_progress: Callable[[ProgressSnapshot], None] | None = None,
     progress_interval: float = 5.0,
 ) -> ExportResult:
@@ -163,9 +134,11 @@ def export_query(
     """
     options.validate()
     started = time.monotonic()
-    check_bucket(client, bucket)
+    config = upload_config or MultipartConfig()
+    retry = config.retry
+    check_bucket(client, bucket, retry)
     columns = describe_query(conn, sql, parameters)
-    opener = open_object or multipart_opener(client, bucket, options.content_type, upload_config)
+    opener = open_object or multipart_opener(client, bucket, options.content_type, config)
     if options.split:
         prefix = key.rstrip("/")
         parts = PartSequence(opener, lambda i: part_key(prefix, i, options.suffix))
@@ -174,7 +147,7 @@ def export_query(
         parts = PartSequence(opener, lambda i: target)
     manifest = manifest_key(key, options.split) if options.write_manifest else None
     if manifest is not None and options.split:
-        client.delete_object(Bucket=bucket, Key=manifest)
+        delete_keys(client, bucket, [manifest], retry)
     progress = Progress(
         f"export to s3://{bucket}/{key}",
         interval=progress_interval,
@@ -205,17 +178,18 @@ def export_query(
         written = [f.key for f in parts.files]
         if written:
             log.warning("export failed; deleting %d part(s) this run completed", len(written))
-            _delete_keys(client, bucket, written)
+            delete_keys(client, bucket, written, retry)
         raise
     stale: list[str] = []
     if options.split:
-        stale = stale_part_keys(prefix, _list_keys(client, bucket, prefix + "/part-"), [f.key for f in parts.files])
+        listed = list_keys(client, bucket, prefix + "/part-", retry)
+        stale = stale_part_keys(prefix, listed, [f.key for f in parts.files])
         if stale:
             log.info("deleting %d stale part(s) of an earlier run under %s/", len(stale), prefix)
-            _delete_keys(client, bucket, stale)
+            delete_keys(client, bucket, stale, retry)
     if manifest is not None:
         body = _manifest(sql, options, columns, parts.files, rows=rows, seconds=time.monotonic() - started)
-        client.put_object(Bucket=bucket, Key=manifest, Body=body, ContentType="application/json")
+        put_object(client, bucket, manifest, body, retry, ContentType="application/json")
     seconds = time.monotonic() - started
     progress.set(rows, sum(f.bytes for f in parts.files))
     progress.finish()

@@ -12,6 +12,8 @@ from typing import Any
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from botocore.config import Config
 
+from airflow_s3stream.s3.client import DEFAULT_POOL_CONNECTIONS, configured_max_attempts, single_attempt_config
+
 __all__ = ["S3StreamHook"]
 
 
@@ -26,19 +28,27 @@ class S3StreamHook(S3Hook):
     hook_name = "S3 Stream"
 
     def __init__(
-        self, aws_conn_id: str | None = S3Hook.default_conn_name, max_pool_connections: int = 16, **kwargs: Any
+        self,
+        aws_conn_id: str | None = S3Hook.default_conn_name,
+        max_pool_connections: int = DEFAULT_POOL_CONNECTIONS,
+        **kwargs: Any,
     ) -> None:
         self.max_pool_connections = max_pool_connections
         super().__init__(aws_conn_id=aws_conn_id, **kwargs)
 
     @property
     def config(self) -> Config:
-        """The botocore config of the connection (its ``config_kwargs`` extra included) with a pool
-        of at least ``max_pool_connections``. Passing a ``config`` to ``S3Hook`` instead would
-        silently replace everything the connection's extra configures."""
-        base: Config = super().config
-        pool = max(self.max_pool_connections, getattr(base, "max_pool_connections", None) or 0)
-        return base.merge(Config(max_pool_connections=pool))
+        """The botocore config of the connection (its ``config_kwargs`` extra included, checksum
+        settings and timeouts too) with a pool of at least ``max_pool_connections`` and botocore's
+        retries off: the package's ``RetryPolicy`` is the one retry layer. Passing a ``config`` to
+        ``S3Hook`` instead would silently replace everything the connection's extra configures."""
+        return single_attempt_config(super().config, max_pool_connections=self.max_pool_connections)
+
+    @property
+    def max_attempts(self) -> int | None:
+        """Attempts per request that the connection's ``config_kwargs.retries`` asks for, if any;
+        the operators use it when they are not given ``max_attempts`` themselves."""
+        return configured_max_attempts(super().config)
 
     def get_s3_client(self) -> Any:
         """The boto3 S3 client the streaming core takes as its argument."""

@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
 
 from airflow_s3stream.errors import ObjectChangedError, SourceError, TransientError
-from airflow_s3stream.s3.retry import RetryPolicy, is_transient
+from airflow_s3stream.s3.classify import classify, to_error
+from airflow_s3stream.s3.retry import RetryPolicy
 
 __all__ = [
     "ByteSource",
@@ -116,19 +117,24 @@ class ByteSource(Protocol):
 
 
 class S3ObjectSource:
-    """An S3 object read with ranged GETs through a boto3 client; pinned to its ETag after open."""
+    """An S3 object read with ranged GETs through a boto3 client; pinned to its ETag after open.
+
+    Only ``If-Match`` pins later GETs: it catches a replaced object by itself, and needs no
+    ``s3:GetObjectVersion`` permission. ``version_id`` is sent only when the caller asks for one.
+    """
 
     def __init__(self, client: Any, bucket: str, key: str, version_id: str | None = None) -> None:
         self.client, self.bucket, self.key = client, bucket, key
-        self.version_id = version_id
+        self.version_id = version_id  # asked for by the caller; sent with every GET
         self.etag: str | None = None
+        self.seen_version_id: str | None = None  # what the opening GET reported, for reports only
 
     def describe(self) -> str:
         return f"s3://{self.bucket}/{self.key}"
 
     def _get(self, range_header: str, pinned: bool) -> dict[str, Any]:
-        from botocore.exceptions import ClientError
-
+        """GetObject of ``range_header``; retryable failures propagate raw for the reader's
+        policy, everything else as the package's error naming the object."""
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key, "Range": range_header}
         if self.version_id:
             kwargs["VersionId"] = self.version_id
@@ -137,28 +143,21 @@ class S3ObjectSource:
         try:
             response: dict[str, Any] = self.client.get_object(**kwargs)
             return response
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-            if code in ("NoSuchKey", "NotFound") or status == 404:
-                raise SourceError(f"{self.describe()}: no such key") from exc
-            if code == "NoSuchBucket":
-                raise SourceError(f"{self.describe()}: no such bucket {self.bucket!r}") from exc
-            if code in ("AccessDenied", "Forbidden") or status == 403:
-                raise SourceError(f"{self.describe()}: access denied") from exc
-            if code == "PreconditionFailed" or status == 412:
+        except Exception as exc:
+            failure = classify(exc)
+            if failure.retryable or failure.code == "InvalidRange":
+                raise
+            if failure.precondition_failed:
                 raise ObjectChangedError(
                     f"{self.describe()}: the object was replaced while being read (ETag {self.etag} no longer matches)"
                 ) from exc
-            raise
+            raise to_error(exc, self.describe(), reading=True) from exc
 
     def open_tail(self, n: int) -> Tail:
-        from botocore.exceptions import ClientError
-
         try:
             response = self._get(f"bytes=-{n}", pinned=False)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "InvalidRange":
+        except Exception as exc:
+            if classify(exc).code != "InvalidRange":
                 raise
             # Only an empty object refuses a suffix range: confirm with HEAD.
             head = self.client.head_object(Bucket=self.bucket, Key=self.key)
@@ -167,8 +166,8 @@ class S3ObjectSource:
         content_range = response.get("ContentRange") or ""
         size = int(content_range.rsplit("/", 1)[1]) if "/" in content_range else len(data)
         self.etag = response.get("ETag")
-        self.version_id = self.version_id or response.get("VersionId")
-        return Tail(size=size, data=data, etag=self.etag, version_id=self.version_id)
+        self.seen_version_id = self.version_id or response.get("VersionId")
+        return Tail(size=size, data=data, etag=self.etag, version_id=self.seen_version_id)
 
     def open_range(self, start: int, end: int) -> RangeStream:
         body: RangeStream = self._get(f"bytes={start}-{end - 1}", pinned=True)["Body"]
@@ -353,7 +352,7 @@ class RangedReader(io.RawIOBase):
                     raise ConnectionError(f"body ended early at byte {self._stream_pos}")
             except Exception as exc:
                 attempts += 1
-                if not is_transient(exc):
+                if not classify(exc).retryable:
                     raise
                 if attempts >= self.config.retry.max_attempts:
                     raise TransientError(

@@ -1,8 +1,10 @@
-"""Retry policy for S3 calls: exponential backoff with full jitter, transient errors only.
+"""The package's one retry layer for S3 calls: exponential backoff with full jitter.
 
-Throttling (SlowDown, 503), server errors (5xx), connection resets and timeouts are retried;
-client errors (AccessDenied, NoSuchBucket, any other 4xx) fail at once. When the attempts run
-out, :class:`~airflow_s3stream.errors.TransientError` is raised naming what was being done, so
+What is retried is decided by :func:`~airflow_s3stream.s3.classify.classify` alone: throttling,
+5xx, resets and timeouts; every other failure propagates at once. botocore's own retries are
+turned off on the clients the package builds (:func:`~airflow_s3stream.s3.client.single_attempt_config`),
+so one logical request is sent at most ``max_attempts`` times, never attempts x attempts. When the
+attempts run out, :class:`~airflow_s3stream.errors.TransientError` names what was being done, so
 Airflow's task-level retry can take over.
 
     policy = RetryPolicy(max_attempts=5)
@@ -18,61 +20,11 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from airflow_s3stream.errors import TransientError
+from airflow_s3stream.s3.classify import classify, to_error
 
-__all__ = ["RetryPolicy", "is_transient"]
+__all__ = ["RetryPolicy", "s3_call"]
 
 T = TypeVar("T")
-
-# Error codes S3 (and S3-compatible servers) use for "try again later".
-TRANSIENT_ERROR_CODES = frozenset(
-    {
-        "SlowDown",
-        "ServiceUnavailable",
-        "InternalError",
-        "RequestTimeout",
-        "RequestTimeTooSkewed",
-        "Throttling",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "TooManyRequestsException",
-        "OperationAborted",
-    }
-)
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True when ``exc`` is worth retrying: throttling, 5xx, resets, timeouts, cut-off bodies."""
-    from botocore.exceptions import (
-        ClientError,
-        ConnectionClosedError,
-        ConnectTimeoutError,
-        EndpointConnectionError,
-        IncompleteReadError,
-        ReadTimeoutError,
-        ResponseStreamingError,
-    )
-    from botocore.exceptions import ConnectionError as BotoConnectionError
-
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        return error.get("Code") in TRANSIENT_ERROR_CODES or status >= 500 or status == 429
-    transient_types = (
-        BotoConnectionError,
-        ConnectionClosedError,
-        ConnectTimeoutError,
-        EndpointConnectionError,
-        IncompleteReadError,
-        ReadTimeoutError,
-        ResponseStreamingError,
-        ConnectionError,  # builtin: ConnectionResetError, BrokenPipeError, ...
-        TimeoutError,
-    )
-    if isinstance(exc, transient_types):
-        return True
-    import urllib3.exceptions
-
-    return isinstance(exc, urllib3.exceptions.HTTPError)
 
 
 @dataclass(frozen=True)
@@ -115,11 +67,26 @@ class RetryPolicy:
             try:
                 return fn()
             except Exception as exc:
-                if not is_transient(exc):
+                failure = classify(exc)
+                if not failure.retryable:
                     raise
                 if attempt == self.max_attempts:
-                    raise TransientError(f"{what}: still failing after {attempt} attempts: {exc}") from exc
+                    raise TransientError(
+                        f"{what}: still failing after {attempt} attempts: {failure.describe()}"
+                    ) from exc
                 if on_retry is not None:
                     on_retry(attempt, exc)
                 sleep(self.delay(attempt))
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def s3_call(policy: RetryPolicy, fn: Callable[[], T], what: str, *, reading: bool = False) -> T:
+    """``policy.call(fn)``, with what finally fails translated by :func:`~.classify.to_error`.
+
+    ``what`` names the operation and the object (``"HeadObject s3://b/k"``); ``reading`` says the
+    object is a source (a missing one is then a ``SourceError``, not a ``DestinationError``).
+    """
+    try:
+        return policy.call(fn, what=what)
+    except Exception as exc:
+        raise to_error(exc, what, reading=reading) from exc

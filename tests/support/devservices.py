@@ -68,11 +68,19 @@ class S3Service:
     _handle: Any = None
 
     def client(self, **config: Any) -> Any:
-        """A boto3 S3 client for this endpoint (path-style addressing, as MinIO and moto want)."""
+        """A boto3 S3 client for this endpoint (path-style addressing, as MinIO and moto want).
+
+        Configured as the package's hook configures its clients (botocore's retries off) unless
+        ``config`` says otherwise.
+        """
         import boto3
         from botocore.config import Config
 
+        from airflow_s3stream.s3.client import single_attempt_config
+
         cfg = Config(s3={"addressing_style": "path"}, **config)
+        if "retries" not in config:
+            cfg = single_attempt_config(cfg)
         return boto3.client(
             "s3",
             endpoint_url=self.endpoint_url,

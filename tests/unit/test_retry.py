@@ -5,32 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError
+from botocore.exceptions import ClientError
 
 from airflow_s3stream.errors import TransientError
-from airflow_s3stream.s3.retry import RetryPolicy, is_transient
+from airflow_s3stream.s3.retry import RetryPolicy
 
 
 def _client_error(code: str, status: int) -> ClientError:
     response: Any = {"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}
     return ClientError(response, "UploadPart")
-
-
-@pytest.mark.parametrize(
-    ("exc", "transient"),
-    [
-        (_client_error("SlowDown", 503), True),
-        (_client_error("InternalError", 500), True),
-        (_client_error("Whatever", 502), True),
-        (EndpointConnectionError(endpoint_url="http://x"), True),
-        (ConnectionResetError(), True),
-        (_client_error("AccessDenied", 403), False),
-        (_client_error("NoSuchBucket", 404), False),
-        (ValueError("bug"), False),
-    ],
-)
-def test_is_transient_classifies_s3_errors(exc: BaseException, transient: bool) -> None:
-    assert is_transient(exc) is transient
 
 
 def test_call_retries_transient_errors_until_success() -> None:
@@ -73,3 +56,15 @@ def test_call_raises_transient_error_naming_the_work_when_exhausted() -> None:
 def test_policy_rejects_nonsense() -> None:
     with pytest.raises(ValueError, match="max_attempts"):
         RetryPolicy(max_attempts=0)
+
+
+def test_a_400_is_never_retried_even_on_a_non_idempotent_call() -> None:
+    calls = []
+
+    def fn() -> None:
+        calls.append(1)
+        raise _client_error("InvalidRequest", 400)
+
+    with pytest.raises(ClientError):
+        RetryPolicy(max_attempts=5).call(fn, "CreateMultipartUpload s3://b/k", sleep=lambda s: None)
+    assert len(calls) == 1

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow_s3stream.errors import ConfigurationError
-from airflow_s3stream.s3.multipart.session import translate_error
+from airflow_s3stream.s3.classify import to_error
 from airflow_s3stream.s3.retry import RetryPolicy
 
 __all__ = ["StaleUpload", "abort_stale_uploads"]
@@ -61,7 +61,7 @@ def abort_stale_uploads(
             what=f"listing incomplete uploads under {where}",
         )
     except Exception as exc:
-        raise translate_error(exc, f"listing incomplete uploads under {where}") from exc
+        raise to_error(exc, f"listing incomplete uploads under {where}") from exc
     for page in pages:
         for upload in page.get("Uploads", []):
             initiated: datetime = upload["Initiated"]
@@ -79,7 +79,7 @@ def abort_stale_uploads(
                         what=f"aborting upload {item.upload_id} of s3://{bucket}/{item.key}",
                     )
                 except Exception as exc:
-                    raise translate_error(exc, f"aborting upload {item.upload_id} of s3://{bucket}/{item.key}") from exc
+                    raise to_error(exc, f"aborting upload {item.upload_id} of s3://{bucket}/{item.key}") from exc
                 log.info(
                     "aborted stale upload %s of s3://%s/%s (started %s)",
                     item.upload_id,

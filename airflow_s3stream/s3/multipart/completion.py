@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_s3stream.errors import ChecksumMismatchError
+from airflow_s3stream.s3.classify import classify, to_error
 from airflow_s3stream.s3.multipart.checksums import (
     PartDigest,
     combine_full_object,
@@ -22,7 +23,7 @@ from airflow_s3stream.s3.multipart.checksums import (
     multipart_etag,
 )
 from airflow_s3stream.s3.multipart.result import UploadResult
-from airflow_s3stream.s3.multipart.session import PartRecord, UploadSession, translate_error
+from airflow_s3stream.s3.multipart.session import PartRecord, UploadSession
 from airflow_s3stream.s3.multipart.verify import ExpectedObject, verify_object
 
 __all__ = ["Finished", "complete_and_verify", "put_and_verify"]
@@ -68,9 +69,8 @@ def _head_and_verify(session: UploadSession, expected: ExpectedObject) -> tuple[
             what=f"reading back {session.uri}",
         )
     except Exception as exc:
-        status = getattr(exc, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if status != 403:
-            raise translate_error(exc, f"reading back {session.uri}") from exc
+        if not classify(exc).access_denied:
+            raise to_error(exc, f"reading back {session.uri}") from exc
         # write-only credentials: the upload itself succeeded and S3 checked every part's CRC
         log.warning(
             "%s: no permission to read the object back (HeadObject); not verified after completion", session.uri

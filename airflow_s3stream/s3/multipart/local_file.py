@@ -1,24 +1,22 @@
-"""Sources a resumable upload reads: a local file by byte range, or an S3 object copied server side.
+"""A local file as the source of a resumable upload, read by byte range.
 
 A local file is read with ``os.pread`` per part, from as many threads as parts are in flight, and
 each part is streamed to the HTTP connection from the file rather than held in memory: a part is
 read twice from the page cache (checksums first, then the send), so memory does not grow with the
-part size. An S3 source in the same endpoint never passes through the worker (UploadPartCopy).
+part size.
 """
 
 from __future__ import annotations
 
 import io
 import os
-from dataclasses import dataclass
-from typing import Any
 
 from airflow_s3stream.errors import SourceChangedError, SourceError
 from airflow_s3stream.s3.multipart.bodies import FileRange, part_body
 from airflow_s3stream.s3.multipart.checksums import PartDigest, PartHasher, crc_of
 from airflow_s3stream.s3.multipart.resume import SourceFingerprint
 
-__all__ = ["LocalFile", "S3Object", "parse_s3_uri"]
+__all__ = ["LocalFile"]
 
 READ_BLOCK = 1024 * 1024  # bytes per pread while checksumming a part
 SAMPLE_BYTES = 64 * 1024  # bytes in each of the three fingerprint samples (start, middle, end)
@@ -83,50 +81,3 @@ class LocalFile:
     def body(self, offset: int, length: int) -> io.BufferedReader:
         """A fresh seekable body for ``length`` bytes at ``offset`` (one per attempt)."""
         return part_body(FileRange(self.fd, offset, length))
-
-
-def parse_s3_uri(uri: str) -> tuple[str, str]:
-    """``s3://bucket/key`` -> ``(bucket, key)``; raises :class:`SourceError` if it is not one."""
-    if not uri.startswith("s3://"):
-        raise SourceError(f"{uri!r} is not an s3:// URI")
-    bucket, _, key = uri[5:].partition("/")
-    if not bucket or not key:
-        raise SourceError(f"{uri!r} must name a bucket and a key: s3://bucket/key")
-    return bucket, key
-
-
-@dataclass(frozen=True)
-class S3Object:
-    """An S3 object in the destination's endpoint, identified by its ETag (and version)."""
-
-    bucket: str
-    key: str
-    size: int
-    etag: str
-    version_id: str | None = None
-
-    @property
-    def uri(self) -> str:
-        return f"s3://{self.bucket}/{self.key}"
-
-    @classmethod
-    def head(cls, client: Any, uri: str) -> S3Object:
-        """HeadObject the source; raises :class:`SourceError` if it is missing or unreadable."""
-        bucket, key = parse_s3_uri(uri)
-        try:
-            head = client.head_object(Bucket=bucket, Key=key)
-        except Exception as exc:
-            status = getattr(exc, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
-            reason = {404: "does not exist", 403: "access denied"}.get(status or 0, str(exc))
-            raise SourceError(f"source {uri}: {reason}") from exc
-        version = head.get("VersionId")
-        return cls(bucket, key, int(head["ContentLength"]), str(head["ETag"]), version if version != "null" else None)
-
-    def fingerprint(self) -> SourceFingerprint:
-        return SourceFingerprint("s3", self.uri, self.size, f"{self.etag}/{self.version_id or ''}")
-
-    def copy_source(self) -> dict[str, str]:
-        source = {"Bucket": self.bucket, "Key": self.key}
-        if self.version_id:
-            source["VersionId"] = self.version_id
-        return source

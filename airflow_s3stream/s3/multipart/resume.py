@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from airflow_s3stream.s3.multipart.session import PartRecord
+from airflow_s3stream.s3.objects import S3Object
 
 __all__ = [
     "DEFAULT_STATE_PREFIX",
@@ -52,6 +53,11 @@ class SourceFingerprint:
     size: int
     version: str
     sample: str = ""
+
+    @classmethod
+    def of_object(cls, obj: S3Object) -> SourceFingerprint:
+        """The fingerprint of an S3 source: its ETag and version say whether it was replaced."""
+        return cls("s3", obj.uri, obj.size, f"{obj.etag}/{obj.version_id or ''}")
 
 
 @dataclass

@@ -15,38 +15,16 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import IO, Any
 
-from airflow_s3stream.errors import (
-    ChecksumMismatchError,
-    DestinationError,
-    S3StreamError,
-    SourceChangedError,
-    UploadError,
-)
+from airflow_s3stream.errors import ChecksumMismatchError, SourceChangedError
+from airflow_s3stream.s3.classify import classify, to_error
 from airflow_s3stream.s3.multipart.checksums import PartDigest, encode_checksum, looks_like_md5
 from airflow_s3stream.s3.multipart.config import MultipartConfig
 
-__all__ = ["Body", "PartRecord", "UploadSession", "translate_error"]
+__all__ = ["Body", "PartRecord", "UploadSession"]
 
 log = logging.getLogger("airflow_s3stream.s3.multipart")
 
 Body = bytes | bytearray | IO[bytes] | io.RawIOBase
-
-# S3 error codes meaning "the bytes you sent do not match the checksum you sent"
-DIGEST_ERROR_CODES = frozenset({"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch", "InvalidChecksum"})
-# S3 error codes meaning "this destination or these credentials cannot work"; retrying cannot help
-DESTINATION_ERROR_CODES = frozenset(
-    {
-        "AccessDenied",
-        "AllAccessDisabled",
-        "InvalidAccessKeyId",
-        "InvalidBucketName",
-        "NoSuchBucket",
-        "SignatureDoesNotMatch",
-        "ExpiredToken",
-        "InvalidToken",
-        "AccountProblem",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -65,34 +43,6 @@ class PartRecord:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PartRecord:
         return cls(**{k: data[k] for k in ("number", "size", "etag", "checksum", "md5")})
-
-
-def _error_code(exc: BaseException) -> str:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        return str(response.get("Error", {}).get("Code", ""))
-    return ""
-
-
-def _status(exc: BaseException) -> int:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        return int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-    return 0
-
-
-def translate_error(exc: BaseException, what: str) -> S3StreamError:
-    """Our exception for ``exc`` raised while doing ``what`` (which names part and ``s3://`` URI).
-
-    Errors of ours pass through; S3 refusals of the destination or credentials become
-    :class:`DestinationError` (retrying cannot help); anything else is an :class:`UploadError`.
-    """
-    if isinstance(exc, S3StreamError):
-        return exc
-    code = _error_code(exc)
-    if code in DESTINATION_ERROR_CODES or _status(exc) in (401, 403):
-        return DestinationError(f"{what}: {code or _status(exc)}: {exc}")
-    return UploadError(f"{what}: {type(exc).__name__}: {exc}")
 
 
 class UploadSession:
@@ -134,7 +84,7 @@ class UploadSession:
         try:
             return self.config.retry.call(fn, what=what)
         except Exception as exc:
-            raise translate_error(exc, what) from exc
+            raise to_error(exc, what) from exc
 
     def create(self) -> str:
         """CreateMultipartUpload with the configured checksum algorithm and type; returns the id."""
@@ -177,8 +127,8 @@ class UploadSession:
             try:
                 response = self._send_part(number, body, digest, sent, what)
             except Exception as exc:
-                if _error_code(exc) not in DIGEST_ERROR_CODES:
-                    raise translate_error(exc, what) from exc
+                if classify(exc).kind != "checksum":
+                    raise to_error(exc, what) from exc
                 problem = f"server refused the checksum: {exc}"
             else:
                 mismatch = self._mismatch(response, digest, sent)
@@ -228,12 +178,12 @@ class UploadSession:
                 what=what,
             )
         except Exception as exc:
-            if _error_code(exc) == "PreconditionFailed" or _status(exc) == 412:
+            if classify(exc).precondition_failed:
                 raise SourceChangedError(
                     f"{what}: source s3://{copy_source['Bucket']}/{copy_source['Key']} "
                     f"was replaced during the copy (ETag is no longer {if_match})"
                 ) from exc
-            raise translate_error(exc, what) from exc
+            raise to_error(exc, what) from exc
         result = response.get("CopyPartResult", {})
         return PartRecord(
             number, last - first + 1, str(result["ETag"]), str(result.get(f"Checksum{self.algorithm}", ""))
@@ -275,7 +225,7 @@ class UploadSession:
                 what=f"aborting the multipart upload of {self.uri}",
             )
         except Exception as exc:
-            if _error_code(exc) != "NoSuchUpload":
+            if not classify(exc).not_found:
                 log.error("could not abort multipart upload %s of %s: %s", self.upload_id, self.uri, exc)
                 return
         log.info("aborted multipart upload %s of %s", self.upload_id, self.uri)

@@ -12,8 +12,9 @@ import logging
 import threading
 from typing import Any
 
+from airflow_s3stream.s3.classify import classify, to_error
 from airflow_s3stream.s3.multipart.resume import ResumeState
-from airflow_s3stream.s3.multipart.session import PartRecord, translate_error
+from airflow_s3stream.s3.multipart.session import PartRecord
 from airflow_s3stream.s3.retry import RetryPolicy
 
 __all__ = ["Checkpointer", "StateStore"]
@@ -33,9 +34,9 @@ class StateStore:
         try:
             raw = self.retry.call(self._read, what=f"reading resume state {self.uri}")
         except Exception as exc:
-            if getattr(exc, "response", {}).get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            if classify(exc).not_found:
                 return None
-            raise translate_error(exc, f"reading resume state {self.uri}") from exc
+            raise to_error(exc, f"reading resume state {self.uri}") from exc
         try:
             return ResumeState.from_json(raw)
         except (ValueError, KeyError, TypeError) as exc:

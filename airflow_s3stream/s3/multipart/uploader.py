@@ -26,7 +26,7 @@ from airflow_s3stream.progress import Progress
 from airflow_s3stream.s3.multipart.checksums import PartDigest, PartHasher
 from airflow_s3stream.s3.multipart.completion import Finished, complete_and_verify, put_and_verify
 from airflow_s3stream.s3.multipart.config import MultipartConfig, PartRange, PartSizer, plan_parts
-from airflow_s3stream.s3.multipart.local_file import LocalFile, S3Object
+from airflow_s3stream.s3.multipart.local_file import LocalFile
 from airflow_s3stream.s3.multipart.result import UploadResult
 from airflow_s3stream.s3.multipart.resume import (
     DEFAULT_STATE_PREFIX,
@@ -37,6 +37,7 @@ from airflow_s3stream.s3.multipart.resume import (
 )
 from airflow_s3stream.s3.multipart.session import PartRecord, UploadSession
 from airflow_s3stream.s3.multipart.state_store import Checkpointer, StateStore
+from airflow_s3stream.s3.objects import S3Object
 
 __all__ = ["ResumableUploader"]
 
@@ -122,7 +123,7 @@ class ResumableUploader:
     def copy_object(self, source_uri: str) -> UploadResult:
         """Copy ``s3://bucket/key`` (same endpoint and client) with UploadPartCopy, no bytes local."""
         started = time.monotonic()
-        source = S3Object.head(self.client, source_uri)
+        source = S3Object.head(self.client, source_uri, self.config.retry)
         sizer = PartSizer(source.size, self.config.part_size)
         if source.size == 0:
             session = UploadSession(self.client, self.bucket, self.key, self.config, extra_args=self.extra_args)
@@ -135,7 +136,7 @@ class ResumableUploader:
 
         def check_unchanged() -> None:
             # S3 enforces CopySourceIfMatch per part; servers that ignore it are caught here.
-            now = S3Object.head(self.client, source_uri)
+            now = S3Object.head(self.client, source_uri, self.config.retry)
             if (now.etag, now.size) != (source.etag, source.size):
                 raise SourceChangedError(
                     f"source {source.uri} was replaced during the copy (ETag {source.etag} -> {now.etag})"
@@ -143,7 +144,12 @@ class ResumableUploader:
 
         return _with(
             self._run(
-                source.fingerprint(), source.size, sizer.base, send, check_unchanged=check_unchanged, started=started
+                SourceFingerprint.of_object(source),
+                source.size,
+                sizer.base,
+                send,
+                check_unchanged=check_unchanged,
+                started=started,
             ),
             copied=True,
         )

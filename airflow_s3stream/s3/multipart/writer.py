@@ -24,12 +24,13 @@ from typing import Any
 
 from airflow_s3stream.errors import S3StreamError, UploadError
 from airflow_s3stream.progress import Progress, log_progress
+from airflow_s3stream.s3.classify import to_error
 from airflow_s3stream.s3.multipart.bodies import BufferBody, part_body
 from airflow_s3stream.s3.multipart.checksums import PartHasher
 from airflow_s3stream.s3.multipart.completion import complete_and_verify, put_and_verify
 from airflow_s3stream.s3.multipart.config import MultipartConfig, PartSizer
 from airflow_s3stream.s3.multipart.result import UploadResult
-from airflow_s3stream.s3.multipart.session import PartRecord, UploadSession, translate_error
+from airflow_s3stream.s3.multipart.session import PartRecord, UploadSession
 
 __all__ = ["MultipartWriter"]
 
@@ -241,7 +242,7 @@ class MultipartWriter(io.BufferedIOBase):
             return
         with self._error_lock:
             if self._error is None:
-                self._error = translate_error(exc, f"uploading {self._session.uri}")
+                self._error = to_error(exc, f"uploading {self._session.uri}")
 
     def _finish(self) -> None:
         self._raise_if_failed()
@@ -268,6 +269,6 @@ class MultipartWriter(io.BufferedIOBase):
             if exc is not None:
                 with self._error_lock:
                     if self._error is None:
-                        self._error = translate_error(exc, f"uploading {self._session.uri}")
+                        self._error = to_error(exc, f"uploading {self._session.uri}")
         self._raise_if_failed()
         return self._futures

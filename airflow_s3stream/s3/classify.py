@@ -1,0 +1,205 @@
+"""The one place where an S3 failure is classified: retryable, permanent, or checksum mismatch.
+
+Every botocore error (and every connection error underneath it) raised by an S3 call of this
+package goes through :func:`classify` and nowhere else:
+
+* ``retryable``: throttling (``SlowDown``, 429, 503), other 5xx, resets, timeouts, a body cut
+  off mid-way. :class:`~airflow_s3stream.s3.retry.RetryPolicy` retries these, and only these.
+* ``checksum``: the bytes the server received do not match the checksum sent with them
+  (``BadDigest``, ``InvalidDigest``, ``XAmzContentSHA256Mismatch``, ``InvalidChecksum``).
+  Sending the same body again may help; the multipart session does so a bounded number of times.
+* ``permanent``: every other answer (4xx). Retrying cannot help. :func:`to_error` turns it into
+  the package's exception naming the object, so nothing raw reaches an operator.
+
+Some facts about a permanent failure matter to callers and are flags on :class:`S3Failure`:
+``not_found`` (404, ``NoSuchKey``, ``NoSuchUpload``), ``precondition_failed`` (412: an
+``If-Match`` lost), ``access_denied`` (401/403 and refused credentials) and
+``checksum_headers_refused`` (the 400 that S3-compatible stores without additional checksums
+answer to ``x-amz-checksum-*`` headers: boto/boto3#4392).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from airflow_s3stream.errors import (
+    ChecksumMismatchError,
+    DestinationError,
+    ObjectChangedError,
+    S3StreamError,
+    SourceError,
+    TransientError,
+    UploadError,
+)
+
+__all__ = ["FailureKind", "S3Failure", "classify", "error_code", "http_status", "to_error"]
+
+FailureKind = Literal["retryable", "permanent", "checksum"]
+
+# S3 (and S3-compatible) error codes meaning "try again later", whatever the status.
+RETRYABLE_CODES = frozenset(
+    {
+        "SlowDown",
+        "ServiceUnavailable",
+        "InternalError",
+        "RequestTimeout",
+        "RequestTimeTooSkewed",
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "OperationAborted",
+    }
+)
+# The bytes received differ from the checksum sent with them.
+CHECKSUM_CODES = frozenset({"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch", "InvalidChecksum"})
+NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchUpload", "NoSuchBucket", "NotFound", "404"})
+ACCESS_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AllAccessDisabled",
+        "Forbidden",
+        "403",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "InvalidToken",
+        "AccountProblem",
+    }
+)
+# How stores without additional checksums refuse x-amz-checksum-* / x-amz-sdk-checksum-algorithm.
+HEADER_REFUSAL_CODES = frozenset({"InvalidArgument", "InvalidRequest", "NotImplemented", "BadRequest", "400"})
+
+
+@dataclass(frozen=True)
+class S3Failure:
+    """What went wrong with one S3 call, in the terms callers decide on."""
+
+    kind: FailureKind
+    code: str  # the S3 error code, or the exception's type name when there was no answer
+    status: int  # the HTTP status, 0 when no answer arrived
+    message: str
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind == "retryable"
+
+    @property
+    def not_found(self) -> bool:
+        return self.kind == "permanent" and (self.code in NOT_FOUND_CODES or self.status == 404)
+
+    @property
+    def precondition_failed(self) -> bool:
+        return self.code == "PreconditionFailed" or self.status == 412
+
+    @property
+    def access_denied(self) -> bool:
+        return self.kind == "permanent" and (self.code in ACCESS_CODES or self.status in (401, 403))
+
+    @property
+    def checksum_headers_refused(self) -> bool:
+        """A 400 that names a checksum header: the store has no additional checksums."""
+        if self.status != 400 or self.code not in HEADER_REFUSAL_CODES:
+            return False
+        return "checksum" in self.message.lower()
+
+    def describe(self) -> str:
+        """``SlowDown (503): Please reduce your request rate`` or ``ReadTimeoutError: ...``."""
+        where = f"{self.code} ({self.status})" if self.status else self.code
+        return f"{where}: {self.message}" if self.message and self.message != self.code else where
+
+
+def error_code(exc: BaseException) -> str:
+    """The S3 error code of a botocore ``ClientError`` ('' for anything else)."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code", "") or "")
+    return ""
+
+
+def http_status(exc: BaseException) -> int:
+    """The HTTP status of a botocore ``ClientError`` (0 when there was no answer)."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    return 0
+
+
+def _retryable_without_answer(exc: BaseException) -> bool:
+    import urllib3.exceptions
+    from botocore.exceptions import (
+        ConnectionClosedError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        IncompleteReadError,
+        ReadTimeoutError,
+        ResponseStreamingError,
+    )
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+
+    transient = (
+        BotoConnectionError,
+        ConnectionClosedError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        IncompleteReadError,
+        ReadTimeoutError,
+        ResponseStreamingError,
+        urllib3.exceptions.HTTPError,
+        ConnectionError,  # builtin: ConnectionResetError, BrokenPipeError, ...
+        TimeoutError,
+    )
+    return isinstance(exc, transient)
+
+
+def classify(exc: BaseException) -> S3Failure:
+    """Classify ``exc`` raised by an S3 call. Pure: looks only at the exception."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict) and "Error" in response:
+        code = error_code(exc)
+        status = http_status(exc)
+        message = str(response.get("Error", {}).get("Message", "") or "")
+        if code in CHECKSUM_CODES:
+            kind: FailureKind = "checksum"
+        elif code in RETRYABLE_CODES or status >= 500 or status == 429:
+            kind = "retryable"
+        else:
+            kind = "permanent"
+        return S3Failure(kind, code or str(status), status, message)
+    kind = "retryable" if _retryable_without_answer(exc) else "permanent"
+    return S3Failure(kind, type(exc).__name__, 0, str(exc))
+
+
+def to_error(exc: BaseException, what: str, *, reading: bool = False) -> S3StreamError:
+    """The package's exception for ``exc`` raised while doing ``what`` (which names the object).
+
+    Errors of the package pass through unchanged. ``reading`` says the object is a source: a
+    missing or forbidden one is then a :class:`SourceError`, a destination's a
+    :class:`DestinationError`. A lost ``If-Match`` is :class:`ObjectChangedError`; a checksum
+    mismatch :class:`ChecksumMismatchError`; retries exhausted :class:`TransientError`; any other
+    refusal :class:`UploadError` (writing) or :class:`SourceError` (reading), with the S3 code.
+    """
+    if isinstance(exc, S3StreamError):
+        return exc
+    failure = classify(exc)
+    detail = failure.describe()
+    if failure.retryable:
+        return TransientError(f"{what}: {detail}")
+    if failure.kind == "checksum":
+        return ChecksumMismatchError(f"{what}: the server refused the bytes: {detail}")
+    if failure.precondition_failed:
+        return ObjectChangedError(f"{what}: the object was replaced meanwhile ({detail})")
+    if failure.checksum_headers_refused:
+        return DestinationError(
+            f"{what}: the store refuses additional checksum headers ({detail}); "
+            "use checksum_algorithm='MD5' or 'auto' for this store"
+        )
+    if reading:
+        if failure.not_found:
+            missing = {"NoSuchKey": "no such key", "NoSuchBucket": "no such bucket"}.get(failure.code, "does not exist")
+            return SourceError(f"{what}: {missing} ({detail})")
+        return SourceError(f"{what}: {'access denied' if failure.access_denied else 'refused'} ({detail})")
+    if failure.not_found or failure.access_denied:
+        return DestinationError(f"{what}: {detail}")
+    return UploadError(f"{what}: {detail}")

@@ -1,0 +1,87 @@
+"""The one classification of S3 failures, and the errors operators see for them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
+
+from airflow_s3stream.errors import (
+    ChecksumMismatchError,
+    DestinationError,
+    ObjectChangedError,
+    SourceError,
+    TransientError,
+    UploadError,
+)
+from airflow_s3stream.s3.classify import classify, to_error
+
+
+def _client_error(code: str, status: int, message: str = "") -> ClientError:
+    response: Any = {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}
+    return ClientError(response, "UploadPart")
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind"),
+    [
+        (_client_error("SlowDown", 503), "retryable"),
+        (_client_error("InternalError", 500), "retryable"),
+        (_client_error("Whatever", 502), "retryable"),
+        (_client_error("TooManyRequests", 429), "retryable"),
+        (_client_error("RequestTimeout", 400), "retryable"),
+        (EndpointConnectionError(endpoint_url="http://x"), "retryable"),
+        (ReadTimeoutError(endpoint_url="http://x"), "retryable"),
+        (ConnectionResetError(), "retryable"),
+        (_client_error("BadDigest", 400), "checksum"),
+        (_client_error("InvalidDigest", 400), "checksum"),
+        (_client_error("AccessDenied", 403), "permanent"),
+        (_client_error("NoSuchBucket", 404), "permanent"),
+        (_client_error("InvalidRequest", 400), "permanent"),
+        (_client_error("NoSuchUpload", 404), "permanent"),
+        (ValueError("bug"), "permanent"),
+    ],
+)
+def test_every_failure_has_exactly_one_kind(exc: BaseException, kind: str) -> None:
+    assert classify(exc).kind == kind
+
+
+def test_flags_callers_decide_on() -> None:
+    assert classify(_client_error("NoSuchUpload", 404)).not_found
+    assert classify(_client_error("NoSuchKey", 404)).not_found
+    assert classify(_client_error("PreconditionFailed", 412)).precondition_failed
+    assert classify(_client_error("SignatureDoesNotMatch", 403)).access_denied
+    assert not classify(_client_error("SlowDown", 503)).not_found
+
+
+def test_a_store_refusing_checksum_headers_is_recognised_by_its_400() -> None:
+    refused = _client_error("InvalidArgument", 400, "Unsupported header 'x-amz-checksum-crc32c' received")
+    assert classify(refused).checksum_headers_refused
+    assert not classify(
+        _client_error("InvalidArgument", 400, "Part number must be an integer")
+    ).checksum_headers_refused
+    assert not classify(_client_error("SlowDown", 503, "checksum")).checksum_headers_refused
+
+
+@pytest.mark.parametrize(
+    ("exc", "reading", "error"),
+    [
+        (_client_error("SlowDown", 503), False, TransientError),
+        (_client_error("BadDigest", 400), False, ChecksumMismatchError),
+        (_client_error("PreconditionFailed", 412), True, ObjectChangedError),
+        (_client_error("NoSuchKey", 404), True, SourceError),
+        (_client_error("AccessDenied", 403), True, SourceError),
+        (_client_error("NoSuchBucket", 404), False, DestinationError),
+        (_client_error("AccessDenied", 403), False, DestinationError),
+        (_client_error("InvalidArgument", 400, "x-amz-checksum-crc32c not supported"), False, DestinationError),
+        (_client_error("InvalidRequest", 400), False, UploadError),
+    ],
+)
+def test_to_error_names_the_object_and_picks_the_package_error(
+    exc: BaseException, reading: bool, error: type[Exception]
+) -> None:
+    translated = to_error(exc, "PutObject s3://bucket/some/key", reading=reading)
+    assert type(translated) is error
+    assert "s3://bucket/some/key" in str(translated)
+    assert classify(exc).code in str(translated)
