@@ -11,7 +11,7 @@ import pytest
 from airflow_s3stream.hooks import PostgresStreamHook, S3StreamHook
 
 
-def test_s3_hook_sizes_the_pool_and_keeps_the_connections_config_kwargs(
+def test_s3_hook_sizes_the_pool_keeps_the_connections_config_kwargs_and_takes_over_its_retries(
     s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     conn = {
@@ -25,9 +25,12 @@ def test_s3_hook_sizes_the_pool_and_keeps_the_connections_config_kwargs(
         },
     }
     monkeypatch.setenv("AIRFLOW_CONN_AWS_TUNED", json.dumps(conn))
-    client = S3StreamHook(aws_conn_id="aws_tuned", max_pool_connections=24).get_s3_client()
+    hook = S3StreamHook(aws_conn_id="aws_tuned", max_pool_connections=24)
+    client = hook.get_s3_client()
     assert client.meta.config.max_pool_connections == 24
-    assert client.meta.config.retries["total_max_attempts"] == 2  # from the connection's extra
+    # the connection's retries become the package's policy; botocore itself makes one attempt
+    assert client.meta.config.retries["total_max_attempts"] == 1
+    assert hook.max_attempts == 2
     assert client.meta.config.s3["addressing_style"] == "path"
     assert client.meta.endpoint_url == s3.endpoint_url
     client.put_object(Bucket=bucket, Key="k", Body=b"ok")
