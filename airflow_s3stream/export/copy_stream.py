@@ -14,7 +14,7 @@ from collections.abc import Generator, Iterator
 from typing import Any
 
 from airflow_s3stream.errors import QueryError
-from airflow_s3stream.export.query import classify, strip_query
+from airflow_s3stream.export.query import classify, embedded
 
 __all__ = ["CopyReader", "arrow_batches", "copy_rows"]
 
@@ -122,8 +122,8 @@ def arrow_batches(conn: Any, sql: str, parameters: Any, mapped: list[Any], schem
     projection = projection_sql(mapped).replace("{", "{{").replace("}", "}}")
     if parameters is not None:
         projection = projection.replace("%", "%%")
-    select = "COPY (SELECT " + projection + " FROM ({}) AS _s3stream_q) TO STDOUT (FORMAT csv)"
-    statement = pgsql.SQL(select).format(pgsql.SQL(strip_query(sql)))  # type: ignore[arg-type]
+    select = "COPY (SELECT " + projection + " FROM {} AS _s3stream_q) TO STDOUT (FORMAT csv)"
+    statement = pgsql.SQL(select).format(embedded(sql))  # type: ignore[arg-type]
     names = [alias for m in mapped for alias, _, _ in m.parsed]
     types = {alias: dtype for m in mapped for alias, _, dtype in m.parsed}
     parse, convert = csv_convert_options()
