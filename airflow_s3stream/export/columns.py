@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_s3stream.export.query import run_guarded, subquery
+from airflow_s3stream.export.query import bound_parameters, run_guarded, subquery
 
 __all__ = ["Column", "describe_query"]
 
@@ -48,6 +48,8 @@ def _element_oid(conn: Any, oid: int) -> int | None:
 def describe_query(conn: Any, sql: str, parameters: Any = None) -> list[Column]:
     """The columns ``sql`` returns; raises QueryError / ExportConnectionError like the export does."""
     from psycopg import ClientCursor
+
+    parameters = bound_parameters(parameters)
 
     def describe() -> list[Column]:
         with ClientCursor(conn) as cur:

@@ -14,7 +14,7 @@ from collections.abc import Generator, Iterator
 from typing import Any
 
 from airflow_s3stream.errors import QueryError
-from airflow_s3stream.export.query import classify, embedded
+from airflow_s3stream.export.query import bound_parameters, classify, embedded
 
 __all__ = ["CopyReader", "arrow_batches", "copy_rows"]
 
@@ -29,7 +29,7 @@ def copy_rows(conn: Any, statement: Any, parameters: Any, sql: str) -> Generator
     import psycopg
 
     try:
-        with conn.cursor() as cur, cur.copy(statement, parameters) as copy:
+        with conn.cursor() as cur, cur.copy(statement, bound_parameters(parameters)) as copy:
             yield from _buffered_rows(conn, copy)
     except psycopg.Error as exc:
         raise classify(exc, sql) from exc
@@ -118,6 +118,7 @@ def arrow_batches(conn: Any, sql: str, parameters: Any, mapped: list[Any], schem
     from airflow_s3stream.export.arrow_types import convert_batch, csv_convert_options, projection_sql
 
     conn.execute(_PARQUET_SESSION)
+    parameters = bound_parameters(parameters)
     # Column names are user data inside this template: escape format braces, and % when psycopg binds.
     projection = projection_sql(mapped).replace("{", "{{").replace("}", "}}")
     if parameters is not None:

@@ -18,7 +18,15 @@ from typing import Any, TypeVar
 
 from airflow_s3stream.errors import ExportConnectionError, QueryError
 
-__all__ = ["copy_statement", "embedded", "jsonl_copy_statement", "run_guarded", "strip_query", "subquery"]
+__all__ = [
+    "bound_parameters",
+    "copy_statement",
+    "embedded",
+    "jsonl_copy_statement",
+    "run_guarded",
+    "strip_query",
+    "subquery",
+]
 
 T = TypeVar("T")
 
@@ -114,6 +122,17 @@ def _block_comment_end(text: str, start: int) -> int:
         else:
             i += 1
     return -1
+
+
+def bound_parameters(parameters: Any) -> Any:
+    """``parameters`` as the export hands them to psycopg: ``None`` when there are none.
+
+    psycopg reads ``%`` as a placeholder in ``execute`` whenever parameters are given, even ``{}``,
+    but in ``COPY`` only when they are non-empty. Every statement of an export goes through here,
+    so one rule holds for all of them: with no (or empty) parameters ``%`` is a literal ``%``;
+    with parameters a literal ``%`` is written ``%%`` and placeholders are ``%s`` / ``%(name)s``.
+    """
+    return parameters if parameters else None
 
 
 def embedded(sql: str) -> Any:

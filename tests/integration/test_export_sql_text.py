@@ -55,3 +55,23 @@ def test_a_trailing_comment_does_not_swallow_the_statement(
 def test_a_semicolon_inside_the_last_literal_is_kept(bucket: str, s3_client: Any, file_format: str) -> None:
     rows = export_rows(bucket, s3_client, "SELECT ';' AS s, 'x -- y' AS t;", file_format)
     assert rows == [{"s": ";", "t": "x -- y"}]
+
+
+PERCENT_ROWS = [{"x": "a%b", "50%": "1"}, {"x": "a%b", "50%": "2"}]
+
+
+@pytest.mark.parametrize("file_format", FORMATS)
+@pytest.mark.parametrize("parameters", [None, {}, [], ()], ids=["none", "empty-dict", "empty-list", "empty-tuple"])
+def test_a_literal_percent_means_the_same_with_no_or_empty_parameters(
+    bucket: str, s3_client: Any, file_format: str, parameters: Any
+) -> None:
+    sql = "SELECT 'a%b' AS x, g AS \"50%\" FROM generate_series(1, 2) g WHERE 'x%' LIKE 'x%'"
+    assert export_rows(bucket, s3_client, sql, file_format, parameters=parameters) == PERCENT_ROWS
+
+
+@pytest.mark.parametrize("file_format", FORMATS)
+def test_with_parameters_a_literal_percent_is_doubled_as_psycopg_requires(
+    bucket: str, s3_client: Any, file_format: str
+) -> None:
+    sql = "SELECT 'a%%b' AS x, g AS \"50%%\" FROM generate_series(1, %(n)s) g WHERE 'x%%' LIKE 'x%%'"
+    assert export_rows(bucket, s3_client, sql, file_format, parameters={"n": 2}) == PERCENT_ROWS
