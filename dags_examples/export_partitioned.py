@@ -72,7 +72,9 @@ def s3stream_export_partitioned() -> None:
         column = sql.Identifier(params["key_column"])
         query = sql.SQL("SELECT min({c}), max({c}) FROM {t}").format(c=column, t=table)
         with PostgresStreamHook().get_psycopg_connection() as conn:
-            lowest, highest = conn.execute(query).fetchone()
+            row = conn.execute(query).fetchone()
+        assert row is not None  # an aggregate without GROUP BY returns exactly one row
+        lowest, highest = row
         ranges = split_key_range(lowest, highest, int(params["partitions"]))
         base = f"{params['prefix'].rstrip('/')}/{params['table']}"
         print(f"{params['table']}.{params['key_column']} in [{lowest}, {highest}] -> {len(ranges)} ranges")
