@@ -14,7 +14,7 @@ from collections.abc import Generator, Iterator
 from typing import Any
 
 from airflow_s3stream.errors import QueryError
-from airflow_s3stream.export.query import bound_parameters, classify, embedded
+from airflow_s3stream.export.query import bound_parameters, classify, embedded, query_label, run_guarded
 
 __all__ = ["CopyReader", "arrow_batches", "copy_rows"]
 
@@ -117,7 +117,7 @@ def arrow_batches(conn: Any, sql: str, parameters: Any, mapped: list[Any], schem
 
     from airflow_s3stream.export.arrow_types import convert_batch, csv_convert_options, projection_sql
 
-    conn.execute(_PARQUET_SESSION)
+    run_guarded(lambda: conn.execute(_PARQUET_SESSION), sql)
     parameters = bound_parameters(parameters)
     # Column names are user data inside this template: escape format braces, and % when psycopg binds.
     projection = projection_sql(mapped).replace("{", "{{").replace("}", "}}")
@@ -145,7 +145,7 @@ def arrow_batches(conn: Any, sql: str, parameters: Any, mapped: list[Any], schem
     except pa.ArrowInvalid as exc:
         if reader.error is not None:
             raise reader.error from None
-        raise QueryError(f"query result cannot be read as Arrow: {exc}") from exc
+        raise QueryError(f"{query_label(sql)}: result cannot be read as Arrow: {exc}") from exc
     except Exception:
         if reader.error is not None:
             raise reader.error from None

@@ -23,6 +23,7 @@ __all__ = [
     "copy_statement",
     "embedded",
     "jsonl_copy_statement",
+    "query_label",
     "run_guarded",
     "strip_query",
     "subquery",
@@ -179,13 +180,20 @@ def jsonl_copy_statement(sql: str) -> Any:
     )
 
 
+def query_label(sql: str) -> str:
+    """``query 'SELECT ...'``: the query's first line that is not a ``--`` comment (80 characters
+    at most), how error messages name the query."""
+    lines = [line.strip() for line in strip_query(sql).splitlines()]
+    first = next((line for line in lines if line and not line.startswith("--")), lines[0] if lines else "")
+    return f"query {first[:80]!r}"
+
+
 def classify(exc: Exception, sql: str) -> Exception:
     """The package error for a psycopg error raised while running ``sql``."""
     import psycopg
 
     sqlstate = getattr(exc, "sqlstate", None) or ""
-    first_line = strip_query(sql).splitlines()[0] if sql.strip() else ""
-    where = f"query {first_line[:80]!r}"
+    where = query_label(sql)
     if isinstance(exc, psycopg.OperationalError) or sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES:
         return ExportConnectionError(f"{where}: Postgres connection failed: {str(exc).strip()}")
     return QueryError(f"{where}: Postgres error {sqlstate or ''}: {str(exc).strip()}".replace("  ", " "))

@@ -189,6 +189,7 @@ def test_unreachable_postgres_is_retryable_and_names_the_connection_never_the_pa
         op.execute({})
     message = str(failure.value)
     assert "'pg_down'" in message and f"127.0.0.1:{port}" in message
+    assert f"s3://{bucket}/out/data" in message  # and the export it was for
     assert "refused" in message.lower()
     assert secret not in "".join(traceback.format_exception(failure.value))  # the chained cause too
     assert secret not in caplog.text and secret not in "".join(capfd.readouterr())

@@ -317,6 +317,14 @@ def test_postgres_errors_are_classified_retryable_or_not() -> None:
     assert isinstance(classify(psycopg.OperationalError("server closed"), "SELECT"), ExportConnectionError)
 
 
+def test_postgres_errors_name_the_first_line_of_the_query_that_is_not_a_comment() -> None:
+    import psycopg
+
+    sql = "\n-- nightly orders export\n  SELECT id, total\n  FROM orders"
+    error = classify(psycopg.errors.UndefinedTable('relation "orders" does not exist'), sql)
+    assert str(error).startswith("query 'SELECT id, total': Postgres error")
+
+
 # -- progress --------------------------------------------------------------------------------
 
 
