@@ -11,7 +11,8 @@ Tasks:
 * ``plan_ranges``: ``min``/``max`` of ``key_column`` -> ``partitions`` ranges, each with its key
   ``<prefix>/<table>/range-00000.parquet`` ...
 * ``export_range`` (mapped): ``SELECT * FROM <table> WHERE key >= %(lo)s AND key < %(hi)s``; the
-  bounds are bound by psycopg, never formatted into the SQL.
+  bounds are parameters, quoted and escaped by psycopg (bound on the client, so they show in
+  ``pg_stat_activity``), never pasted into the SQL by the DAG.
 * ``write_manifest``: ``<prefix>/<table>/_manifest.json`` lists every file with rows and bytes,
   and is written last: readers treat its presence as "the export is complete". Files under the
   prefix left by an earlier run with more partitions are deleted first, so a re-run replaces the

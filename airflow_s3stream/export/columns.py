@@ -1,8 +1,9 @@
 """Result columns of a query, described by Postgres before any data moves.
 
 ``describe_query`` runs ``SELECT * FROM (<query>) LIMIT 0`` with the same client-side parameter
-binding ``COPY`` uses, so a bad query fails here, before an object is opened, with Postgres's own
-message. The :class:`Column` list feeds the manifest and the Parquet type mapping.
+binding ``COPY`` uses (:func:`~airflow_s3stream.export.query.bound_parameters`), so a bad query
+fails here, before an object is opened, with Postgres's own message. The :class:`Column` list
+feeds the manifest and the Parquet type mapping.
 """
 
 from __future__ import annotations

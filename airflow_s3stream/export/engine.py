@@ -121,7 +121,7 @@ def export_query(
     on_progress: Callable[[ProgressSnapshot], None] | None = None,
     progress_interval: float = 5.0,
 ) -> ExportResult:
-    """Stream ``sql`` (with ``parameters`` bound by psycopg) to ``s3://bucket/key`` per ``options``.
+    """Stream ``sql`` (with ``parameters`` bound by psycopg on the client) to ``s3://bucket/key`` per ``options``.
 
     :param conn: psycopg 3 connection; the export runs on it and leaves it open.
     :param client: boto3 S3 client.

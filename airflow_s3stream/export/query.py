@@ -1,8 +1,12 @@
 """The SQL the export sends, and how Postgres failures become the package's errors.
 
-The user's query is embedded verbatim (as ``psycopg.sql.SQL``) and its ``parameters`` are bound by
-psycopg's client-side binding, the only binding ``COPY`` supports: values are quoted by the
-driver, never formatted into the text by us. Every option value is a ``psycopg.sql.Literal``.
+The user's query is embedded verbatim (as ``psycopg.sql.SQL``, cut after its last token by
+:func:`strip_query`). ``COPY`` cannot take server-side parameters, so ``parameters`` are bound by
+psycopg on the client, for the describe step and ``COPY`` alike: the driver quotes and escapes
+each value and merges it into the statement text it sends. That is safe against SQL injection,
+but the values are part of the SQL the server sees: visible in ``pg_stat_activity.query`` and in
+server logs (``log_statement``, ``log_min_duration_statement``, errors). Empty parameters count
+as none (:func:`bound_parameters`). Every option value is a ``psycopg.sql.Literal``.
 
 Error classes (``run_guarded``): a lost connection, a terminated backend, an admin shutdown, a
 serialisation failure or lack of resources is :class:`ExportConnectionError` (retryable); anything

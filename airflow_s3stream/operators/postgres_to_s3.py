@@ -33,8 +33,12 @@ class PostgresToS3StreamOperator(BaseOperator):
     :param s3_key: object key (templated), e.g. ``exports/{{ ds }}/orders``; the suffix
         (``.csv``, ``.jsonl.gz``, ``.parquet`` ...) is appended when missing. With splitting it is a
         prefix: ``<s3_key>/part-00000.csv`` ... and ``<s3_key>/_manifest.json``.
-    :param parameters: query parameters (templated), bound by psycopg (``%s`` / ``%(name)s``),
-        never formatted into the SQL text.
+    :param parameters: query parameters (templated) for ``%s`` / ``%(name)s`` placeholders. ``COPY``
+        cannot take server-side parameters, so psycopg binds them on the client: it quotes and
+        escapes each value and merges it into the statement text sent to Postgres. That is safe
+        against SQL injection, but the values are visible in ``pg_stat_activity`` and in server
+        logs: do not pass secrets as parameters. With parameters a literal ``%`` is written ``%%``;
+        with none (``None``, ``{}``, ``[]``) it is ``%``.
     :param postgres_conn_id: Airflow ``postgres`` connection.
     :param aws_conn_id: Airflow ``aws`` connection (endpoint, region, role from its extra).
     :param file_format: ``csv`` (default), ``jsonl`` or ``parquet``.

@@ -10,6 +10,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import threading
+import time
+import uuid
 from typing import Any
 
 import pyarrow.parquet as pq
@@ -75,3 +78,36 @@ def test_with_parameters_a_literal_percent_is_doubled_as_psycopg_requires(
 ) -> None:
     sql = "SELECT 'a%%b' AS x, g AS \"50%%\" FROM generate_series(1, %(n)s) g WHERE 'x%%' LIKE 'x%%'"
     assert export_rows(bucket, s3_client, sql, file_format, parameters={"n": 2}) == PERCENT_ROWS
+
+
+def test_parameters_are_merged_into_the_statement_text_the_server_sees(
+    bucket: str, s3_client: Any, pg_uri: str
+) -> None:
+    """What the docs promise: client-side binding, so values show in ``pg_stat_activity``."""
+    import psycopg
+
+    value = f"visible-{uuid.uuid4().hex}"
+    sql = "SELECT %(value)s AS v, pg_sleep(%(seconds)s) IS NULL AS slept"
+    seen: list[str] = []
+
+    def export() -> None:
+        export_rows(bucket, s3_client, sql, "csv", parameters={"value": value, "seconds": 1.5})
+
+    worker = threading.Thread(target=export)
+    worker.start()
+    with psycopg.connect(pg_uri, autocommit=True) as observer:
+        deadline = time.monotonic() + 30
+        while not seen and worker.is_alive() and time.monotonic() < deadline:
+            seen += [
+                row[0]
+                for row in observer.execute(
+                    "SELECT query FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND query LIKE 'COPY%%'"
+                    " AND query LIKE %s",
+                    (f"%{value}%",),
+                )
+            ]
+            time.sleep(0.05)
+    worker.join(60)
+    assert not worker.is_alive()
+    assert len(seen) == 1 and f"'{value}'" in seen[0]  # quoted by psycopg, inside the COPY statement
+    assert "%(value)s" not in seen[0]
