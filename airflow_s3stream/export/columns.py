@@ -9,9 +9,13 @@ feeds the manifest and the Parquet type mapping.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_s3stream.export.query import bound_parameters, run_guarded, subquery
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg.abc import Params
 
 __all__ = ["Column", "describe_query"]
 
@@ -36,7 +40,7 @@ class Column:
     element_oid: int | None = None
 
 
-def _element_oid(conn: Any, oid: int) -> int | None:
+def _element_oid(conn: psycopg.Connection[Any], oid: int) -> int | None:
     from psycopg.postgres import types
 
     info = types.get(oid)
@@ -46,7 +50,7 @@ def _element_oid(conn: Any, oid: int) -> int | None:
     return int(row[0]) if row and row[0] else None
 
 
-def describe_query(conn: Any, sql: str, parameters: Any = None) -> list[Column]:
+def describe_query(conn: psycopg.Connection[Any], sql: str, parameters: Params | None = None) -> list[Column]:
     """The columns ``sql`` returns; raises QueryError / ExportConnectionError like the export does."""
     from psycopg import ClientCursor
 

@@ -11,10 +11,14 @@ from __future__ import annotations
 import io
 import itertools
 from collections.abc import Generator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_s3stream.errors import QueryError
 from airflow_s3stream.export.query import bound_parameters, classify, embedded, query_label, run_guarded
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg.abc import Buffer, Params, Query
 
 __all__ = ["CopyReader", "arrow_batches", "copy_rows"]
 
@@ -24,7 +28,9 @@ _PARQUET_SESSION = (  # output forms the Arrow parser reads exactly, set on the 
 )
 
 
-def copy_rows(conn: Any, statement: Any, parameters: Any, sql: str) -> Generator[memoryview, None, None]:
+def copy_rows(
+    conn: psycopg.Connection[Any], statement: Query, parameters: Params | None, sql: str
+) -> Generator[Buffer, None, None]:
     """Rows of ``COPY ... TO STDOUT``; psycopg errors become QueryError / ExportConnectionError."""
     import psycopg
 
@@ -35,7 +41,7 @@ def copy_rows(conn: Any, statement: Any, parameters: Any, sql: str) -> Generator
         raise classify(exc, sql) from exc
 
 
-def _buffered_rows(conn: Any, copy: Any) -> Iterator[memoryview]:
+def _buffered_rows(conn: psycopg.Connection[Any], copy: psycopg.Copy) -> Iterator[Buffer]:
     """The rows of an open ``COPY TO`` block, taking those libpq already holds without waiting.
 
     psycopg's own iterator runs a generator and a wait per row (about 2 us); here every row libpq
@@ -75,7 +81,7 @@ def _buffered_rows(conn: Any, copy: Any) -> Iterator[memoryview]:
 class CopyReader(io.RawIOBase):
     """A readable binary file over an iterator of byte chunks (what Arrow's reader pulls from)."""
 
-    def __init__(self, chunks: Iterator[memoryview | bytes]) -> None:
+    def __init__(self, chunks: Iterator[Buffer]) -> None:
         super().__init__()
         self._chunks = chunks
         self._buffer = memoryview(b"")
@@ -109,7 +115,9 @@ class CopyReader(io.RawIOBase):
         return n
 
 
-def arrow_batches(conn: Any, sql: str, parameters: Any, mapped: list[Any], schema: Any) -> Generator[Any, None, None]:
+def arrow_batches(
+    conn: psycopg.Connection[Any], sql: str, parameters: Params | None, mapped: list[Any], schema: Any
+) -> Generator[Any, None, None]:
     """Typed Arrow record batches of ``sql`` per the column mapping ``mapped``."""
     import pyarrow as pa
     import pyarrow.csv as pcsv

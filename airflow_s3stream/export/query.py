@@ -18,9 +18,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from airflow_s3stream.errors import ExportConnectionError, QueryError
+
+if TYPE_CHECKING:
+    from psycopg.abc import Params
+    from psycopg.sql import SQL, Composed
 
 __all__ = [
     "bound_parameters",
@@ -129,7 +133,7 @@ def _block_comment_end(text: str, start: int) -> int:
     return -1
 
 
-def bound_parameters(parameters: Any) -> Any:
+def bound_parameters(parameters: Params | None) -> Params | None:
     """``parameters`` as the export hands them to psycopg: ``None`` when there are none.
 
     psycopg reads ``%`` as a placeholder in ``execute`` whenever parameters are given, even ``{}``,
@@ -140,7 +144,7 @@ def bound_parameters(parameters: Any) -> Any:
     return parameters if parameters else None
 
 
-def embedded(sql: str) -> Any:
+def embedded(sql: str) -> SQL:
     """``(<sql>)`` as a composable, the one way the user's query enters a statement.
 
     The newline before the bracket keeps it out of a ``--`` comment even when
@@ -151,7 +155,7 @@ def embedded(sql: str) -> Any:
     return pgsql.SQL("(" + strip_query(sql) + "\n)")  # type: ignore[arg-type]
 
 
-def subquery(sql: str, *, limit_zero: bool = False, select: str = "*") -> Any:
+def subquery(sql: str, *, limit_zero: bool = False, select: str = "*") -> Composed:
     """``SELECT <select> FROM (<sql>) AS _s3stream_q`` as a composable."""
     from psycopg import sql as pgsql
 
@@ -161,7 +165,7 @@ def subquery(sql: str, *, limit_zero: bool = False, select: str = "*") -> Any:
     return stmt
 
 
-def copy_statement(sql: str, *, delimiter: str = ",", header: bool = True, null_string: str = "") -> Any:
+def copy_statement(sql: str, *, delimiter: str = ",", header: bool = True, null_string: str = "") -> Composed:
     """``COPY (<sql>) TO STDOUT`` in CSV with the given options."""
     from psycopg import sql as pgsql
 
@@ -173,7 +177,7 @@ def copy_statement(sql: str, *, delimiter: str = ",", header: bool = True, null_
     )
 
 
-def jsonl_copy_statement(sql: str) -> Any:
+def jsonl_copy_statement(sql: str) -> Composed:
     """COPY producing one ``row_to_json`` document per line, bytes unchanged by COPY escaping."""
     from psycopg import sql as pgsql
 
