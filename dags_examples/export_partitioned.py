@@ -11,7 +11,8 @@ Tasks:
 * ``plan_ranges``: ``min``/``max`` of ``key_column`` -> ``partitions`` ranges, each with its key
   ``<prefix>/<table>/range-00000.parquet`` ...
 * ``export_range`` (mapped): ``SELECT * FROM <table> WHERE key >= %(lo)s AND key < %(hi)s``; the
-  bounds are bound by psycopg, never formatted into the SQL.
+  bounds are parameters, quoted and escaped by psycopg (bound on the client, so they show in
+  ``pg_stat_activity``), never pasted into the SQL by the DAG.
 * ``write_manifest``: ``<prefix>/<table>/_manifest.json`` lists every file with rows and bytes,
   and is written last: readers treat its presence as "the export is complete". Files under the
   prefix left by an earlier run with more partitions are deleted first, so a re-run replaces the
@@ -72,7 +73,9 @@ def s3stream_export_partitioned() -> None:
         column = sql.Identifier(params["key_column"])
         query = sql.SQL("SELECT min({c}), max({c}) FROM {t}").format(c=column, t=table)
         with PostgresStreamHook().get_psycopg_connection() as conn:
-            lowest, highest = conn.execute(query).fetchone()
+            row = conn.execute(query).fetchone()
+        assert row is not None  # an aggregate without GROUP BY returns exactly one row
+        lowest, highest = row
         ranges = split_key_range(lowest, highest, int(params["partitions"]))
         base = f"{params['prefix'].rstrip('/')}/{params['table']}"
         print(f"{params['table']}.{params['key_column']} in [{lowest}, {highest}] -> {len(ranges)} ranges")

@@ -4,7 +4,8 @@ Each run exports exactly its own data interval, so backfills and re-runs are saf
 
 * the schedule is a data-interval timetable: the run for 2024-01-01 covers that whole UTC day;
 * the SQL selects ``created_at >= data_interval_start AND created_at < data_interval_end``;
-  both bounds are *parameters* bound by psycopg, never formatted into the SQL text;
+  both bounds are *parameters*, quoted and escaped by psycopg (bound on the client, so they show
+  in ``pg_stat_activity``), never pasted into the SQL by the DAG;
 * the key prefix is templated per interval (``exports/orders/{{ data_interval_start | ds }}/csv``): re-running a day
   overwrites that day's parts, deletes parts left over from an earlier, larger run, and writes the
   ``_manifest.json`` last (its presence means "this day is complete");

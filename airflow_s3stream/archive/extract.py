@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_s3stream.archive.zip import ZipArchive, ZipEntry, ZipLimits, unsafe_name_reason
 from airflow_s3stream.errors import ArchiveError
 from airflow_s3stream.s3.multipart import MultipartConfig, MultipartWriter
 from airflow_s3stream.s3.reader import RangedReader, ReaderConfig, S3ObjectSource
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 __all__ = ["ExtractedMember", "extract_members"]
 
@@ -52,7 +55,7 @@ def _select(archive: ZipArchive, members: Sequence[str] | None, where: str) -> l
 
 
 def extract_members(
-    client: Any,
+    client: S3Client,
     bucket: str,
     key: str,
     dest_bucket: str,

@@ -1,16 +1,21 @@
 """Result columns of a query, described by Postgres before any data moves.
 
 ``describe_query`` runs ``SELECT * FROM (<query>) LIMIT 0`` with the same client-side parameter
-binding ``COPY`` uses, so a bad query fails here, before an object is opened, with Postgres's own
-message. The :class:`Column` list feeds the manifest and the Parquet type mapping.
+binding ``COPY`` uses (:func:`~airflow_s3stream.export.query.bound_parameters`), so a bad query
+fails here, before an object is opened, with Postgres's own message. The :class:`Column` list
+feeds the manifest and the Parquet type mapping.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow_s3stream.export.query import run_guarded, subquery
+from airflow_s3stream.export.query import bound_parameters, run_guarded, subquery
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg.abc import Params
 
 __all__ = ["Column", "describe_query"]
 
@@ -35,7 +40,7 @@ class Column:
     element_oid: int | None = None
 
 
-def _element_oid(conn: Any, oid: int) -> int | None:
+def _element_oid(conn: psycopg.Connection[Any], oid: int) -> int | None:
     from psycopg.postgres import types
 
     info = types.get(oid)
@@ -45,9 +50,11 @@ def _element_oid(conn: Any, oid: int) -> int | None:
     return int(row[0]) if row and row[0] else None
 
 
-def describe_query(conn: Any, sql: str, parameters: Any = None) -> list[Column]:
+def describe_query(conn: psycopg.Connection[Any], sql: str, parameters: Params | None = None) -> list[Column]:
     """The columns ``sql`` returns; raises QueryError / ExportConnectionError like the export does."""
     from psycopg import ClientCursor
+
+    parameters = bound_parameters(parameters)
 
     def describe() -> list[Column]:
         with ClientCursor(conn) as cur:

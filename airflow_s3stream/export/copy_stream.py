@@ -11,10 +11,14 @@ from __future__ import annotations
 import io
 import itertools
 from collections.abc import Generator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_s3stream.errors import QueryError
-from airflow_s3stream.export.query import classify, strip_query
+from airflow_s3stream.export.query import bound_parameters, classify, embedded, query_label, run_guarded
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg.abc import Buffer, Params, Query
 
 __all__ = ["CopyReader", "arrow_batches", "copy_rows"]
 
@@ -24,18 +28,20 @@ _PARQUET_SESSION = (  # output forms the Arrow parser reads exactly, set on the 
 )
 
 
-def copy_rows(conn: Any, statement: Any, parameters: Any, sql: str) -> Generator[memoryview, None, None]:
+def copy_rows(
+    conn: psycopg.Connection[Any], statement: Query, parameters: Params | None, sql: str
+) -> Generator[Buffer, None, None]:
     """Rows of ``COPY ... TO STDOUT``; psycopg errors become QueryError / ExportConnectionError."""
     import psycopg
 
     try:
-        with conn.cursor() as cur, cur.copy(statement, parameters) as copy:
+        with conn.cursor() as cur, cur.copy(statement, bound_parameters(parameters)) as copy:
             yield from _buffered_rows(conn, copy)
     except psycopg.Error as exc:
         raise classify(exc, sql) from exc
 
 
-def _buffered_rows(conn: Any, copy: Any) -> Iterator[memoryview]:
+def _buffered_rows(conn: psycopg.Connection[Any], copy: psycopg.Copy) -> Iterator[Buffer]:
     """The rows of an open ``COPY TO`` block, taking those libpq already holds without waiting.
 
     psycopg's own iterator runs a generator and a wait per row (about 2 us); here every row libpq
@@ -75,7 +81,7 @@ def _buffered_rows(conn: Any, copy: Any) -> Iterator[memoryview]:
 class CopyReader(io.RawIOBase):
     """A readable binary file over an iterator of byte chunks (what Arrow's reader pulls from)."""
 
-    def __init__(self, chunks: Iterator[memoryview | bytes]) -> None:
+    def __init__(self, chunks: Iterator[Buffer]) -> None:
         super().__init__()
         self._chunks = chunks
         self._buffer = memoryview(b"")
@@ -109,7 +115,9 @@ class CopyReader(io.RawIOBase):
         return n
 
 
-def arrow_batches(conn: Any, sql: str, parameters: Any, mapped: list[Any], schema: Any) -> Generator[Any, None, None]:
+def arrow_batches(
+    conn: psycopg.Connection[Any], sql: str, parameters: Params | None, mapped: list[Any], schema: Any
+) -> Generator[Any, None, None]:
     """Typed Arrow record batches of ``sql`` per the column mapping ``mapped``."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
@@ -117,13 +125,14 @@ def arrow_batches(conn: Any, sql: str, parameters: Any, mapped: list[Any], schem
 
     from airflow_s3stream.export.arrow_types import convert_batch, csv_convert_options, projection_sql
 
-    conn.execute(_PARQUET_SESSION)
+    run_guarded(lambda: conn.execute(_PARQUET_SESSION), sql)
+    parameters = bound_parameters(parameters)
     # Column names are user data inside this template: escape format braces, and % when psycopg binds.
     projection = projection_sql(mapped).replace("{", "{{").replace("}", "}}")
     if parameters is not None:
         projection = projection.replace("%", "%%")
-    select = "COPY (SELECT " + projection + " FROM ({}) AS _s3stream_q) TO STDOUT (FORMAT csv)"
-    statement = pgsql.SQL(select).format(pgsql.SQL(strip_query(sql)))  # type: ignore[arg-type]
+    select = "COPY (SELECT " + projection + " FROM {} AS _s3stream_q) TO STDOUT (FORMAT csv)"
+    statement = pgsql.SQL(select).format(embedded(sql))  # type: ignore[arg-type]
     names = [alias for m in mapped for alias, _, _ in m.parsed]
     types = {alias: dtype for m in mapped for alias, _, dtype in m.parsed}
     parse, convert = csv_convert_options()
@@ -144,7 +153,7 @@ def arrow_batches(conn: Any, sql: str, parameters: Any, mapped: list[Any], schem
     except pa.ArrowInvalid as exc:
         if reader.error is not None:
             raise reader.error from None
-        raise QueryError(f"query result cannot be read as Arrow: {exc}") from exc
+        raise QueryError(f"{query_label(sql)}: result cannot be read as Arrow: {exc}") from exc
     except Exception:
         if reader.error is not None:
             raise reader.error from None

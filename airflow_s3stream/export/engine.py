@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_s3stream.export.columns import Column, describe_query
 from airflow_s3stream.export.copy_stream import arrow_batches, copy_rows
@@ -33,6 +33,11 @@ from airflow_s3stream.export.writers import ExportedFile, ObjectOpener, PartSequ
 from airflow_s3stream.progress import Progress, ProgressSnapshot
 from airflow_s3stream.s3.multipart import MultipartConfig, MultipartWriter
 from airflow_s3stream.s3.objects import check_bucket, delete_keys, list_keys, put_object
+
+if TYPE_CHECKING:
+    import psycopg
+    from mypy_boto3_s3 import S3Client
+    from psycopg.abc import Params
 
 __all__ = ["ExportResult", "export_query", "multipart_opener"]
 
@@ -69,7 +74,7 @@ class ExportResult:
 
 
 def multipart_opener(
-    client: Any, bucket: str, content_type: str, config: MultipartConfig | None = None
+    client: S3Client, bucket: str, content_type: str, config: MultipartConfig | None = None
 ) -> Callable[[str], contextlib.AbstractContextManager[Any]]:
     """Opener that writes each key through the package's parallel :class:`MultipartWriter`."""
 
@@ -108,20 +113,20 @@ def _checksum(upload: dict[str, Any]) -> dict[str, Any]:
 
 
 def export_query(
-    conn: Any,
-    client: Any,
+    conn: psycopg.Connection[Any],
+    client: S3Client,
     *,
     sql: str,
     bucket: str,
     key: str,
     options: ExportOptions,
-    parameters: Any = None,
+    parameters: Params | None = None,
     open_object: ObjectOpener | None = None,
     upload_config: MultipartConfig | None = None,
     on_progress: Callable[[ProgressSnapshot], None] | None = None,
     progress_interval: float = 5.0,
 ) -> ExportResult:
-    """Stream ``sql`` (with ``parameters`` bound by psycopg) to ``s3://bucket/key`` per ``options``.
+    """Stream ``sql`` (with ``parameters`` bound by psycopg on the client) to ``s3://bucket/key`` per ``options``.
 
     :param conn: psycopg 3 connection; the export runs on it and leaves it open.
     :param client: boto3 S3 client.

@@ -117,7 +117,7 @@ def _part_full(options: ExportOptions, rows: int, stored: int) -> bool:
 
 
 def write_text(
-    rows: Iterable[memoryview | bytes],
+    rows: Iterable[bytes | bytearray | memoryview],
     parts: PartSequence,
     options: ExportOptions,
     *,
@@ -129,7 +129,7 @@ def write_text(
     This is the per-row hot loop of CSV/JSONL export, so it keeps to local variables: one copy
     into the pending buffer and two additions per row; limits are checked only when splitting.
     """
-    rows_iter: Iterator[memoryview | bytes] = iter(rows)
+    rows_iter: Iterator[bytes | bytearray | memoryview] = iter(rows)
     header = b""
     if has_header:
         first = next(rows_iter, None)

@@ -12,10 +12,10 @@ from datetime import timedelta
 from typing import Any, ClassVar
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_s3stream.errors import ConfigurationError, InvalidInputError
+from airflow_s3stream.errors import ConfigurationError
 from airflow_s3stream.hooks.s3 import S3StreamHook
+from airflow_s3stream.operators.failures import named_failures
 from airflow_s3stream.operators.links import S3ObjectLink
 from airflow_s3stream.s3.multipart import DEFAULT_MAX_CONCURRENCY, MultipartConfig, abort_stale_uploads
 from airflow_s3stream.s3.multipart.resume import DEFAULT_STATE_PREFIX
@@ -59,6 +59,10 @@ class S3MultipartUploadOperator(BaseOperator):
     ``checksum_algorithm``, ``checksum_type``, ``checksum``, ``seconds``, ``mb_per_s``,
     ``resumed_parts``, ``uploaded_parts``, ``copied``, ``verified``, ``version_id``, ``sha256``,
     ``source`` (redacted) and ``stale_uploads_aborted``.
+
+    Fails without retry (``AirflowFailException``) when the source is missing or changed, a
+    checksum does not match, or S3 refuses for good; raises ``TransientError`` (Airflow retries,
+    resuming the upload) when S3 keeps failing. Messages name ``s3://s3_bucket/s3_key``.
     """
 
     template_fields: Sequence[str] = ("source", "s3_bucket", "s3_key")
@@ -123,45 +127,43 @@ class S3MultipartUploadOperator(BaseOperator):
         return upload_lineage(self.source, self.s3_bucket, self.s3_key)
 
     def execute(self, context: Any) -> dict[str, Any]:
-        hook = S3StreamHook(aws_conn_id=self.aws_conn_id, max_pool_connections=self.config.max_concurrency + 4)
-        client = hook.get_s3_client()
-        spec = classify_source(self.source, s3_same_endpoint=self.source_aws_conn_id is None)
         where = f"s3://{self.s3_bucket}/{self.s3_key}"
-        try:
-            aborted = self._abort_stale(hook)
-            self.log.info("uploading %s to %s (%s)", redact_uri(self.source), where, spec.kind)
-            if spec.kind == "uri":
-                result = upload_uri(
-                    client,
-                    spec.location,
-                    self.s3_bucket,
-                    self.s3_key,
-                    config=self.config,
-                    transport_params=self._transport_params(),
-                    extra_args=self.extra_args,
-                    compute_sha256=self.compute_sha256,
-                )
-            else:
-                self._uploader = ResumableUploader(
-                    client,
-                    self.s3_bucket,
-                    self.s3_key,
-                    config=self.config,
-                    resume=self.resume,
-                    keep_for_retry=_will_retry(context),
-                    state_prefix=self.state_prefix,
-                    extra_args=self.extra_args,
-                    compute_sha256=self.compute_sha256,
-                )
-                if spec.kind == "file":
-                    result = self._uploader.upload_file(spec.location)
+        with named_failures(where):
+            hook = S3StreamHook(aws_conn_id=self.aws_conn_id, max_pool_connections=self.config.max_concurrency + 4)
+            client = hook.get_s3_client()
+            spec = classify_source(self.source, s3_same_endpoint=self.source_aws_conn_id is None)
+            try:
+                aborted = self._abort_stale(hook)
+                self.log.info("uploading %s to %s (%s)", redact_uri(self.source), where, spec.kind)
+                if spec.kind == "uri":
+                    result = upload_uri(
+                        client,
+                        spec.location,
+                        self.s3_bucket,
+                        self.s3_key,
+                        config=self.config,
+                        transport_params=self._transport_params(),
+                        extra_args=self.extra_args,
+                        compute_sha256=self.compute_sha256,
+                    )
                 else:
-                    result = self._uploader.copy_object(spec.location)
-        except InvalidInputError as exc:  # bad source, refused credentials, checksum mismatch, changed source
-            raise AirflowFailException(str(exc) if where in str(exc) else f"{where}: {exc}") from exc
-        # TransientError and UploadError propagate unchanged: Airflow retries the task.
-        finally:
-            self._uploader = None
+                    self._uploader = ResumableUploader(
+                        client,
+                        self.s3_bucket,
+                        self.s3_key,
+                        config=self.config,
+                        resume=self.resume,
+                        keep_for_retry=_will_retry(context),
+                        state_prefix=self.state_prefix,
+                        extra_args=self.extra_args,
+                        compute_sha256=self.compute_sha256,
+                    )
+                    if spec.kind == "file":
+                        result = self._uploader.upload_file(spec.location)
+                    else:
+                        result = self._uploader.copy_object(spec.location)
+            finally:
+                self._uploader = None
         output = result.to_dict()
         output["source"] = redact_uri(self.source)
         output["stale_uploads_aborted"] = aborted

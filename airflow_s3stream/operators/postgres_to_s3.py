@@ -12,12 +12,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_s3stream.errors import ConfigurationError, InvalidInputError
+from airflow_s3stream.errors import ConfigurationError
 from airflow_s3stream.export import ExportOptions, export_query
 from airflow_s3stream.hooks.postgres import PostgresStreamHook
 from airflow_s3stream.hooks.s3 import S3StreamHook
+from airflow_s3stream.operators.failures import named_failures
 from airflow_s3stream.operators.links import S3ObjectLink
 from airflow_s3stream.progress import ProgressSnapshot
 from airflow_s3stream.s3.multipart import DEFAULT_MAX_CONCURRENCY, MultipartConfig
@@ -33,8 +33,12 @@ class PostgresToS3StreamOperator(BaseOperator):
     :param s3_key: object key (templated), e.g. ``exports/{{ ds }}/orders``; the suffix
         (``.csv``, ``.jsonl.gz``, ``.parquet`` ...) is appended when missing. With splitting it is a
         prefix: ``<s3_key>/part-00000.csv`` ... and ``<s3_key>/_manifest.json``.
-    :param parameters: query parameters (templated), bound by psycopg (``%s`` / ``%(name)s``),
-        never formatted into the SQL text.
+    :param parameters: query parameters (templated) for ``%s`` / ``%(name)s`` placeholders. ``COPY``
+        cannot take server-side parameters, so psycopg binds them on the client: it quotes and
+        escapes each value and merges it into the statement text sent to Postgres. That is safe
+        against SQL injection, but the values are visible in ``pg_stat_activity`` and in server
+        logs: do not pass secrets as parameters. With parameters a literal ``%`` is written ``%%``;
+        with none (``None``, ``{}``, ``[]``) it is ``%``.
     :param postgres_conn_id: Airflow ``postgres`` connection.
     :param aws_conn_id: Airflow ``aws`` connection (endpoint, region, role from its extra).
     :param file_format: ``csv`` (default), ``jsonl`` or ``parquet``.
@@ -54,6 +58,11 @@ class PostgresToS3StreamOperator(BaseOperator):
 
     Returns (XCom) ``{"bucket", "files": [{"key", "rows", "bytes"}], "rows", "bytes", "seconds",
     "mb_per_s", "manifest_key"}``.
+
+    Fails without retry (``AirflowFailException``) when Postgres rejects the query or S3 refuses
+    for good; raises ``ExportConnectionError`` / ``TransientError`` (Airflow retries) when Postgres
+    cannot be reached or S3 keeps failing. Messages name ``s3://s3_bucket/s3_key`` and the query
+    or the connection (:mod:`~airflow_s3stream.operators.failures`).
     """
 
     template_fields: Sequence[str] = ("sql", "s3_bucket", "s3_key", "parameters")
@@ -129,30 +138,27 @@ class PostgresToS3StreamOperator(BaseOperator):
             conn.cancel_safe()
 
     def execute(self, context: Any) -> dict[str, Any]:
-        client = S3StreamHook(
-            aws_conn_id=self.aws_conn_id, max_pool_connections=self.upload_config.max_concurrency + 2
-        ).get_s3_client()
-        conn = self._conn = PostgresStreamHook(postgres_conn_id=self.postgres_conn_id).get_psycopg_connection()
-        target = f"s3://{self.s3_bucket}/{self.s3_key}"
-        try:
-            result = export_query(
-                conn,
-                client,
-                sql=self.sql,
-                parameters=self.parameters,
-                bucket=self.s3_bucket,
-                key=self.s3_key,
-                options=self.options,
-                upload_config=self.upload_config,
-                on_progress=self._log_progress,
-                progress_interval=self.progress_interval,
-            )
-        except InvalidInputError as exc:  # bad SQL, missing bucket, refused credentials: retrying cannot help
-            raise AirflowFailException(f"{self.task_id} -> {target}: {exc}") from exc
-        # ExportConnectionError / UploadError / TransientError propagate: Airflow may retry the task.
-        finally:
-            self._conn = None
-            conn.close()
+        with named_failures(f"s3://{self.s3_bucket}/{self.s3_key}"):
+            client = S3StreamHook(
+                aws_conn_id=self.aws_conn_id, max_pool_connections=self.upload_config.max_concurrency + 2
+            ).get_s3_client()
+            conn = self._conn = PostgresStreamHook(postgres_conn_id=self.postgres_conn_id).get_psycopg_connection()
+            try:
+                result = export_query(
+                    conn,
+                    client,
+                    sql=self.sql,
+                    parameters=self.parameters,
+                    bucket=self.s3_bucket,
+                    key=self.s3_key,
+                    options=self.options,
+                    upload_config=self.upload_config,
+                    on_progress=self._log_progress,
+                    progress_interval=self.progress_interval,
+                )
+            finally:
+                self._conn = None
+                conn.close()
         for file in result.files:
             self.log.info("wrote s3://%s/%s: %d rows, %d bytes", result.bucket, file.key, file.rows, file.bytes)
         return result.to_dict()

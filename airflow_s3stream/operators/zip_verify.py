@@ -16,13 +16,17 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_s3stream.archive.verify import MODES, VerifyConfig, verify_archive
 from airflow_s3stream.archive.zip import ZipLimits
-from airflow_s3stream.errors import ConfigurationError, InvalidInputError
+from airflow_s3stream.errors import ConfigurationError
 from airflow_s3stream.hooks.s3 import S3StreamHook
+from airflow_s3stream.operators.failures import named_failures
 from airflow_s3stream.operators.links import S3ObjectLink
+from airflow_s3stream.s3.objects import put_object
 from airflow_s3stream.s3.reader import DEFAULT_BLOCK_SIZE, ReaderConfig, S3ObjectSource
 from airflow_s3stream.s3.retry import RetryPolicy
 
 __all__ = ["S3ZipVerifyOperator"]
+
+JSON = "application/json"  # Content-Type of the report object
 
 
 class S3ZipVerifyOperator(BaseOperator):
@@ -46,6 +50,10 @@ class S3ZipVerifyOperator(BaseOperator):
     Returns the report as a dict (``valid``, ``mode``, ``members_checked``, ``payload_files``,
     ``payload_bytes``, ``algorithms``, ``errors``, ``warnings``, ``requests``, ``bytes_read``,
     ``seconds``...).
+
+    Fails without retry (``AirflowFailException``) when the object is missing, unreadable, not a
+    ZIP or was replaced mid-read, or S3 refuses for good; raises ``TransientError`` (Airflow
+    retries) when S3 keeps failing. Messages name ``s3://s3_bucket/s3_key``.
     """
 
     template_fields: Sequence[str] = ("s3_bucket", "s3_key", "report_key", "mode")
@@ -97,23 +105,15 @@ class S3ZipVerifyOperator(BaseOperator):
         hook = S3StreamHook(
             aws_conn_id=self.aws_conn_id, max_pool_connections=max(10, self.reader_config.prefetch_blocks + 2)
         )
-        client = hook.get_s3_client()
         config = VerifyConfig(mode=self.mode, reader=self.reader_config, limits=self.limits)
-        try:
+        with named_failures(f"s3://{self.s3_bucket}/{self.s3_key}", reading=True):
+            client = hook.get_s3_client()
             report = verify_archive(S3ObjectSource(client, self.s3_bucket, self.s3_key), config)
-        except InvalidInputError as exc:  # missing key, not a ZIP, truncated, replaced mid-read...
-            where = f"s3://{self.s3_bucket}/{self.s3_key}"
-            raise AirflowFailException(str(exc) if where in str(exc) else f"{where}: {exc}") from exc
-        # TransientError propagates unchanged: Airflow retries the task.
-        result = report.to_dict()
-        self.log.info("%s", report.summary())
-        if self.report_key:
-            client.put_object(
-                Bucket=self.s3_bucket,
-                Key=self.report_key,
-                Body=json.dumps(result, indent=2).encode(),
-                ContentType="application/json",
-            )
+            result = report.to_dict()
+            self.log.info("%s", report.summary())
+            if self.report_key:
+                body = json.dumps(result, indent=2).encode()
+                put_object(client, self.s3_bucket, self.report_key, body, self.reader_config.retry, ContentType=JSON)
         if not report.valid and self.fail_on_invalid:
             ti = context.get("ti") if hasattr(context, "get") else None
             if ti is not None:

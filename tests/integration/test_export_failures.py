@@ -7,8 +7,12 @@ missing bucket are not retryable (``AirflowFailException``); a backend terminate
 
 from __future__ import annotations
 
+import json
+import logging
+import socket
 import threading
 import time
+import traceback
 from typing import Any
 
 import psycopg
@@ -169,3 +173,24 @@ def test_refused_credentials_fail_before_the_query_runs(
     assert pg_conn.execute("SELECT count(*) FROM calls").fetchone()[0] == 0
     assert s3_proxy.count("HeadBucket") >= 1
     assert s3_proxy.count("CreateMultipartUpload") == 0 and s3_proxy.count("PutObject") == 0
+
+
+def test_unreachable_postgres_is_retryable_and_names_the_connection_never_the_password(
+    bucket: str, s3_client: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, capfd: Any
+) -> None:
+    with socket.socket() as probe:  # a port nobody listens on: the connection is really refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    secret = "Pa55-s3cr3t-never-logged"
+    conn = {"conn_type": "postgres", "host": "127.0.0.1", "port": port, "login": "exporter", "password": secret}
+    monkeypatch.setenv("AIRFLOW_CONN_PG_DOWN", json.dumps({**conn, "schema": "warehouse"}))
+    op = operator(bucket, "SELECT 1 AS x", postgres_conn_id="pg_down")
+    with caplog.at_level(logging.DEBUG), pytest.raises(ExportConnectionError) as failure:
+        op.execute({})
+    message = str(failure.value)
+    assert "'pg_down'" in message and f"127.0.0.1:{port}" in message
+    assert f"s3://{bucket}/out/data" in message  # and the export it was for
+    assert "refused" in message.lower()
+    assert secret not in "".join(traceback.format_exception(failure.value))  # the chained cause too
+    assert secret not in caplog.text and secret not in "".join(capfd.readouterr())
+    assert bucket_contents(s3_client, bucket) == ([], [])

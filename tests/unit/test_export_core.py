@@ -277,6 +277,36 @@ def test_trailing_semicolons_are_stripped_for_embedding() -> None:
     assert strip_query("  SELECT 1 ;; \n") == "SELECT 1"
 
 
+@pytest.mark.parametrize(
+    ("sql", "embedded"),
+    [
+        ("SELECT 1 -- last line comment", "SELECT 1"),
+        ("SELECT 1\n-- a comment line\n", "SELECT 1"),
+        ("SELECT 1; -- done", "SELECT 1"),
+        ("SELECT 1 /* block */", "SELECT 1"),
+        ("SELECT 1; /* a /* nested */ block */ ;\n\t", "SELECT 1"),
+        ("SELECT 1 -- one ; \n /* two */ ; -- three", "SELECT 1"),
+        ("SELECT ';'", "SELECT ';'"),
+        ("SELECT ';' ;", "SELECT ';'"),
+        ("SELECT '--' AS a, '/*' AS b", "SELECT '--' AS a, '/*' AS b"),
+        ("SELECT 'it''s; -- not a comment'", "SELECT 'it''s; -- not a comment'"),
+        ("SELECT E'\\'; --' AS x", "SELECT E'\\'; --' AS x"),
+        ('SELECT 1 AS "a;--b" ; -- c', 'SELECT 1 AS "a;--b"'),
+        ("SELECT $$ ; -- $$ AS d; -- c", "SELECT $$ ; -- $$ AS d"),
+        ("SELECT $tag$ $$ ; $tag$ AS d", "SELECT $tag$ $$ ; $tag$ AS d"),
+        ("-- leading comment\nSELECT 1", "-- leading comment\nSELECT 1"),
+        ("SELECT 1 AS a$b -- c", "SELECT 1 AS a$b"),
+    ],
+)
+def test_trailing_comments_and_semicolons_never_reach_the_closing_bracket(sql: str, embedded: str) -> None:
+    assert strip_query(sql) == embedded
+
+
+def test_unterminated_literals_are_left_for_postgres_to_report() -> None:
+    assert strip_query("SELECT 'open ;") == "SELECT 'open"
+    assert strip_query("SELECT 1 /* open ;") == "SELECT 1 /* open"
+
+
 def test_postgres_errors_are_classified_retryable_or_not() -> None:
     import psycopg
 
@@ -285,6 +315,14 @@ def test_postgres_errors_are_classified_retryable_or_not() -> None:
     assert isinstance(classify(psycopg.errors.UndefinedTable("relation x does not exist"), "SELECT"), QueryError)
     assert isinstance(classify(psycopg.errors.AdminShutdown("terminating"), "SELECT"), ExportConnectionError)
     assert isinstance(classify(psycopg.OperationalError("server closed"), "SELECT"), ExportConnectionError)
+
+
+def test_postgres_errors_name_the_first_line_of_the_query_that_is_not_a_comment() -> None:
+    import psycopg
+
+    sql = "\n-- nightly orders export\n  SELECT id, total\n  FROM orders"
+    error = classify(psycopg.errors.UndefinedTable('relation "orders" does not exist'), sql)
+    assert str(error).startswith("query 'SELECT id, total': Postgres error")
 
 
 # -- progress --------------------------------------------------------------------------------
