@@ -182,7 +182,8 @@ class UploadSession:
         return {"ChecksumAlgorithm": self.algorithm, "ChecksumType": self.config.checksum_type}
 
     def create(self) -> str:
-        """CreateMultipartUpload with the configured checksum algorithm and type; returns the id."""
+        """CreateMultipartUpload with the checksum algorithm and type in use (none for MD5); returns
+        the id. Under ``auto`` a store refusing the checksum headers is asked again without them."""
         response = self._call(
             f"creating a multipart upload for {self.uri}",
             lambda: self.client.create_multipart_upload(
