@@ -14,9 +14,9 @@ class UploadResult:
 
     ``parts`` is 0 for an object stored with one PutObject. ``checksum_algorithm`` is the one used
     (``auto`` resolved to ``CRC32C`` or ``MD5``). ``checksum`` is the object's checksum as S3 reports
-    it (composite values end in ``-N``); for ``MD5`` it is the expected ETag (``md5-N`` or the MD5). ``verified`` lists what was compared after
-    completion (``size``, ``checksum``, ``etag``; see :mod:`.verify`). ``resumed_parts`` counts
-    parts a previous try had stored and this one reused.
+    it (composite values end in ``-N``); for ``MD5`` it is the expected ETag (``md5-N`` or the MD5).
+    ``verified`` lists what was compared after completion (``size``, ``checksum``, ``etag``; see
+    :mod:`.verify`). ``resumed_parts`` counts parts a previous try had stored and this one reused.
     """
 
     bucket: str
