@@ -41,7 +41,9 @@ class S3MultipartUploadOperator(BaseOperator):
         Must be 5 MiB..5 GiB (checked when the DAG is parsed).
     :param max_concurrency: parts in flight (default 8). Memory for a streamed URI source is about
         ``(max_concurrency + 1) x part_size``; a local file streams each part from disk.
-    :param checksum_algorithm: ``CRC32C`` (default, composite), ``CRC32`` or ``CRC64NVME`` (full object).
+    :param checksum_algorithm: ``auto`` (default: CRC32C, or ``Content-MD5`` where the store refuses
+        additional checksum headers), ``CRC32C`` (composite), ``CRC32``, ``CRC64NVME`` (full object)
+        or ``MD5`` (``Content-MD5`` only, no ``x-amz-checksum-*`` header: every S3-compatible store).
     :param checksum_type: ``COMPOSITE`` or ``FULL_OBJECT``; ``None`` = the algorithm's default.
     :param resume: continue an earlier try's upload of the same unchanged source (default True).
     :param state_prefix: key prefix of the resume state objects in ``s3_bucket``.
@@ -80,7 +82,7 @@ class S3MultipartUploadOperator(BaseOperator):
         source_aws_conn_id: str | None = None,
         part_size: int | None = None,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
-        checksum_algorithm: str = "CRC32C",
+        checksum_algorithm: str = "auto",
         checksum_type: str | None = None,
         resume: bool = True,
         state_prefix: str = DEFAULT_STATE_PREFIX,

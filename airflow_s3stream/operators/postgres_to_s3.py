@@ -54,6 +54,9 @@ class PostgresToS3StreamOperator(BaseOperator):
     :param part_size: multipart part size in bytes (default 16 MiB; at least 5 MiB).
     :param max_concurrency: parts uploading at once (default 8). Memory is about
         ``(max_concurrency + 1) x part_size`` whatever the row count.
+    :param checksum_algorithm: ``auto`` (default: CRC32C, or ``Content-MD5`` where the store refuses
+        additional checksum headers), ``CRC32C``, ``CRC32``, ``CRC64NVME`` or ``MD5`` (``Content-MD5``
+        only, for S3-compatible stores without additional checksums).
     :param progress_interval: seconds between progress lines in the task log.
 
     Returns (XCom) ``{"bucket", "files": [{"key", "rows", "bytes"}], "rows", "bytes", "seconds",
@@ -93,6 +96,7 @@ class PostgresToS3StreamOperator(BaseOperator):
         write_manifest: bool = False,
         part_size: int | None = None,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        checksum_algorithm: str = "auto",
         progress_interval: float = 5.0,
         **kwargs: Any,
     ) -> None:
@@ -113,7 +117,10 @@ class PostgresToS3StreamOperator(BaseOperator):
                 write_manifest=write_manifest,
             ).validate()
             self.upload_config = MultipartConfig(
-                part_size=part_size, max_concurrency=max_concurrency, progress_interval=progress_interval
+                part_size=part_size,
+                max_concurrency=max_concurrency,
+                checksum_algorithm=checksum_algorithm,
+                progress_interval=progress_interval,
             )
         except ConfigurationError as exc:
             raise ConfigurationError(f"{self.task_id}: {exc}") from exc

@@ -2,17 +2,25 @@
 
 The export's bucket check, stale-part cleanup and manifest, the uploader's source checks and the
 resume state all go through here, so none of them meets a raw botocore error or retries on its own.
+
+DeleteObjects and PutObject carry a CRC botocore adds on its own (DeleteObjects always: it is a
+checksum-required operation). A store that refuses checksum headers gets the request again with
+``Content-MD5`` instead, and its endpoint is remembered so later requests go straight to it
+(:mod:`airflow_s3stream.s3.checksum_headers`).
 """
 
 from __future__ import annotations
 
+import base64
 import functools
-from collections.abc import Iterator, Sequence
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from airflow_s3stream.errors import DestinationError, SourceError, UploadError
-from airflow_s3stream.s3.classify import classify
+from airflow_s3stream.s3.checksum_headers import refuses_checksum_headers, remember_refusal, without_checksum_headers
+from airflow_s3stream.s3.classify import classify, to_error
 from airflow_s3stream.s3.retry import RetryPolicy, s3_call
 
 __all__ = [
@@ -27,6 +35,8 @@ __all__ = [
 ]
 
 S3_MAX_DELETE_KEYS = 1_000  # keys per DeleteObjects request (S3 limit)
+
+T = TypeVar("T")
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
@@ -128,16 +138,39 @@ def list_keys(client: Any, bucket: str, prefix: str, retry: RetryPolicy) -> Iter
         token = page.get("NextContinuationToken")
 
 
+def _md5_if_refused(client: Any, retry: RetryPolicy, send: Callable[[], T], what: str) -> T:
+    """``send()`` retried by ``retry``; sent with ``Content-MD5`` instead of botocore's CRC when the
+    endpoint refuses checksum headers (known before, or answered so now: then remembered)."""
+    if refuses_checksum_headers(client):
+        return s3_call(retry, functools.partial(_without_checksum_headers, client, send), what)
+    try:
+        return retry.call(send, what=what)
+    except Exception as exc:
+        failure = classify(exc)
+        if not failure.checksum_headers_refused:
+            raise to_error(exc, what) from exc
+        remember_refusal(client, what, failure)
+    return s3_call(retry, functools.partial(_without_checksum_headers, client, send), what)
+
+
+def _without_checksum_headers(client: Any, send: Callable[[], T]) -> T:
+    with without_checksum_headers(client):
+        return send()
+
+
 def delete_keys(client: Any, bucket: str, keys: Sequence[str], retry: RetryPolicy) -> None:
     """Delete ``keys`` (1,000 per DeleteObjects request). Deleting is idempotent, so every batch is
     retried as a whole. A key S3 reports it could not delete raises :class:`UploadError` naming it.
+
+    A store refusing the CRC32 botocore always adds to DeleteObjects gets ``Content-MD5`` instead
+    (and so does every later DeleteObjects to that endpoint in this process).
     """
     for start in range(0, len(keys), S3_MAX_DELETE_KEYS):
         batch = list(keys[start : start + S3_MAX_DELETE_KEYS])
         what = f"DeleteObjects of {len(batch)} key(s) under s3://{bucket}/ (first {batch[0]!r})"
         request = {"Objects": [{"Key": k} for k in batch], "Quiet": True}
-        response: dict[str, Any] = s3_call(
-            retry, functools.partial(client.delete_objects, Bucket=bucket, Delete=request), what
+        response: dict[str, Any] = _md5_if_refused(
+            client, retry, functools.partial(client.delete_objects, Bucket=bucket, Delete=request), what
         )
         errors = response.get("Errors") or []
         if errors:
@@ -148,8 +181,13 @@ def delete_keys(client: Any, bucket: str, keys: Sequence[str], retry: RetryPolic
 
 def put_object(client: Any, bucket: str, key: str, body: bytes, retry: RetryPolicy, **kwargs: Any) -> dict[str, Any]:
     """PutObject a small ``body`` (a manifest, a report, resume state). A whole-object PUT is
-    idempotent, so it is retried; ``kwargs`` carries ``ContentType``, ``IfMatch``, ``IfNoneMatch``."""
+    idempotent, so it is retried; ``kwargs`` carries ``ContentType``, ``IfMatch``, ``IfNoneMatch``.
+    A store refusing the CRC botocore may add (``when_supported``) gets ``Content-MD5`` instead."""
     uri = f"s3://{bucket}/{key}"
-    return dict(
-        s3_call(retry, lambda: client.put_object(Bucket=bucket, Key=key, Body=body, **kwargs), f"PutObject {uri}")
-    )
+    md5 = base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode("ascii")
+
+    def send() -> dict[str, Any]:
+        extra = {"ContentMD5": md5} if refuses_checksum_headers(client) else {}
+        return dict(client.put_object(Bucket=bucket, Key=key, Body=body, **extra, **kwargs))
+
+    return _md5_if_refused(client, retry, send, f"PutObject {uri}")

@@ -82,11 +82,12 @@ class Status(Fault):
 
     code: int
     error: str = "InternalError"
+    message: str = "injected by S3Proxy"
 
     def body(self) -> bytes:
         return (
             f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{self.error}</Code>'
-            f"<Message>injected by S3Proxy</Message><RequestId>proxy</RequestId></Error>"
+            f"<Message>{self.message}</Message><RequestId>proxy</RequestId></Error>"
         ).encode()
 
 

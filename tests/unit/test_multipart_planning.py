@@ -42,13 +42,13 @@ def test_part_size_outside_s3_limits_is_rejected_naming_the_parameter(bad: objec
 
 def test_config_defaults_and_checksum_types() -> None:
     cfg = MultipartConfig()
-    assert (cfg.checksum_algorithm, cfg.checksum_type, cfg.full_object) == ("CRC32C", "COMPOSITE", False)
+    assert (cfg.checksum_algorithm, cfg.checksum_type, cfg.full_object) == ("auto", "COMPOSITE", False)
     nvme = MultipartConfig(checksum_algorithm="crc64nvme")
     assert (nvme.checksum_algorithm, nvme.checksum_type) == ("CRC64NVME", "FULL_OBJECT")
     with pytest.raises(ConfigurationError, match="COMPOSITE"):
         MultipartConfig(checksum_algorithm="CRC64NVME", checksum_type="COMPOSITE")
     with pytest.raises(ConfigurationError, match="checksum_algorithm"):
-        MultipartConfig(checksum_algorithm="MD5")
+        MultipartConfig(checksum_algorithm="SHA256")
     with pytest.raises(ConfigurationError, match="max_concurrency"):
         MultipartConfig(max_concurrency=0)
 
@@ -162,16 +162,17 @@ def test_part_md5_is_computed_until_the_server_echoes_our_checksum() -> None:
     from airflow_s3stream.s3.multipart.checksums import PartDigest
     from airflow_s3stream.s3.multipart.session import UploadSession
 
-    session = UploadSession(None, "b", "k", MultipartConfig())
+    session = UploadSession(None, "b", "k", MultipartConfig(checksum_algorithm="CRC32C"))
     assert session.wants_md5
     digest = PartDigest(3, crt.crc32c(b"abc"), hashlib.md5(b"abc").hexdigest())
     sent = encode_checksum("CRC32C", digest.crc)
-    assert session._mismatch({"ETag": f'"{digest.md5}"'}, digest, sent) is None
+    assert session._mismatch({"ETag": f'"{digest.md5}"'}, digest, sent, "CRC32C") is None
     assert session.wants_md5  # moto: no echo, keep checking MD5s
-    assert "MD5 mismatch" in str(session._mismatch({"ETag": '"' + "0" * 32 + '"'}, digest, sent))
-    assert session._mismatch({"ETag": '"x"', "ChecksumCRC32C": sent}, digest, sent) is None
+    assert "MD5 mismatch" in str(session._mismatch({"ETag": '"' + "0" * 32 + '"'}, digest, sent, "CRC32C"))
+    assert session._mismatch({"ETag": '"x"', "ChecksumCRC32C": sent}, digest, sent, "CRC32C") is None
     assert not session.wants_md5  # S3 echoed (and so checked) our CRC: MD5s are redundant now
-    assert "CRC32C mismatch" in str(session._mismatch({"ChecksumCRC32C": "AAAAAA=="}, digest, sent))
-    assert UploadSession(None, "b", "k", MultipartConfig(verify_part_etag=False)).wants_md5 is False
+    assert "CRC32C mismatch" in str(session._mismatch({"ChecksumCRC32C": "AAAAAA=="}, digest, sent, "CRC32C"))
+    never = MultipartConfig(checksum_algorithm="CRC32C", verify_part_etag=False)
+    assert UploadSession(None, "b", "k", never).wants_md5 is False
     with pytest.raises(ConfigurationError, match="verify_part_etag"):
         MultipartConfig(verify_part_etag="sometimes")

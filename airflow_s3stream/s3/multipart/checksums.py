@@ -2,8 +2,9 @@
 
 CRC32C/CRC32/CRC64NVME come from ``awscrt`` (installed by ``botocore[crt]``), which also combines
 two CRCs without re-reading data, so parts checksummed in parallel still give the full-object CRC.
-S3 reports a composite checksum as ``base64(CRC(part digest 1 || ... || part digest N))-N`` and a
-multipart ETag as ``hex(MD5(part MD5 1 || ... || part MD5 N))-N``.
+With the ``MD5`` algorithm no CRC is computed, only the MD5 sent as ``Content-MD5``. S3 reports a
+composite checksum as ``base64(CRC(part digest 1 || ... || part digest N))-N`` and a multipart ETag
+as ``hex(MD5(part MD5 1 || ... || part MD5 N))-N``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ __all__ = [
     "PartHasher",
     "combine_full_object",
     "composite_checksum",
+    "content_md5",
     "crc_of",
     "decode_checksum",
     "encode_checksum",
@@ -70,17 +72,23 @@ class PartDigest:
 
 
 class PartHasher:
-    """Incremental CRC (+ optional MD5) of one part's bytes; cheap to feed in large blocks."""
+    """Incremental CRC (+ optional MD5) of one part's bytes; cheap to feed in large blocks.
+
+    ``algorithm`` ``MD5`` computes the MD5 only (``crc`` stays 0), whatever ``md5`` says.
+    """
 
     def __init__(self, algorithm: str, md5: bool) -> None:
         self.algorithm = algorithm
-        self._update = _UPDATE[algorithm]
+        self._update = _UPDATE.get(algorithm) if algorithm != "MD5" else None
+        if self._update is None and algorithm != "MD5":
+            raise KeyError(f"no checksum algorithm {algorithm!r}")
         self._crc = 0
-        self._md5 = hashlib.md5(usedforsecurity=False) if md5 else None
+        self._md5 = hashlib.md5(usedforsecurity=False) if md5 or algorithm == "MD5" else None
         self._size = 0
 
     def update(self, data: bytes | bytearray | memoryview) -> None:
-        self._crc = self._update(data, self._crc)
+        if self._update is not None:
+            self._crc = self._update(data, self._crc)
         if self._md5 is not None:
             self._md5.update(data)
         self._size += len(data)
@@ -109,6 +117,11 @@ def composite_checksum(algorithm: str, part_crcs: list[int]) -> str:
     width = CHECKSUM_WIDTH[algorithm]
     joined = b"".join(crc.to_bytes(width, "big") for crc in part_crcs)
     return f"{encode_checksum(algorithm, _UPDATE[algorithm](joined, 0))}-{len(part_crcs)}"
+
+
+def content_md5(md5_hex: str) -> str:
+    """The ``Content-MD5`` header value (base64 of the 16 bytes) for an MD5 given in hex."""
+    return base64.b64encode(bytes.fromhex(md5_hex)).decode("ascii")
 
 
 def looks_like_md5(etag: str) -> bool:

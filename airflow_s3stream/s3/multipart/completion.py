@@ -22,6 +22,7 @@ from airflow_s3stream.s3.multipart.checksums import (
     encode_checksum,
     multipart_etag,
 )
+from airflow_s3stream.s3.multipart.config import CHECKSUM_MD5
 from airflow_s3stream.s3.multipart.result import UploadResult
 from airflow_s3stream.s3.multipart.session import PartRecord, UploadSession
 from airflow_s3stream.s3.multipart.verify import ExpectedObject, verify_object
@@ -51,7 +52,7 @@ class Finished:
             part_size=part_size,
             etag=self.etag,
             checksum_algorithm=session.algorithm,
-            checksum_type=str(session.config.checksum_type) if self.parts else "FULL_OBJECT",
+            checksum_type=session.checksum_type if self.parts else "FULL_OBJECT",
             checksum=self.checksum,
             seconds=time.monotonic() - started,
             verified=self.verified,
@@ -63,9 +64,11 @@ class Finished:
 def _head_and_verify(session: UploadSession, expected: ExpectedObject) -> tuple[list[str], str]:
     if not session.config.verify_after_complete:
         return [], expected.checksum
+    # x-amz-checksum-mode is a checksum header too: an MD5 upload's store may refuse it
+    mode = {"ChecksumMode": "ENABLED"} if session.algorithm != CHECKSUM_MD5 else {}
     try:
         head = session.config.retry.call(
-            lambda: session.client.head_object(Bucket=session.bucket, Key=session.key, ChecksumMode="ENABLED"),
+            lambda: session.client.head_object(Bucket=session.bucket, Key=session.key, **mode),
             what=f"reading back {session.uri}",
         )
     except Exception as exc:
@@ -90,9 +93,9 @@ def complete_and_verify(session: UploadSession, parts: list[PartRecord]) -> Fini
     if [p.number for p in parts] != list(range(1, len(parts) + 1)):
         raise AssertionError(f"parts of {session.uri} are not 1..{len(parts)}")
     algorithm = session.algorithm
-    have_crcs = all(p.checksum for p in parts)
+    have_crcs = algorithm != CHECKSUM_MD5 and all(p.checksum for p in parts)
     full_crc = None
-    if session.config.full_object and have_crcs:
+    if session.full_object and have_crcs:
         full_crc = combine_full_object(algorithm, ((decode_checksum(p.checksum), p.size) for p in parts))
     response = session.complete(parts, full_crc)
     if full_crc is not None:
@@ -102,14 +105,15 @@ def complete_and_verify(session: UploadSession, parts: list[PartRecord]) -> Fini
     else:
         checksum = ""
     size = sum(p.size for p in parts)
+    expected_etag = multipart_etag([p.md5 for p in parts]) if all(p.md5 for p in parts) else ""
     expected = ExpectedObject(
         uri=session.uri,
         size=size,
         algorithm=algorithm,
-        checksum=checksum,
-        full_object=session.config.full_object,
+        checksum=expected_etag if algorithm == CHECKSUM_MD5 else checksum,  # an MD5 upload's checksum: its ETag
+        full_object=session.full_object,
         parts=len(parts),
-        etag=multipart_etag([p.md5 for p in parts]) if all(p.md5 for p in parts) else "",
+        etag=expected_etag,
     )
     verified, reported = _head_and_verify(session, expected)
     etag = str(response.get("ETag", "")).strip('"')
@@ -119,7 +123,7 @@ def complete_and_verify(session: UploadSession, parts: list[PartRecord]) -> Fini
 def put_and_verify(session: UploadSession, data: bytes | bytearray, digest: PartDigest) -> Finished:
     """PutObject ``data`` (smaller than one part, possibly empty), then verify."""
     response = session.put_object(data, digest)
-    checksum = encode_checksum(session.algorithm, digest.crc)
+    checksum = digest.md5 if session.algorithm == CHECKSUM_MD5 else encode_checksum(session.algorithm, digest.crc)
     expected = ExpectedObject(session.uri, digest.size, session.algorithm, checksum, True, 0, digest.md5)
     verified, reported = _head_and_verify(session, expected)
     etag = str(response.get("ETag", "")).strip('"')

@@ -15,7 +15,10 @@ from airflow_s3stream.errors import ConfigurationError
 from airflow_s3stream.s3.retry import RetryPolicy
 
 __all__ = [
+    "AUTO_PREFERRED_ALGORITHM",
     "CHECKSUM_ALGORITHMS",
+    "CHECKSUM_AUTO",
+    "CHECKSUM_MD5",
     "DEFAULT_MAX_CONCURRENCY",
     "DEFAULT_PART_SIZE",
     "GiB",
@@ -49,7 +52,12 @@ CHECKSUM_ALGORITHMS: dict[str, tuple[frozenset[str], str]] = {
     "CRC32C": (frozenset({"COMPOSITE", "FULL_OBJECT"}), "COMPOSITE"),
     "CRC32": (frozenset({"COMPOSITE", "FULL_OBJECT"}), "COMPOSITE"),
     "CRC64NVME": (frozenset({"FULL_OBJECT"}), "FULL_OBJECT"),
+    # Content-MD5 per request; the object's multipart ETag md5(part MD5s)-N is composite by nature.
+    "MD5": (frozenset({"COMPOSITE"}), "COMPOSITE"),
 }
+CHECKSUM_MD5 = "MD5"  # Content-MD5 only: what every S3-compatible store accepts
+CHECKSUM_AUTO = "auto"  # AUTO_PREFERRED_ALGORITHM, or MD5 where the store refuses x-amz-checksum-* headers
+AUTO_PREFERRED_ALGORITHM = "CRC32C"  # what "auto" sends first (S3's recommended additional checksum)
 
 
 def validate_part_size(part_size: int, name: str = "part_size") -> int:
@@ -72,10 +80,17 @@ class MultipartConfig:
         stay within 10,000 parts. An explicit value must be 5 MiB..5 GiB (checked here).
     :param max_concurrency: parts uploading at once. Memory is about
         ``(max_concurrency + 1) x part_size`` for a streamed writer.
-    :param checksum_algorithm: ``CRC32C`` (default), ``CRC32`` or ``CRC64NVME``; computed locally,
-        sent with every part and checked by S3.
-    :param checksum_type: ``COMPOSITE`` (checksum of part checksums, default for CRC32/CRC32C) or
-        ``FULL_OBJECT`` (the only type for CRC64NVME); ``None`` picks the algorithm's default.
+    :param checksum_algorithm: ``auto`` (default), ``CRC32C``, ``CRC32``, ``CRC64NVME`` or ``MD5``.
+        A CRC is computed locally, sent with every part (``x-amz-checksum-*``) and checked by S3.
+        ``MD5`` sends a ``Content-MD5`` per request and no ``x-amz-checksum-*`` header at all (every
+        S3-compatible store checks it); each part's ETag and the object's multipart ETag are then
+        compared with the local MD5s. ``auto`` sends CRC32C, and on a store that answers 400 to
+        checksum headers (Backblaze B2, some MinIO / Ceph RGW / OBS versions) switches that upload
+        to MD5 once and remembers the endpoint for the rest of the process (see
+        :mod:`airflow_s3stream.s3.checksum_headers`).
+    :param checksum_type: ``COMPOSITE`` (checksum of part checksums, default for CRC32/CRC32C/MD5) or
+        ``FULL_OBJECT`` (the only type for CRC64NVME); ``None`` picks the algorithm's default. With
+        ``auto`` it applies while CRC32C is used.
     :param verify_part_etag: compute each part's MD5 and compare it with the ETag the server
         returns when that ETag looks like an MD5. This is what catches bytes corrupted in transit on
         servers that do not check the additional checksum (moto, some S3-compatible stores); real S3
@@ -90,7 +105,7 @@ class MultipartConfig:
 
     part_size: int | None = None
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
-    checksum_algorithm: str = "CRC32C"
+    checksum_algorithm: str = CHECKSUM_AUTO
     checksum_type: str | None = None
     verify_part_etag: bool | str = "auto"
     verify_after_complete: bool = True
@@ -105,17 +120,23 @@ class MultipartConfig:
         if not 1 <= self.max_concurrency <= 64:
             raise ConfigurationError(f"max_concurrency must be between 1 and 64, got {self.max_concurrency}")
         algorithm = self.checksum_algorithm.upper() if isinstance(self.checksum_algorithm, str) else None
-        if algorithm not in CHECKSUM_ALGORITHMS:
+        if algorithm == CHECKSUM_AUTO.upper():
+            algorithm = CHECKSUM_AUTO
+        elif algorithm not in CHECKSUM_ALGORITHMS:
             raise ConfigurationError(
-                f"checksum_algorithm must be one of {sorted(CHECKSUM_ALGORITHMS)}, got {self.checksum_algorithm!r}"
+                f"checksum_algorithm must be {CHECKSUM_AUTO!r} or one of {sorted(CHECKSUM_ALGORITHMS)}, "
+                f"got {self.checksum_algorithm!r}"
             )
         object.__setattr__(self, "checksum_algorithm", algorithm)
-        types, default_type = CHECKSUM_ALGORITHMS[algorithm]
+        types, default_type = CHECKSUM_ALGORITHMS[AUTO_PREFERRED_ALGORITHM if algorithm == CHECKSUM_AUTO else algorithm]
+        if not isinstance(self.checksum_type, (str, type(None))):
+            raise ConfigurationError(f"checksum_type must be a string or None, got {self.checksum_type!r}")
         ctype = (self.checksum_type or default_type).upper()
         if ctype not in types:
-            raise ConfigurationError(
-                f"checksum_type {ctype!r} is not available for {algorithm}; S3 accepts {sorted(types)}"
-            )
+            accepted = f"S3 accepts {sorted(types)}"
+            if algorithm == CHECKSUM_MD5:
+                accepted = "a multipart ETag (MD5 of the part MD5s) is always COMPOSITE"
+            raise ConfigurationError(f"checksum_type {ctype!r} is not available for {algorithm}; {accepted}")
         object.__setattr__(self, "checksum_type", ctype)
         if self.verify_part_etag not in (True, False, "auto"):
             raise ConfigurationError(f"verify_part_etag must be True, False or 'auto', got {self.verify_part_etag!r}")

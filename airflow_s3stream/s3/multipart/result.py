@@ -12,10 +12,11 @@ __all__ = ["UploadResult"]
 class UploadResult:
     """A finished, verified upload.
 
-    ``parts`` is 0 for an object stored with one PutObject. ``checksum`` is the object's checksum
-    as S3 reports it (composite values end in ``-N``). ``verified`` lists what was compared after
-    completion (``size``, ``checksum``, ``etag``; see :mod:`.verify`). ``resumed_parts`` counts
-    parts a previous try had stored and this one reused.
+    ``parts`` is 0 for an object stored with one PutObject. ``checksum_algorithm`` is the one used
+    (``auto`` resolved to ``CRC32C`` or ``MD5``). ``checksum`` is the object's checksum as S3 reports
+    it (composite values end in ``-N``); for ``MD5`` it is the expected ETag (``md5-N`` or the MD5).
+    ``verified`` lists what was compared after completion (``size``, ``checksum``, ``etag``; see
+    :mod:`.verify`). ``resumed_parts`` counts parts a previous try had stored and this one reused.
     """
 
     bucket: str

@@ -5,20 +5,35 @@ Both the streaming :class:`~.writer.MultipartWriter` and the resumable source up
 its locally computed additional checksum (so botocore computes no other one) and, when configured,
 its MD5 is compared with the ETag the server answers; a part whose bytes arrived corrupted is sent
 again, and after the retry budget :class:`~airflow_s3stream.errors.ChecksumMismatchError` names it.
+
+With the ``MD5`` algorithm a part carries ``Content-MD5`` and no additional checksum header at all
+(botocore is kept from adding one: :func:`~airflow_s3stream.s3.checksum_headers.without_checksum_headers`).
+Under ``auto`` a session starts with CRC32C (or MD5 when the endpoint is known to refuse checksum
+headers); if the store refuses the header at CreateMultipartUpload, PutObject or a part before any
+part is stored, the session switches to MD5 once (aborting and re-creating an upload already
+created with the CRC, so no upload mixes algorithms) and the endpoint is remembered.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import IO, Any
 
 from airflow_s3stream.errors import ChecksumMismatchError, SourceChangedError
+from airflow_s3stream.s3.checksum_headers import refuses_checksum_headers, remember_refusal, without_checksum_headers
 from airflow_s3stream.s3.classify import classify, to_error
-from airflow_s3stream.s3.multipart.checksums import PartDigest, encode_checksum, looks_like_md5
-from airflow_s3stream.s3.multipart.config import MultipartConfig
+from airflow_s3stream.s3.multipart.checksums import PartDigest, content_md5, encode_checksum, looks_like_md5
+from airflow_s3stream.s3.multipart.config import (
+    AUTO_PREFERRED_ALGORITHM,
+    CHECKSUM_AUTO,
+    CHECKSUM_MD5,
+    MultipartConfig,
+)
 
 __all__ = ["Body", "PartRecord", "UploadSession"]
 
@@ -34,7 +49,7 @@ class PartRecord:
     number: int
     size: int
     etag: str
-    checksum: str  # base64 CRC we computed and S3 checked ('' for server-side copies we cannot see)
+    checksum: str  # base64 CRC (or Content-MD5) we computed and S3 checked ('' for copies we cannot see)
     md5: str = ""  # hex MD5 we computed ('' when not computed)
 
     def to_dict(self) -> dict[str, Any]:
@@ -51,6 +66,10 @@ class UploadSession:
     :param client: a boto3 S3 client (thread-safe; size its pool to ``max_concurrency``).
     :param extra_args: CreateMultipartUpload/PutObject arguments such as ``ContentType``,
         ``ServerSideEncryption``, ``Metadata``.
+
+    ``algorithm`` is the checksum algorithm in use (``config.checksum_algorithm``, with ``auto``
+    resolved to CRC32C or MD5); a resumed upload must set it to the one the upload was created with.
+    ``on_restart`` is called after ``auto`` replaced the upload by an MD5 one (new ``upload_id``).
     """
 
     def __init__(
@@ -69,42 +88,120 @@ class UploadSession:
         self.config = config
         self.extra_args = dict(extra_args or {})
         self.upload_id = upload_id
-        self.algorithm = config.checksum_algorithm
+        self.auto = config.checksum_algorithm == CHECKSUM_AUTO
+        self.algorithm = _first_algorithm(config.checksum_algorithm, client)
         self.uri = f"s3://{bucket}/{key}"
         self.server_echoes_checksums = False  # set once an UploadPart answer repeats our CRC
+        self.on_restart: Callable[[UploadSession], None] | None = None
+        self._switch = threading.Lock()  # guards algorithm/upload_id while auto switches to MD5
+        self._stored = 0  # parts stored in the current upload: once one is, the algorithm is final
+        self._created = False  # this session created its upload (a resumed one never switches)
+
+    @property
+    def checksum_type(self) -> str:
+        """``COMPOSITE`` or ``FULL_OBJECT`` for the algorithm in use (an MD5 upload is composite)."""
+        return "COMPOSITE" if self.algorithm == CHECKSUM_MD5 else str(self.config.checksum_type)
+
+    @property
+    def full_object(self) -> bool:
+        """True when the object's checksum is a CRC of all its bytes (see ``MultipartConfig``)."""
+        return self.checksum_type == "FULL_OBJECT"
+
+    @property
+    def can_fall_back(self) -> bool:
+        """``auto`` may still switch this upload to MD5: nothing was stored with the CRC yet."""
+        created_or_none = self.upload_id is None or self._created
+        return self.auto and self.algorithm != CHECKSUM_MD5 and self._stored == 0 and created_or_none
 
     @property
     def wants_md5(self) -> bool:
         """Whether parts still need their MD5 computed (see ``MultipartConfig.verify_part_etag``)."""
+        if self.algorithm == CHECKSUM_MD5 or self.can_fall_back:
+            return True  # the MD5 is what is sent, or may have to be
         if self.config.verify_part_etag == "auto":
             return not self.server_echoes_checksums
         return bool(self.config.verify_part_etag)
 
-    def _call(self, what: str, fn: Callable[[], Any]) -> Any:
+    def _call(self, what: str, fn: Callable[[], Any], *, fall_back: bool = False) -> Any:
+        algorithm = self.algorithm
         try:
             return self.config.retry.call(fn, what=what)
         except Exception as exc:
+            if fall_back and self._fall_back(exc, algorithm, what):
+                return self._call(what, fn)  # ``fn`` reads the algorithm again: MD5 now
             raise to_error(exc, what) from exc
 
+    def _fall_back(self, exc: BaseException, used: str, what: str) -> bool:
+        """Switch to MD5 if ``exc`` is the store refusing the checksum header of a request sent with
+        ``used`` and ``auto`` still may; True when that request should be sent again.
+
+        An upload already created with the CRC (the refusal came at its first part) is aborted and
+        created again without one, so no upload ever holds parts of two algorithms.
+        """
+        if used == CHECKSUM_MD5 or not self.auto:
+            return False
+        failure = classify(exc)
+        if not failure.checksum_headers_refused:
+            return False
+        with self._switch:
+            if self.algorithm == CHECKSUM_MD5:
+                return True  # another part switched this upload meanwhile
+            if not self.can_fall_back:
+                return False
+            remember_refusal(self.client, what, failure)
+            self.algorithm = CHECKSUM_MD5
+            if self.upload_id is not None:
+                refused = self.upload_id
+                self.abort()
+                self.upload_id = None
+                self.create()
+                log.info("%s: upload %s replaced by %s without checksum headers", self.uri, refused, self.upload_id)
+                if self.on_restart is not None:
+                    self.on_restart(self)
+        return True
+
+    def _current(self) -> tuple[str, str | None]:
+        with self._switch:
+            return self.algorithm, self.upload_id
+
+    def _stored_in(self, upload_id: str | None) -> bool:
+        """Count a part stored in ``upload_id``; False when that upload was replaced meanwhile."""
+        with self._switch:
+            if upload_id != self.upload_id:
+                return False
+            self._stored += 1
+            return True
+
+    def _checksum_headers(self, algorithm: str) -> contextlib.AbstractContextManager[None]:
+        """MD5 requests must carry no checksum botocore would add (``when_supported`` adds a CRC32)."""
+        return without_checksum_headers(self.client) if algorithm == CHECKSUM_MD5 else contextlib.nullcontext()
+
+    def _create_checksum_args(self) -> dict[str, Any]:
+        if self.algorithm == CHECKSUM_MD5:
+            return {}
+        return {"ChecksumAlgorithm": self.algorithm, "ChecksumType": self.config.checksum_type}
+
     def create(self) -> str:
-        """CreateMultipartUpload with the configured checksum algorithm and type; returns the id."""
+        """CreateMultipartUpload with the checksum algorithm and type in use (none for MD5); returns
+        the id. Under ``auto`` a store refusing the checksum headers is asked again without them."""
         response = self._call(
             f"creating a multipart upload for {self.uri}",
             lambda: self.client.create_multipart_upload(
                 Bucket=self.bucket,
                 Key=self.key,
-                ChecksumAlgorithm=self.algorithm,
-                ChecksumType=self.config.checksum_type,
+                **self._create_checksum_args(),
                 **self.extra_args,
             ),
+            fall_back=True,
         )
         self.upload_id = str(response["UploadId"])
+        self._created = True
         return self.upload_id
 
-    def _mismatch(self, response: dict[str, Any], digest: PartDigest, sent: str) -> str | None:
-        echoed = response.get(f"Checksum{self.algorithm}")
+    def _mismatch(self, response: dict[str, Any], digest: PartDigest, sent: str, algorithm: str) -> str | None:
+        echoed = response.get(f"Checksum{algorithm}")
         if echoed and echoed != sent:
-            return f"{self.algorithm} mismatch (sent {sent}, server stored {echoed})"
+            return f"{algorithm} mismatch (sent {sent}, server stored {echoed})"
         if echoed:
             self.server_echoes_checksums = True
         etag = str(response.get("ETag", ""))
@@ -120,41 +217,48 @@ class UploadSession:
         :class:`ChecksumMismatchError`. Other failures raise our errors naming part and URI.
         """
         assert self.upload_id is not None, "create() first"
-        sent = encode_checksum(self.algorithm, digest.crc)
+        algorithm, upload_id = self._current()
+        sent = _checksum_value(algorithm, digest)
         what = f"part {number} of {self.uri}"
         problem = ""
         for attempt in range(1, self.config.retry.max_attempts + 1):
             try:
-                response = self._send_part(number, body, digest, sent, what)
+                response = self._send_part(number, body, digest, (algorithm, upload_id, sent), what)
             except Exception as exc:
+                if self._current()[1] != upload_id or self._fall_back(exc, algorithm, what):
+                    return self.upload_part(number, body, digest)  # to the MD5 upload that replaced it
                 if classify(exc).kind != "checksum":
                     raise to_error(exc, what) from exc
                 problem = f"server refused the checksum: {exc}"
             else:
-                mismatch = self._mismatch(response, digest, sent)
+                mismatch = self._mismatch(response, digest, sent, algorithm)
                 if mismatch is None:
+                    if not self._stored_in(upload_id):
+                        return self.upload_part(number, body, digest)  # its upload was replaced meanwhile
                     return PartRecord(number, digest.size, str(response["ETag"]), sent, digest.md5)
                 problem = mismatch
             log.warning("%s: bytes corrupted in transit (%s), attempt %d; sending again", what, problem, attempt)
         raise ChecksumMismatchError(f"{what}: {problem} after {self.config.retry.max_attempts} attempts")
 
     def _send_part(
-        self, number: int, body: Callable[[], Body], digest: PartDigest, sent: str, what: str
+        self, number: int, body: Callable[[], Body], digest: PartDigest, target: tuple[str, str | None, str], what: str
     ) -> dict[str, Any]:
-        return dict(
-            self.config.retry.call(
-                lambda: self.client.upload_part(
-                    Bucket=self.bucket,
-                    Key=self.key,
-                    UploadId=self.upload_id,
-                    PartNumber=number,
-                    Body=body(),
-                    ContentLength=digest.size,
-                    **{f"Checksum{self.algorithm}": sent},
-                ),
-                what=what,
+        algorithm, upload_id, sent = target
+        with self._checksum_headers(algorithm):
+            return dict(
+                self.config.retry.call(
+                    lambda: self.client.upload_part(
+                        Bucket=self.bucket,
+                        Key=self.key,
+                        UploadId=upload_id,
+                        PartNumber=number,
+                        Body=body(),
+                        ContentLength=digest.size,
+                        **_checksum_arg(algorithm, sent),
+                    ),
+                    what=what,
+                )
             )
-        )
 
     def copy_part(self, number: int, copy_source: dict[str, Any], first: int, last: int, if_match: str) -> PartRecord:
         """UploadPartCopy bytes ``first..last`` (inclusive) of ``copy_source`` into part ``number``.
@@ -195,7 +299,7 @@ class UploadSession:
         listed = []
         for part in sorted(parts, key=lambda p: p.number):
             entry: dict[str, Any] = {"PartNumber": part.number, "ETag": part.etag}
-            if part.checksum:
+            if part.checksum and self.algorithm != CHECKSUM_MD5:
                 entry[f"Checksum{self.algorithm}"] = part.checksum
             listed.append(entry)
         extra: dict[str, Any] = {}
@@ -231,20 +335,30 @@ class UploadSession:
         log.info("aborted multipart upload %s of %s", self.upload_id, self.uri)
 
     def put_object(self, data: bytes | bytearray, digest: PartDigest) -> dict[str, Any]:
-        """PutObject for an object smaller than one part (including the empty object)."""
-        sent = encode_checksum(self.algorithm, digest.crc)
+        """PutObject for an object smaller than one part (including the empty object).
+
+        Under ``auto`` a store refusing the checksum header gets the object again with MD5.
+        """
+        algorithm = self.algorithm
+        sent = _checksum_value(algorithm, digest)
         what = f"uploading {self.uri}"
-        response = self._call(
-            what,
-            lambda: self.client.put_object(
-                Bucket=self.bucket,
-                Key=self.key,
-                Body=data,
-                **{f"Checksum{self.algorithm}": sent},
-                **self.extra_args,
-            ),
-        )
-        mismatch = self._mismatch(response, digest, sent)
+        try:
+            with self._checksum_headers(algorithm):
+                response = self.config.retry.call(
+                    lambda: self.client.put_object(
+                        Bucket=self.bucket,
+                        Key=self.key,
+                        Body=data,
+                        **_checksum_arg(algorithm, sent),
+                        **self.extra_args,
+                    ),
+                    what=what,
+                )
+        except Exception as exc:
+            if self._fall_back(exc, algorithm, what):
+                return self.put_object(data, digest)
+            raise to_error(exc, what) from exc
+        mismatch = self._mismatch(response, digest, sent, algorithm)
         if mismatch is not None:
             # Only servers that ignore checksums get here: take the corrupt object down again.
             self._call(
@@ -263,3 +377,24 @@ class UploadSession:
             for part in page.get("Parts", []):
                 parts[int(part["PartNumber"])] = part
         return parts
+
+
+def _first_algorithm(configured: str, client: Any) -> str:
+    """The algorithm a new session starts with: ``auto`` is CRC32C unless the endpoint refused it."""
+    if configured != CHECKSUM_AUTO:
+        return configured
+    return CHECKSUM_MD5 if refuses_checksum_headers(client) else AUTO_PREFERRED_ALGORITHM
+
+
+def _checksum_value(algorithm: str, digest: PartDigest) -> str:
+    """What is sent for ``digest``: the base64 CRC, or the ``Content-MD5`` for MD5."""
+    if algorithm != CHECKSUM_MD5:
+        return encode_checksum(algorithm, digest.crc)
+    if not digest.md5:
+        raise AssertionError("an MD5 upload needs each part's MD5 (PartHasher with md5=True)")
+    return content_md5(digest.md5)
+
+
+def _checksum_arg(algorithm: str, sent: str) -> dict[str, str]:
+    """The UploadPart/PutObject argument carrying ``sent``."""
+    return {"ContentMD5": sent} if algorithm == CHECKSUM_MD5 else {f"Checksum{algorithm}": sent}

@@ -13,6 +13,7 @@ that retrying cannot fix the upload is aborted and the state deleted; on a trans
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import logging
 import threading
@@ -25,7 +26,14 @@ from airflow_s3stream.errors import SourceChangedError, TransientError, UploadIn
 from airflow_s3stream.progress import Progress
 from airflow_s3stream.s3.multipart.checksums import PartDigest, PartHasher
 from airflow_s3stream.s3.multipart.completion import Finished, complete_and_verify, put_and_verify
-from airflow_s3stream.s3.multipart.config import MultipartConfig, PartRange, PartSizer, plan_parts
+from airflow_s3stream.s3.multipart.config import (
+    AUTO_PREFERRED_ALGORITHM,
+    CHECKSUM_MD5,
+    MultipartConfig,
+    PartRange,
+    PartSizer,
+    plan_parts,
+)
 from airflow_s3stream.s3.multipart.local_file import LocalFile
 from airflow_s3stream.s3.multipart.result import UploadResult
 from airflow_s3stream.s3.multipart.resume import (
@@ -100,12 +108,12 @@ class ResumableUploader:
             if source.size < sizer.base:  # one PutObject (the empty object included)
                 session = UploadSession(self.client, self.bucket, self.key, self.config, extra_args=self.extra_args)
                 data = source.read(0, source.size)
-                finished = put_and_verify(session, data, _digest(self.config, data))
+                finished = put_and_verify(session, data, _digest(session, data))
                 source.check_unchanged()
                 return finished.result(session, sizer.base, started, sha256=sha.join() if sha else None)
 
             def send(session: UploadSession, part: PartRange) -> PartRecord:
-                digest = source.digest(part.offset, part.length, self.config.checksum_algorithm, session.wants_md5)
+                digest = source.digest(part.offset, part.length, session.algorithm, session.wants_md5)
                 return session.upload_part(part.number, lambda: source.body(part.offset, part.length), digest)
 
             result = self._run(
@@ -127,7 +135,7 @@ class ResumableUploader:
         sizer = PartSizer(source.size, self.config.part_size)
         if source.size == 0:
             session = UploadSession(self.client, self.bucket, self.key, self.config, extra_args=self.extra_args)
-            finished = put_and_verify(session, b"", _digest(self.config, b""))
+            finished = put_and_verify(session, b"", _digest(session, b""))
             return finished.result(session, sizer.base, started, copied=True)
 
         def send(session: UploadSession, part: PartRange) -> PartRecord:
@@ -173,13 +181,14 @@ class ResumableUploader:
                 key=self.key,
                 source=fingerprint,
                 part_size=part_size,
-                checksum_algorithm=self.config.checksum_algorithm,
-                checksum_type=str(self.config.checksum_type),
+                checksum_algorithm=_resumable_algorithm(session, state),
+                checksum_type=_resumable_type(session, state),
                 listed=listed,
             )
             if decision.resume:
                 log.info("resuming upload %s of %s: %s", state.upload_id, self.uri, decision.reason)
                 session.upload_id = state.upload_id
+                session.algorithm = state.checksum_algorithm  # the upload's own, whatever auto would pick now
                 state.parts = dict(decision.trusted)
                 return session, state, len(decision.trusted)
             log.warning("not resuming %s: %s; starting fresh", self.uri, decision.reason)
@@ -192,9 +201,10 @@ class ResumableUploader:
             upload_id=str(session.upload_id),
             source=fingerprint,
             part_size=part_size,
-            checksum_algorithm=self.config.checksum_algorithm,
-            checksum_type=str(self.config.checksum_type),
+            checksum_algorithm=session.algorithm,
+            checksum_type=session.checksum_type,
         )
+        session.on_restart = functools.partial(_follow_restart, state)
         if self.resume:
             self.store.save(state.to_json())  # before any part, so a kill right now is resumable
         return session, state, 0
@@ -309,8 +319,27 @@ class _Sha256Thread:
         return self.value
 
 
-def _digest(config: MultipartConfig, data: bytes) -> PartDigest:
-    return PartHasher.of(config.checksum_algorithm, config.verify_part_etag is not False, data)
+def _digest(session: UploadSession, data: bytes) -> PartDigest:
+    return PartHasher.of(session.algorithm, session.wants_md5 or session.config.verify_part_etag is not False, data)
+
+
+def _resumable_algorithm(session: UploadSession, state: ResumeState) -> str:
+    """The algorithm an earlier try may have used: ``auto`` continues with whichever it chose."""
+    if session.auto and state.checksum_algorithm in (AUTO_PREFERRED_ALGORITHM, CHECKSUM_MD5):
+        return state.checksum_algorithm
+    return session.algorithm
+
+
+def _resumable_type(session: UploadSession, state: ResumeState) -> str:
+    """The checksum type that goes with :func:`_resumable_algorithm` (an MD5 upload is composite)."""
+    return "COMPOSITE" if _resumable_algorithm(session, state) == CHECKSUM_MD5 else str(session.config.checksum_type)
+
+
+def _follow_restart(state: ResumeState, session: UploadSession) -> None:
+    """``auto`` replaced the upload by an MD5 one before any part: the state follows it."""
+    state.upload_id = str(session.upload_id)
+    state.checksum_algorithm = session.algorithm
+    state.checksum_type = session.checksum_type
 
 
 def _with(result: UploadResult, **changes: Any) -> UploadResult:

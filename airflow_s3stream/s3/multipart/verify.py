@@ -11,6 +11,8 @@ Policy (explicit, because S3-compatible servers differ):
   composite checksum (moto reports a different number there) and is recorded as unverifiable.
 * **Multipart ETag**: when it looks like ``<32 hex>-<N>`` and we computed part MD5s, it must equal
   ``md5(part md5s)-N``. Opaque ETags (SSE-KMS, SSE-C, some stores) are recorded as unverifiable.
+* **MD5 uploads** (no additional checksum, for stores that refuse one): the ETag is the checksum,
+  ``md5(part md5s)-N`` or a single PutObject's MD5, checked as above; no ``Checksum*`` is read.
 
 A mismatch raises :class:`~airflow_s3stream.errors.ChecksumMismatchError`; the caller deletes
 the object it just published.
@@ -54,7 +56,7 @@ def verify_object(head: dict[str, Any], expected: ExpectedObject) -> list[str]:
         raise ChecksumMismatchError(f"{expected.uri}: size mismatch (sent {expected.size} bytes, stored {size})")
     verified.append("size")
 
-    reported = head.get(f"Checksum{expected.algorithm}")
+    reported = head.get(f"Checksum{expected.algorithm}") if expected.algorithm != "MD5" else None
     if reported:
         comparable = expected.full_object or expected.parts == 0 or reported.endswith(f"-{expected.parts}")
         if comparable:

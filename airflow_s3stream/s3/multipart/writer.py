@@ -226,7 +226,7 @@ class MultipartWriter(io.BufferedIOBase):
     def _upload(self, number: int, buf: bytearray) -> PartRecord:
         if self._error is not None:
             raise UploadError(f"part {number} of {self._session.uri}: skipped after an earlier failure")
-        digest = PartHasher.of(self.config.checksum_algorithm, self._session.wants_md5, buf)
+        digest = PartHasher.of(self._session.algorithm, self._session.wants_md5, buf)
         record = self._session.upload_part(number, lambda: part_body(BufferBody(buf)), digest)
         with self._spare_lock:
             self._spare.append(buf)
@@ -251,7 +251,7 @@ class MultipartWriter(io.BufferedIOBase):
             if self._view is not None:
                 self._view.release()
             self._buf = self._view = None
-            digest = PartHasher.of(self.config.checksum_algorithm, self._session.wants_md5, data)
+            digest = PartHasher.of(self._session.algorithm, self._session.wants_md5, data)
             finished = put_and_verify(self._session, data, digest)
             self.result = finished.result(self._session, self._sizer.size_of(1), self._started)
             return

@@ -1,0 +1,121 @@
+"""Stores that refuse additional checksum headers: which endpoints do, and requests sent without them.
+
+Backblaze B2 and some MinIO, Ceph RGW and OBS versions answer 400 ``InvalidArgument`` ("Unsupported
+header 'x-amz-checksum-crc32c' received for this API call") to any ``x-amz-checksum-*`` or
+``x-amz-sdk-checksum-algorithm`` header (boto/boto3#4392, boto/botocore#3352). The connection
+setting ``request_checksum_calculation=when_required`` does not avoid them all: botocore 1.44
+still adds a CRC32 to every DeleteObjects (a checksum-required operation), and with the default
+``when_supported`` it adds one to each PutObject and UploadPart even when ``Content-MD5`` is given
+(``botocore/httpchecksum.py: resolve_request_checksum_algorithm`` only skips on an
+``x-amz-checksum-*`` header).
+
+* :func:`without_checksum_headers` makes the calls inside it carry no additional checksum that
+  botocore would add: a ``before-call.s3`` handler (registered once per client) drops botocore's
+  flexible checksum before it is applied, and gives a checksum-required request with a bytes body
+  (DeleteObjects) a ``Content-MD5`` instead. Only calls made inside the block, in that thread, are
+  affected; the connection's settings stay as they are for everything else.
+* :func:`remember_refusal` / :func:`refuses_checksum_headers`: a process-wide memo by endpoint URL,
+  so that once one request was refused, later uploads and deletes through any client of that
+  endpoint go straight to ``Content-MD5`` (a split export of 50 files is refused once, not 50
+  times). The first refusal per endpoint is logged as a warning.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import contextvars
+import hashlib
+import logging
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from airflow_s3stream.s3.classify import S3Failure
+
+__all__ = ["endpoint_of", "refuses_checksum_headers", "remember_refusal", "without_checksum_headers"]
+
+log = logging.getLogger("airflow_s3stream.s3")
+
+_HANDLER_ID = "airflow_s3stream.without_checksum_headers"
+_ACTIVE: contextvars.ContextVar[bool] = contextvars.ContextVar("s3stream_without_checksum_headers", default=False)
+_REFUSING: set[str] = set()  # endpoint URLs that answered 400 to a checksum header in this process
+_LOCK = threading.Lock()
+
+
+def endpoint_of(client: Any) -> str:
+    """The endpoint URL a boto3 client sends to (what the refusal memo is keyed by)."""
+    return str(getattr(getattr(client, "meta", None), "endpoint_url", "") or "")
+
+
+def refuses_checksum_headers(client: Any) -> bool:
+    """True once a request to ``client``'s endpoint was refused for an additional checksum header."""
+    with _LOCK:
+        return endpoint_of(client) in _REFUSING
+
+
+def remember_refusal(client: Any, what: str, failure: S3Failure) -> None:
+    """Record that ``client``'s endpoint refuses checksum headers; warn the first time only.
+
+    ``what`` names the request that was refused (``"part 1 of s3://b/k"``), ``failure`` is its
+    classification (``failure.checksum_headers_refused`` is true).
+    """
+    endpoint = endpoint_of(client)
+    with _LOCK:
+        first = endpoint not in _REFUSING
+        _REFUSING.add(endpoint)
+    if first:
+        log.warning(
+            "%s: the store at %s refuses additional checksum headers (%s); sending Content-MD5 instead "
+            "for this and every later request to it in this process",
+            what,
+            endpoint or "the default endpoint",
+            failure.describe(),
+        )
+
+
+@contextlib.contextmanager
+def without_checksum_headers(client: Any) -> Iterator[None]:
+    """Calls on ``client`` inside this block (in this thread) get no checksum botocore would add.
+
+    The caller sends its own ``ContentMD5`` where the operation takes one (PutObject, UploadPart);
+    a checksum-required operation whose body is bytes (DeleteObjects) gets a ``Content-MD5``
+    computed here. Response checksum validation (``response_checksum_validation``) is untouched.
+    """
+    _register(client)
+    token = _ACTIVE.set(True)
+    try:
+        yield
+    finally:
+        _ACTIVE.reset(token)
+
+
+def _register(client: Any) -> None:
+    """Register the handler once per client (the unique id keeps botocore from adding it twice)."""
+    if getattr(client, "_s3stream_checksum_handler", False):
+        return
+    with _LOCK:
+        client.meta.events.register_last("before-call.s3", _drop_flexible_checksum, unique_id=_HANDLER_ID)
+        with contextlib.suppress(AttributeError):  # a client refusing attributes registers (idempotently) each time
+            client._s3stream_checksum_handler = True
+
+
+def _drop_flexible_checksum(params: dict[str, Any], model: Any, **_: Any) -> None:
+    """``before-call.s3`` handler: runs after ``resolve_checksum_context`` and before
+    ``apply_request_checksum`` (``botocore/client.py: _make_api_call``), so removing the resolved
+    ``request_algorithm`` means no ``x-amz-checksum-*``, ``x-amz-sdk-checksum-algorithm`` or
+    ``x-amz-trailer`` header is added."""
+    if not _ACTIVE.get():
+        return
+    checksum = params.get("context", {}).get("checksum")
+    if not checksum or "request_algorithm" not in checksum:
+        return
+    headers = params["headers"]
+    required = model.http_checksum_required or model.http_checksum.get("requestChecksumRequired")
+    if required and not any(name.lower() == "content-md5" for name in headers):
+        body = params.get("body")
+        if not isinstance(body, (bytes, bytearray)):
+            return  # cannot replace the required checksum here: leave botocore's
+        headers["Content-MD5"] = base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode("ascii")
+    checksum.pop("request_algorithm", None)
+    checksum.pop("request_algorithm_header", None)
