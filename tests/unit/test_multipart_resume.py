@@ -160,6 +160,19 @@ def test_file_range_reads_only_its_range_and_detects_a_shrunk_file(tmp_path: Pat
             FileRange(source.fd, 100, 300).read()
 
 
+def test_file_range_readinto_never_returns_a_short_read(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(os.urandom(1000))
+    with LocalFile(str(path)) as source:
+        raw = FileRange(source.fd, 100, 300, str(path))
+        with open(path, "r+b") as f:
+            f.truncate(200)  # the file ends 200 bytes before the range does
+        with pytest.raises(SourceChangedError, match=rf"source file {path} shrank"):
+            raw.readinto(bytearray(300))
+        with pytest.raises(SourceChangedError, match=rf"source file {path} shrank"):
+            source.body(100, 300).read()
+
+
 def test_fingerprint_changes_with_content_of_the_same_size(tmp_path: Path) -> None:
     path = tmp_path / "f"
     path.write_bytes(b"a" * 300_000)
