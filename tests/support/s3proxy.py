@@ -46,6 +46,7 @@ __all__ = [
 ]
 
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
+_OWN_HEADERS = {"date", "server"}  # send_response() writes its own; the server's would be a second copy
 
 
 @dataclass
@@ -314,7 +315,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_response(resp.status, resp.reason)
             length = resp.getheader("Content-Length")
             for k, v in resp.getheaders():
-                if k.lower() not in _HOP_BY_HOP and k.lower() != "content-length":
+                if k.lower() not in _HOP_BY_HOP | _OWN_HEADERS and k.lower() != "content-length":
                     self.send_header(k, v)
             if length is not None:
                 self.send_header("Content-Length", length)
@@ -334,7 +335,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             self.send_response(resp.status, resp.reason)
             for k, v in resp.getheaders():
-                if k.lower() not in _HOP_BY_HOP and k.lower() != "content-length":
+                if k.lower() not in _HOP_BY_HOP | _OWN_HEADERS and k.lower() != "content-length":
                     self.send_header(k, v)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -141,6 +142,24 @@ def test_buffer_body_reads_seeks_and_never_copies_the_source_buffer() -> None:
     assert body.read() == b""
     body.seek(0)
     assert body.read() == bytes(data) and len(body) == 100
+
+
+def test_state_records_its_owner_and_reads_states_written_before_owners_existed() -> None:
+    st = state(owner="host/1/ab", lease=120.0)
+    assert ResumeState.from_json(st.to_json()) == st
+    legacy = json.loads(state().to_json())
+    del legacy["owner"], legacy["lease"]
+    old = ResumeState.from_json(json.dumps(legacy).encode())
+    assert (old.owner, old.lease) == ("", 0.0)
+    assert not old.held_by_other("me", age=0.0)  # nobody holds it: any try may continue it
+
+
+def test_a_state_is_held_by_its_live_owner_only_within_the_lease() -> None:
+    st = state(owner="host/1/ab", lease=120.0)
+    assert st.held_by_other("host/2/cd", age=119.0)
+    assert not st.held_by_other("host/2/cd", age=121.0)  # its owner stopped renewing it: gone
+    assert not st.held_by_other("host/1/ab", age=0.0)  # our own
+    assert not state(owner="", lease=120.0).held_by_other("host/2/cd", age=0.0)  # released
 
 
 def test_file_range_reads_only_its_range_and_detects_a_shrunk_file(tmp_path: Path) -> None:
