@@ -14,6 +14,7 @@ __all__ = [
     "ArchiveError",
     "BagError",
     "ChecksumMismatchError",
+    "ConcurrentUploadError",
     "ConfigurationError",
     "DestinationError",
     "ExportConnectionError",
@@ -78,6 +79,13 @@ class SourceChangedError(InvalidInputError):
 
 class UploadInterruptedError(TransientError):
     """The upload was stopped (task killed); its resume state was kept for the next try."""
+
+
+class ConcurrentUploadError(TransientError):
+    """Another live try holds the resume state of the same destination; this try left it alone.
+
+    Retryable: once that try finishes, releases the state or stops renewing it, a later try resumes.
+    """
 
 
 # --- Postgres export ------------------------------------------------------------------------

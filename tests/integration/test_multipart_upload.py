@@ -287,13 +287,16 @@ from airflow_s3stream.s3.multipart import MultipartConfig
 from airflow_s3stream.s3.multipart.uploader import ResumableUploader
 import boto3
 from botocore.config import Config
-endpoint, bucket, key, path, conc = sys.argv[1:6]
+endpoint, bucket, key, path, conc, lease = sys.argv[1:7]
 client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
                       region_name="us-east-1", config=Config(s3={"addressing_style": "path"}, max_pool_connections=16))
 config = MultipartConfig(part_size=5 * 1024 * 1024, max_concurrency=int(conc))
-result = ResumableUploader(client, bucket, key, config=config).upload_file(path)
+result = ResumableUploader(client, bucket, key, config=config, state_lease=float(lease)).upload_file(path)
 print(json.dumps(result.to_dict()))
 """
+
+
+CHILD_LEASE = 2.0  # seconds; the default (120 s) would only make the test wait longer
 
 
 def test_resume_after_kill_9_sends_only_missing_parts(  # noqa: PLR0917 - pytest fixtures
@@ -303,7 +306,7 @@ def test_resume_after_kill_9_sends_only_missing_parts(  # noqa: PLR0917 - pytest
     path = make_file(tmp_path, total * PART - 1000)
     s3_proxy.add_fault(lambda r: Delay(0.25) if r.op == "UploadPart" else None)  # slow enough to kill mid-way
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, s3_proxy.endpoint_url, bucket, "big.bin", str(path), "2"],
+        [sys.executable, "-c", CHILD, s3_proxy.endpoint_url, bucket, "big.bin", str(path), "2", str(CHILD_LEASE)],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )
@@ -318,7 +321,9 @@ def test_resume_after_kill_9_sends_only_missing_parts(  # noqa: PLR0917 - pytest
     child.send_signal(signal.SIGKILL)
     child.wait()
     assert child.returncode == -signal.SIGKILL, "the child finished before it could be killed"
-    time.sleep(0.5)  # parts the proxy had fully received are still delivered (as S3 may): let them land
+    # Parts the proxy had fully received are still delivered (as S3 may): let them land. And a killed
+    # try cannot release its resume state: the next one takes it over once the lease has run out.
+    time.sleep(CHILD_LEASE + 1)
     found = uploads(s3_client, bucket)
     assert len(found) == 1
     stored_at_kill = {

@@ -10,6 +10,13 @@ retries and checksum checks against faults we inject, rather than trusting moto 
         proxy.add_fault(lambda r: Status(503, "SlowDown") if r.op == "UploadPart" else None, times=2)
         ...
         assert proxy.count("UploadPart") == 3
+
+Besides answering instead of the server (:class:`Status`, :class:`Reset`), a fault can act after
+the server did: :class:`DropResponse` forwards and then resets the client's connection (the
+response to a request the server carried out is lost), :class:`Hold` forwards and keeps the
+answer back until the test releases it (a client can be killed while its request is "in flight").
+:func:`completed_uploads_gone` answers requests for an upload the server already completed with
+S3's ``NoSuchUpload``, as S3 does (moto instead repeats the earlier success).
 """
 
 from __future__ import annotations
@@ -23,9 +30,23 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["Corrupt", "Delay", "Fault", "Reset", "S3Proxy", "S3Request", "Status"]
+__all__ = [
+    "Corrupt",
+    "Delay",
+    "DropResponse",
+    "Fault",
+    "Hold",
+    "NoSuchUpload",
+    "Reset",
+    "S3Proxy",
+    "S3Request",
+    "Status",
+    "completed_uploads_gone",
+    "upload_gone",
+]
 
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
+_OWN_HEADERS = {"date", "server"}  # send_response() writes its own; the server's would be a second copy
 
 
 @dataclass
@@ -110,7 +131,76 @@ class Delay(Fault):
     seconds: float
 
 
+@dataclass
+class DropResponse(Fault):
+    """Forward the request, let the server act, then reset the client's connection unanswered.
+
+    What a connection reset (or a worker killed) after the server carried out a request looks
+    like to the client: the request's effect is there, its answer never arrives.
+    """
+
+
+@dataclass
+class Hold(Fault):
+    """Forward the request, then keep the server's answer back until :meth:`release`.
+
+    :attr:`reached` is set once the server has acted and the answer is held, so a test can kill
+    the client at exactly that moment. An answer held longer than ``timeout`` seconds is sent
+    anyway (a forgotten hold must not hang the proxy); one whose client is gone is dropped.
+    """
+
+    timeout: float = 120.0
+    reached: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
+
+    def release(self) -> None:
+        """Send the held answer (to a client that may no longer be there)."""
+        self.released.set()
+
+
+@dataclass
+class NoSuchUpload(Status):
+    """Answer as S3 does for an upload id it no longer knows (aborted, or completed earlier)."""
+
+    code: int = 404
+    error: str = "NoSuchUpload"
+
+    def body(self) -> bytes:
+        return (
+            b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchUpload</Code>'
+            b"<Message>The specified upload does not exist. The upload ID may be invalid, or the upload "
+            b"may have been aborted or completed.</Message><RequestId>proxy</RequestId></Error>"
+        )
+
+
 FaultRule = Callable[[S3Request], "Fault | None"]
+
+
+def upload_gone(upload_id: str) -> FaultRule:
+    """A rule answering every request for ``upload_id`` with :class:`NoSuchUpload`."""
+    return lambda r: NoSuchUpload() if r.query.get("uploadId") == upload_id else None
+
+
+def completed_uploads_gone(proxy: S3Proxy) -> FaultRule:
+    """A rule answering :class:`NoSuchUpload` for any upload whose CompleteMultipartUpload the
+    server already carried out (status 200 upstream, even if the answer was then dropped or held).
+
+    S3 may answer a retried CompleteMultipartUpload this way once the first one succeeded; moto
+    answers it with the earlier success again, so tests that need S3's behaviour add this rule.
+    """
+
+    def rule(request: S3Request) -> Fault | None:
+        upload_id = request.query.get("uploadId")
+        if upload_id is None:
+            return None
+        for seen in proxy.requests:
+            if seen is request or seen.op != "CompleteMultipartUpload" or seen.query.get("uploadId") != upload_id:
+                continue
+            if seen.status == 200:
+                return NoSuchUpload()
+        return None
+
+    return rule
 
 
 @dataclass
@@ -124,7 +214,9 @@ class _State:
     upstream: urllib.parse.SplitResult
     log: list[S3Request] = field(default_factory=list)
     rules: list[_Rule] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    holds: list[Hold] = field(default_factory=list)  # released when the proxy stops
+    # re-entrant: a rule may read the log (completed_uploads_gone) while rules are matched under it
+    lock: threading.RLock = field(default_factory=threading.RLock)
 
     def match(self, req: S3Request) -> Fault | None:
         with self.lock:
@@ -174,11 +266,7 @@ class _Handler(BaseHTTPRequestHandler):
         fault = state.match(req)
         req.fault = type(fault).__name__ if fault else None
         if isinstance(fault, Reset):
-            self.close_connection = True
-            try:
-                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-            finally:
-                self.connection.close()
+            self._reset()
             return
         if isinstance(fault, Status):
             payload = fault.body()
@@ -195,9 +283,17 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(fault, Corrupt) and body:
             pos = min(fault.offset, len(body) - 1)
             body = body[:pos] + bytes([body[pos] ^ 0xFF]) + body[pos + 1 :]
-        self._forward(req, body)
+        self._forward(req, body, fault if isinstance(fault, (DropResponse, Hold)) else None)
 
-    def _forward(self, req: S3Request, body: bytes) -> None:
+    def _reset(self) -> None:
+        """Close the client's connection with an RST, without answering."""
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        finally:
+            self.connection.close()
+
+    def _forward(self, req: S3Request, body: bytes, after: DropResponse | Hold | None = None) -> None:
         up = self.server.state.upstream
         conn = http.client.HTTPConnection(up.hostname or "127.0.0.1", up.port or 80, timeout=300)
         out_headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
@@ -206,10 +302,21 @@ class _Handler(BaseHTTPRequestHandler):
             conn.request(self.command, self.path, body=body, headers=out_headers)
             resp = conn.getresponse()
             req.status = resp.status
+            if after is not None:
+                held = resp.read()  # the server has acted: its whole answer is here
+                if isinstance(after, DropResponse):
+                    self._reset()
+                    return
+                with self.server.state.lock:
+                    self.server.state.holds.append(after)
+                after.reached.set()
+                after.released.wait(after.timeout)
+                self._send_buffered(resp, held)
+                return
             self.send_response(resp.status, resp.reason)
             length = resp.getheader("Content-Length")
             for k, v in resp.getheaders():
-                if k.lower() not in _HOP_BY_HOP and k.lower() != "content-length":
+                if k.lower() not in _HOP_BY_HOP | _OWN_HEADERS and k.lower() != "content-length":
                     self.send_header(k, v)
             if length is not None:
                 self.send_header("Content-Length", length)
@@ -224,6 +331,19 @@ class _Handler(BaseHTTPRequestHandler):
                     self.wfile.write(data)
         finally:
             conn.close()
+
+    def _send_buffered(self, resp: http.client.HTTPResponse, data: bytes) -> None:
+        try:
+            self.send_response(resp.status, resp.reason)
+            for k, v in resp.getheaders():
+                if k.lower() not in _HOP_BY_HOP | _OWN_HEADERS and k.lower() != "content-length":
+                    self.send_header(k, v)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+        except OSError:  # the client was killed while its answer was held
+            self.close_connection = True
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle  # noqa: N815 - http.server names
 
@@ -274,6 +394,9 @@ class S3Proxy:
         return self
 
     def stop(self) -> None:
+        with self._server.state.lock:
+            for hold in self._server.state.holds:
+                hold.release()
         self._server.shutdown()
         self._server.server_close()
 

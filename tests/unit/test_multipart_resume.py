@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,24 @@ def test_buffer_body_reads_seeks_and_never_copies_the_source_buffer() -> None:
     assert body.read() == bytes(data) and len(body) == 100
 
 
+def test_state_records_its_owner_and_reads_states_written_before_owners_existed() -> None:
+    st = state(owner="host/1/ab", lease=120.0)
+    assert ResumeState.from_json(st.to_json()) == st
+    legacy = json.loads(state().to_json())
+    del legacy["owner"], legacy["lease"]
+    old = ResumeState.from_json(json.dumps(legacy).encode())
+    assert (old.owner, old.lease) == ("", 0.0)
+    assert not old.held_by_other("me", age=0.0)  # nobody holds it: any try may continue it
+
+
+def test_a_state_is_held_by_its_live_owner_only_within_the_lease() -> None:
+    st = state(owner="host/1/ab", lease=120.0)
+    assert st.held_by_other("host/2/cd", age=119.0)
+    assert not st.held_by_other("host/2/cd", age=121.0)  # its owner stopped renewing it: gone
+    assert not st.held_by_other("host/1/ab", age=0.0)  # our own
+    assert not state(owner="", lease=120.0).held_by_other("host/2/cd", age=0.0)  # released
+
+
 def test_file_range_reads_only_its_range_and_detects_a_shrunk_file(tmp_path: Path) -> None:
     path = tmp_path / "f"
     data = os.urandom(1000)
@@ -158,6 +177,19 @@ def test_file_range_reads_only_its_range_and_detects_a_shrunk_file(tmp_path: Pat
             f.truncate(200)
         with pytest.raises(SourceChangedError):
             FileRange(source.fd, 100, 300).read()
+
+
+def test_file_range_readinto_never_returns_a_short_read(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(os.urandom(1000))
+    with LocalFile(str(path)) as source:
+        raw = FileRange(source.fd, 100, 300, str(path))
+        with open(path, "r+b") as f:
+            f.truncate(200)  # the file ends 200 bytes before the range does
+        with pytest.raises(SourceChangedError, match=rf"source file {path} shrank"):
+            raw.readinto(bytearray(300))
+        with pytest.raises(SourceChangedError, match=rf"source file {path} shrank"):
+            source.body(100, 300).read()
 
 
 def test_fingerprint_changes_with_content_of_the_same_size(tmp_path: Path) -> None:

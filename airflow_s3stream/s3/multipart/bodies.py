@@ -76,13 +76,19 @@ class FileRange(_RangeBody):
     """Seekable reader over ``length`` bytes at ``offset`` of an open file descriptor.
 
     Safe to use from several threads at once on the same descriptor (``os.pread`` keeps no
-    shared file position). botocore seeks it back to 0 to retry a request.
+    shared file position). botocore seeks it back to 0 to retry a request. ``name`` (the path)
+    names the file in errors. Reads are always whole: a file that ends before the range does
+    raises :class:`SourceChangedError` instead of handing the request a short body.
     """
 
-    def __init__(self, fd: int, offset: int, length: int) -> None:
+    def __init__(self, fd: int, offset: int, length: int, name: str = "") -> None:
         super().__init__(length)
         self._fd = fd
         self._offset = offset
+        self._name = name or f"file descriptor {fd}"
+
+    def _shrank(self, at: int) -> SourceChangedError:
+        return SourceChangedError(f"source file {self._name} shrank while it was being uploaded (short read at {at})")
 
     def read(self, size: int | None = -1) -> bytes:
         n = self._span(size)
@@ -90,18 +96,21 @@ class FileRange(_RangeBody):
             return b""
         data = os.pread(self._fd, n, self._offset + self._pos)
         if len(data) < n:
-            raise SourceChangedError(f"file shrank while it was being uploaded (short read at {self._offset})")
+            raise self._shrank(self._offset + self._pos + len(data))
         self._pos += n
         return data
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
         n = self._span(len(view))
-        if n == 0:
-            return 0
-        got = os.preadv(self._fd, [view[:n]], self._offset + self._pos)
-        self._pos += got
-        return got
+        done = 0
+        while done < n:  # a read may legitimately return less than asked (signals, some filesystems)
+            got = os.preadv(self._fd, [view[done:n]], self._offset + self._pos + done)
+            if got == 0:
+                raise self._shrank(self._offset + self._pos + done)
+            done += got
+        self._pos += n
+        return n
 
 
 def part_body(raw: _RangeBody) -> io.BufferedReader:

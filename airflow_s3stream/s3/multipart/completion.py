@@ -3,6 +3,14 @@
 Shared by the streaming writer and the resumable uploader so both publish the same way: an object
 whose size, checksum or ETag disagrees with what we computed is deleted again and
 :class:`~airflow_s3stream.errors.ChecksumMismatchError` is raised, so nothing corrupt stays visible.
+
+CompleteMultipartUpload is not idempotent: it can succeed while its answer is lost, and the retry
+(or the next try, after a worker was killed waiting) then hears ``NoSuchUpload``. The upload is
+then judged by the object: :func:`confirm_completed` reads it back and reports success only when
+its size and its multipart ETag (``md5(part MD5s)-N``, known when part MD5s were computed) or its
+checksum (composite ``<base64>-N`` or full-object, when the server reports it) are exactly what
+completing these parts produces. When nothing can identify it, the upload fails saying the
+completion could not be confirmed; it never reports success it cannot prove.
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_s3stream.errors import ChecksumMismatchError
+from airflow_s3stream.errors import ChecksumMismatchError, DestinationError, UploadError
 from airflow_s3stream.s3.classify import classify, to_error
 from airflow_s3stream.s3.multipart.checksums import (
     PartDigest,
@@ -24,10 +32,11 @@ from airflow_s3stream.s3.multipart.checksums import (
 )
 from airflow_s3stream.s3.multipart.config import CHECKSUM_MD5
 from airflow_s3stream.s3.multipart.result import UploadResult
-from airflow_s3stream.s3.multipart.session import PartRecord, UploadSession
+from airflow_s3stream.s3.multipart.session import PartRecord, UploadGoneError, UploadSession
 from airflow_s3stream.s3.multipart.verify import ExpectedObject, verify_object
+from airflow_s3stream.s3.objects import head_object
 
-__all__ = ["Finished", "complete_and_verify", "put_and_verify"]
+__all__ = ["Finished", "complete_and_verify", "confirm_completed", "put_and_verify"]
 
 log = logging.getLogger("airflow_s3stream.s3.multipart")
 
@@ -87,8 +96,8 @@ def _head_and_verify(session: UploadSession, expected: ExpectedObject) -> tuple[
     return verified, str(head.get(f"Checksum{session.algorithm}") or expected.checksum)
 
 
-def complete_and_verify(session: UploadSession, parts: list[PartRecord]) -> Finished:
-    """CompleteMultipartUpload with ``parts`` (numbered 1..N without gaps), then verify."""
+def _expected(session: UploadSession, parts: list[PartRecord]) -> tuple[ExpectedObject, int | None]:
+    """What completing ``parts`` (numbered 1..N without gaps) produces, and the full-object CRC to send."""
     parts = sorted(parts, key=lambda p: p.number)
     if [p.number for p in parts] != list(range(1, len(parts) + 1)):
         raise AssertionError(f"parts of {session.uri} are not 1..{len(parts)}")
@@ -97,27 +106,89 @@ def complete_and_verify(session: UploadSession, parts: list[PartRecord]) -> Fini
     full_crc = None
     if session.full_object and have_crcs:
         full_crc = combine_full_object(algorithm, ((decode_checksum(p.checksum), p.size) for p in parts))
-    response = session.complete(parts, full_crc)
     if full_crc is not None:
         checksum = encode_checksum(algorithm, full_crc)
     elif have_crcs:
         checksum = composite_checksum(algorithm, [decode_checksum(p.checksum) for p in parts])
     else:
         checksum = ""
-    size = sum(p.size for p in parts)
     expected_etag = multipart_etag([p.md5 for p in parts]) if all(p.md5 for p in parts) else ""
     expected = ExpectedObject(
         uri=session.uri,
-        size=size,
+        size=sum(p.size for p in parts),
         algorithm=algorithm,
         checksum=expected_etag if algorithm == CHECKSUM_MD5 else checksum,  # an MD5 upload's checksum: its ETag
         full_object=session.full_object,
         parts=len(parts),
         etag=expected_etag,
     )
+    return expected, full_crc
+
+
+def complete_and_verify(session: UploadSession, parts: list[PartRecord]) -> Finished:
+    """CompleteMultipartUpload with ``parts`` (numbered 1..N without gaps), then verify.
+
+    A ``NoSuchUpload`` answer (the completion's first answer was lost, or the upload was aborted)
+    is settled by :func:`confirm_completed`: success if the object is the one these parts make,
+    else :class:`~airflow_s3stream.errors.UploadError` saying why.
+    """
+    expected, full_crc = _expected(session, parts)
+    try:
+        response = session.complete(parts, full_crc)
+    except UploadGoneError as gone:
+        log.warning("%s; checking whether %s is the object it would have made", gone, session.uri)
+        return confirm_completed(session, parts, because=str(gone))
     verified, reported = _head_and_verify(session, expected)
     etag = str(response.get("ETag", "")).strip('"')
-    return Finished(size, len(parts), etag, reported, verified, response.get("VersionId"))
+    return Finished(expected.size, expected.parts, etag, reported, verified, response.get("VersionId"))
+
+
+def confirm_completed(session: UploadSession, parts: list[PartRecord], *, because: str = "") -> Finished:
+    """Settle an upload the server no longer knows: is ``s3://bucket/key`` what completing ``parts``
+    (numbered 1..N) made?
+
+    HeadObject (``ChecksumMode=ENABLED``, retried) must show the expected size and at least one
+    identity: the multipart ETag (when every part's MD5 was computed) or the checksum (when the
+    server reports it in a comparable form). Returns the :class:`Finished` of that object, which is
+    left as it is. Raises :class:`~airflow_s3stream.errors.UploadError` naming the object when it
+    does not exist (the upload was aborted), is another object, or cannot be identified
+    ("could not be confirmed"); nothing is deleted, since the object may not be ours.
+    ``because`` prefixes those messages (what made the check necessary).
+    """
+    expected, _ = _expected(session, parts)
+    prefix = f"{because}; " if because else ""
+    try:
+        mode: dict[str, Any] = {"ChecksumMode": "ENABLED"} if session.algorithm != CHECKSUM_MD5 else {}
+        head = head_object(session.client, session.bucket, session.key, session.config.retry, **mode)
+    except DestinationError as exc:  # what a refused HeadObject of a destination raises (write-only credentials)
+        raise UploadError(
+            f"{prefix}{session.uri}: the completion of upload {session.upload_id} could not be confirmed: "
+            f"no permission to read the object back ({exc})"
+        ) from exc
+    if head is None:
+        raise UploadError(
+            f"{prefix}{session.uri} does not exist: upload {session.upload_id} was aborted (a lifecycle rule, "
+            "abort_stale_uploads or another try) before it completed"
+        )
+    try:
+        verified = verify_object(head, expected)
+    except ChecksumMismatchError as exc:
+        raise UploadError(
+            f"{prefix}{session.uri} is not the object upload {session.upload_id} makes ({exc}): the upload was "
+            "aborted, or another writer replaced the object"
+        ) from exc
+    if "etag" not in verified and "checksum" not in verified:
+        raise UploadError(
+            f"{prefix}{session.uri}: the completion of upload {session.upload_id} could not be confirmed: the "
+            f"object has the expected size ({expected.size} bytes) but neither a multipart ETag to compare "
+            f"(part MD5s {'were not computed' if not expected.etag else 'do not apply to its ETag'}) nor a "
+            f"comparable {expected.algorithm} checksum; it may or may not be this upload's"
+        )
+    log.info("%s: upload %s had completed (%s match); not sent again", session.uri, session.upload_id, verified)
+    reported = str(head.get(f"Checksum{expected.algorithm}") or expected.checksum)
+    version = head.get("VersionId")
+    etag = str(head.get("ETag", "")).strip('"')
+    return Finished(expected.size, expected.parts, etag, reported, verified, version if version != "null" else None)
 
 
 def put_and_verify(session: UploadSession, data: bytes | bytearray, digest: PartDigest) -> Finished:

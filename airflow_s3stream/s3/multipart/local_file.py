@@ -80,4 +80,4 @@ class LocalFile:
 
     def body(self, offset: int, length: int) -> io.BufferedReader:
         """A fresh seekable body for ``length`` bytes at ``offset`` (one per attempt)."""
-        return part_body(FileRange(self.fd, offset, length))
+        return part_body(FileRange(self.fd, offset, length, self.path))

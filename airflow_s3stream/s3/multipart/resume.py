@@ -11,6 +11,12 @@ Why not only ListParts: moto (and some S3-compatible stores) return no part chec
 an ETag is not a reliable MD5 (SSE-KMS). A part is reused only if the state records it and
 ListParts still shows it with the same ETag and size (and the same checksum where the server
 reports one); everything else is uploaded again.
+
+Who may use it: the state names its ``owner`` (a token per try) and that owner's ``lease`` in
+seconds. A live owner rewrites the state at least every quarter lease; a try that finds a state
+owned by another try and written less than ``lease`` seconds ago leaves it alone (see
+:mod:`.state_store`). An owner that stops on purpose releases it (``owner`` empty), so the next
+try continues at once.
 """
 
 from __future__ import annotations
@@ -73,6 +79,13 @@ class ResumeState:
     checksum_type: str
     parts: dict[int, PartRecord] = field(default_factory=dict)
     version: int = STATE_VERSION
+    owner: str = ""  # token of the try using it; '' = released (or written before owners existed)
+    lease: float = 0.0  # seconds after its last write that the owner counts as gone
+
+    def held_by_other(self, owner: str, age: float) -> bool:
+        """True when a try other than ``owner`` holds this state and wrote it ``age`` seconds ago,
+        within its lease: that try may be alive, so it must not be resumed or overwritten."""
+        return bool(self.owner) and self.owner != owner and age < self.lease
 
     def to_json(self) -> bytes:
         data = asdict(self)
@@ -95,6 +108,8 @@ class ResumeState:
             checksum_algorithm=data["checksum_algorithm"],
             checksum_type=data["checksum_type"],
             parts=parts,
+            owner=str(data.get("owner") or ""),
+            lease=float(data.get("lease") or 0.0),
         )
 
 

@@ -12,6 +12,13 @@ Under ``auto`` a session starts with CRC32C (or MD5 when the endpoint is known t
 headers); if the store refuses the header at CreateMultipartUpload, PutObject or a part before any
 part is stored, the session switches to MD5 once (aborting and re-creating an upload already
 created with the CRC, so no upload mixes algorithms) and the endpoint is remembered.
+
+The two calls that are not idempotent handle a lost answer (a reset or timeout after the server
+acted) explicitly. A lost CreateMultipartUpload may have started an upload nobody tracks: the key's
+open uploads are listed before the first Create, and uploads of the key that appeared meanwhile are
+aborted afterwards. A CompleteMultipartUpload that is retried after its first answer was lost may
+meet ``NoSuchUpload``: :class:`UploadGoneError` tells the caller to look at the object instead
+(:func:`~.completion.complete_and_verify` does).
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import IO, Any
 
-from airflow_s3stream.errors import ChecksumMismatchError, SourceChangedError
+from airflow_s3stream.errors import ChecksumMismatchError, SourceChangedError, UploadError
 from airflow_s3stream.s3.checksum_headers import refuses_checksum_headers, remember_refusal, without_checksum_headers
 from airflow_s3stream.s3.classify import classify, to_error
 from airflow_s3stream.s3.multipart.checksums import PartDigest, content_md5, encode_checksum, looks_like_md5
@@ -35,11 +42,16 @@ from airflow_s3stream.s3.multipart.config import (
     MultipartConfig,
 )
 
-__all__ = ["Body", "PartRecord", "UploadSession"]
+__all__ = ["Body", "PartRecord", "UploadGoneError", "UploadSession"]
 
 log = logging.getLogger("airflow_s3stream.s3.multipart")
 
 Body = bytes | bytearray | IO[bytes] | io.RawIOBase
+
+
+class UploadGoneError(UploadError):
+    """The server no longer knows the multipart upload (``NoSuchUpload``): it was completed (perhaps
+    by an earlier attempt whose answer was lost), aborted, or expired. Only the object can tell which."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +104,7 @@ class UploadSession:
         self.algorithm = _first_algorithm(config.checksum_algorithm, client)
         self.uri = f"s3://{bucket}/{key}"
         self.server_echoes_checksums = False  # set once an UploadPart answer repeats our CRC
+        self._ended = False  # completed or aborted: a later abort() is a no-op
         self.on_restart: Callable[[UploadSession], None] | None = None
         self._switch = threading.Lock()  # guards algorithm/upload_id while auto switches to MD5
         self._stored = 0  # parts stored in the current upload: once one is, the algorithm is final
@@ -183,20 +196,81 @@ class UploadSession:
 
     def create(self) -> str:
         """CreateMultipartUpload with the checksum algorithm and type in use (none for MD5); returns
-        the id. Under ``auto`` a store refusing the checksum headers is asked again without them."""
-        response = self._call(
-            f"creating a multipart upload for {self.uri}",
-            lambda: self.client.create_multipart_upload(
-                Bucket=self.bucket,
-                Key=self.key,
-                **self._create_checksum_args(),
-                **self.extra_args,
-            ),
-            fall_back=True,
-        )
+        the id. Under ``auto`` a store refusing the checksum headers is asked again without them.
+
+        A Create whose answer was lost (reset, timeout) may have started an upload that nobody
+        tracks and that is billed until a lifecycle rule removes it. So the key's open uploads are
+        listed first, and when an attempt's answer was lost, every upload of the key that was not
+        open before (other than the one finally returned) is aborted once the retries are over.
+        Uploads that were open before are left alone: another live try may own them. Without
+        permission to list uploads, the cleanup is skipped with a warning.
+        """
+        what = f"creating a multipart upload for {self.uri}"
+        known = self._open_upload_ids()
+        lost = False
+
+        def attempt() -> Any:
+            nonlocal lost
+            try:
+                return self.client.create_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=self.key,
+                    **self._create_checksum_args(),
+                    **self.extra_args,
+                )
+            except Exception as exc:
+                lost = lost or classify(exc).retryable  # the server may have acted
+                raise
+
+        try:
+            response = self._call(what, attempt, fall_back=True)
+        except Exception:
+            if lost:
+                self._abort_untracked(known, keep=None)
+            raise
         self.upload_id = str(response["UploadId"])
         self._created = True
+        self._ended = False
+        if lost:
+            self._abort_untracked(known, keep=self.upload_id)
         return self.upload_id
+    def _open_upload_ids(self) -> set[str] | None:
+        """Ids of this key's open uploads (ListMultipartUploads, exact key); ``None`` if not allowed."""
+        what = f"listing the open multipart uploads of {self.uri}"
+
+        def listing() -> set[str]:
+            paginator = self.client.get_paginator("list_multipart_uploads")
+            ids: set[str] = set()
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.key):
+                ids.update(str(u["UploadId"]) for u in page.get("Uploads", []) if u.get("Key") == self.key)
+            return ids
+
+        try:
+            return self.config.retry.call(listing, what=what)
+        except Exception as exc:
+            if classify(exc).access_denied:
+                log.debug("%s: not permitted (%s); a lost Create answer cannot be cleaned up", what, exc)
+                return None
+            raise to_error(exc, what) from exc
+
+    def _abort_untracked(self, known: set[str] | None, keep: str | None) -> None:
+        """Abort uploads of this key that were not open before Create and are not ``keep``. Never raises."""
+        now = None
+        if known is not None:
+            try:
+                now = self._open_upload_ids()
+            except Exception as exc:
+                log.warning("%s: could not list open uploads (%s)", self.uri, exc)
+        if now is None or known is None:
+            log.warning(
+                "a CreateMultipartUpload answer for %s was lost and the uploads it may have started cannot be "
+                "listed: they stay until the bucket's lifecycle rule or abort_stale_uploads removes them",
+                self.uri,
+            )
+            return
+        for upload_id in sorted(now - known - {keep}):
+            log.warning("aborting upload %s of %s, started by a Create whose answer was lost", upload_id, self.uri)
+            UploadSession(self.client, self.bucket, self.key, self.config, upload_id=upload_id).abort()
 
     def _mismatch(self, response: dict[str, Any], digest: PartDigest, sent: str, algorithm: str) -> str | None:
         echoed = response.get(f"Checksum{algorithm}")
@@ -294,7 +368,13 @@ class UploadSession:
         )
 
     def complete(self, parts: list[PartRecord], full_object_crc: int | None) -> dict[str, Any]:
-        """CompleteMultipartUpload with ``parts`` (any order); sends the full-object CRC when given."""
+        """CompleteMultipartUpload with ``parts`` (any order); sends the full-object CRC when given.
+
+        Retried like every call, although it is not idempotent: when the server answers
+        ``NoSuchUpload`` (to a retry whose first attempt completed the upload, or because the
+        upload was aborted), raises :class:`UploadGoneError`; whether the object is ours is for the
+        caller to check. Other failures raise the package's errors naming the object.
+        """
         assert self.upload_id is not None, "create() first"
         listed = []
         for part in sorted(parts, key=lambda p: p.number):
@@ -306,9 +386,9 @@ class UploadSession:
         if full_object_crc is not None:
             extra = {f"Checksum{self.algorithm}": encode_checksum(self.algorithm, full_object_crc)}
             extra["ChecksumType"] = "FULL_OBJECT"
-        return dict(
-            self._call(
-                f"completing the multipart upload of {self.uri}",
+        what = f"completing the multipart upload of {self.uri}"
+        try:
+            response = self.config.retry.call(
                 lambda: self.client.complete_multipart_upload(
                     Bucket=self.bucket,
                     Key=self.key,
@@ -316,12 +396,22 @@ class UploadSession:
                     MultipartUpload={"Parts": listed},
                     **extra,
                 ),
+                what=what,
             )
-        )
+        except Exception as exc:
+            failure = classify(exc)
+            if failure.not_found:
+                raise UploadGoneError(
+                    f"{what}: upload {self.upload_id} no longer exists ({failure.describe()})"
+                ) from exc
+            raise to_error(exc, what) from exc
+        self._ended = True
+        return dict(response)
 
     def abort(self) -> None:
-        """AbortMultipartUpload (idempotent: an upload already gone is fine). Never raises."""
-        if self.upload_id is None:
+        """AbortMultipartUpload. Never raises; idempotent: an upload already gone is fine, and a
+        second call, or one after a successful :meth:`complete`, sends nothing."""
+        if self.upload_id is None or self._ended:
             return
         try:
             self.config.retry.call(
@@ -331,7 +421,8 @@ class UploadSession:
         except Exception as exc:
             if not classify(exc).not_found:
                 log.error("could not abort multipart upload %s of %s: %s", self.upload_id, self.uri, exc)
-                return
+                return  # not ended: a later abort() tries again
+        self._ended = True
         log.info("aborted multipart upload %s of %s", self.upload_id, self.uri)
 
     def put_object(self, data: bytes | bytearray, digest: PartDigest) -> dict[str, Any]:
@@ -367,13 +458,28 @@ class UploadSession:
             raise ChecksumMismatchError(f"{what}: {mismatch}; the object was deleted")
         return dict(response)
 
-    def list_parts(self) -> dict[int, dict[str, Any]]:
-        """Parts the server holds for this upload, by part number (ListParts, all pages)."""
+    def list_parts(self) -> dict[int, dict[str, Any]] | None:
+        """Parts the server holds for this upload, by part number (ListParts, all pages), or
+        ``None`` when the upload no longer exists (``NoSuchUpload``: completed, aborted, expired).
+
+        Throttling, 5xx and resets are retried by the policy; any other refusal (``AccessDenied``)
+        raises the package's error naming the upload and the key: it says nothing about the upload.
+        """
         assert self.upload_id is not None
+        what = f"listing the parts of upload {self.upload_id} of {self.uri}"
+
+        def pages() -> list[dict[str, Any]]:
+            paginator = self.client.get_paginator("list_parts")
+            return list(paginator.paginate(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id))
+
+        try:
+            listed = self.config.retry.call(pages, what=what)
+        except Exception as exc:
+            if classify(exc).not_found:
+                return None
+            raise to_error(exc, what) from exc
         parts: dict[int, dict[str, Any]] = {}
-        paginator = self.client.get_paginator("list_parts")
-        pages = paginator.paginate(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
-        for page in self._call(f"listing the parts of {self.uri}", lambda: list(pages)):
+        for page in listed:
             for part in page.get("Parts", []):
                 parts[int(part["PartNumber"])] = part
         return parts

@@ -1,80 +1,210 @@
-"""Keeps the resume state object in S3 up to date while parts complete.
+"""Keeps the resume state object in S3 up to date while parts complete, with one owner at a time.
 
 :class:`StateStore` reads, writes and deletes the JSON object; :class:`Checkpointer` writes the
-latest snapshot from one background thread whenever parts were recorded since the last write, so
-writes coalesce (a large state is not rewritten once per part) and a killed worker loses at most
-the parts acknowledged during the last write, which the next try simply sends again.
+latest snapshot from one background thread whenever parts were recorded since the last write, and
+at least every quarter of the owner's lease even when nothing changed (the heartbeat that tells
+other tries this one is alive). Writes coalesce (a large state is not rewritten once per part) and
+a killed worker loses at most the parts acknowledged during the last write, which the next try
+simply sends again.
+
+Ownership rests on conditional writes. A try creates its state with ``If-None-Match: *`` (or
+``If-Match`` with the ETag of the released or stale state it read and takes over), and every later
+write carries ``If-Match`` with the ETag of its own previous write. A 412 means another try wrote
+in between, unless our own earlier attempt landed and only its answer was lost: the state is then
+read back, and if it holds exactly the bytes we sent, it is ours and the write succeeded.
+Otherwise :class:`~airflow_s3stream.errors.ConcurrentUploadError` names the other owner, and this
+try stops without touching the state or the upload. A state's age is the server's clock (its
+``Date``) against the state's ``Last-Modified``, so workers' clocks do not matter (to a second).
+
+Limits: on a store that ignores conditional headers, the lease still keeps a later try away from a
+live one, but two tries that read the state at the same moment can both proceed, each overwriting
+the other's state; the object is still completed only once, and the other try's completion is then
+settled by the object (:func:`~.completion.confirm_completed`). A store that refuses the headers
+outright (501) fails the write: use ``resume=False`` there.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import Any
 
+from airflow_s3stream.errors import ConcurrentUploadError
 from airflow_s3stream.s3.classify import classify, to_error
 from airflow_s3stream.s3.multipart.resume import ResumeState
 from airflow_s3stream.s3.multipart.session import PartRecord
 from airflow_s3stream.s3.retry import RetryPolicy
 
-__all__ = ["Checkpointer", "StateStore"]
+__all__ = ["Checkpointer", "StateStore", "StoredState"]
 
 log = logging.getLogger("airflow_s3stream.s3.multipart")
 
 
-class StateStore:
-    """The resume state object ``s3://bucket/key`` (JSON)."""
+@dataclass(frozen=True)
+class StoredState:
+    """The state object as read: parsed (``None`` when unreadable), its ETag, and its age in
+    seconds since it was last written, by the server's clock."""
 
-    def __init__(self, client: Any, bucket: str, key: str, retry: RetryPolicy) -> None:
+    state: ResumeState | None
+    etag: str
+    age: float
+
+
+def _age(response: dict[str, Any]) -> float:
+    """Seconds between the object's Last-Modified and the server's Date (local time if absent)."""
+    modified = response.get("LastModified")
+    if not isinstance(modified, datetime):
+        return 0.0
+    date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+    try:
+        now = parsedate_to_datetime(date) if date else datetime.now(timezone.utc)
+    except (TypeError, ValueError):
+        now = datetime.now(timezone.utc)
+    return max(0.0, (now - modified).total_seconds())
+
+
+class StateStore:
+    """The resume state object ``s3://bucket/key`` (JSON) of the upload to ``destination``."""
+
+    def __init__(self, client: Any, bucket: str, key: str, retry: RetryPolicy, destination: str = "") -> None:
         self.client, self.bucket, self.key, self.retry = client, bucket, key, retry
         self.uri = f"s3://{bucket}/{key}"
+        self.destination = destination or self.uri
+        self._etag: str | None = None  # ETag of this try's last write: the If-Match of the next one
+        self._lock = threading.Lock()  # writes go one at a time, each naming the one before
 
-    def load(self) -> ResumeState | None:
-        """The stored state, or ``None`` if there is none or it cannot be parsed (logged)."""
+    def load(self) -> StoredState | None:
+        """The stored state, or ``None`` if there is none. An unparseable one is logged and
+        returned with ``state=None`` (so it can be replaced by its ETag)."""
+        found = self._get()
+        if found is None:
+            return None
+        raw, etag, age = found
         try:
-            raw = self.retry.call(self._read, what=f"reading resume state {self.uri}")
+            state: ResumeState | None = ResumeState.from_json(raw)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("ignoring unreadable resume state %s: %s", self.uri, exc)
+            state = None
+        return StoredState(state, etag, age)
+
+    def _get(self) -> tuple[bytes, str, float] | None:
+        what = f"reading resume state {self.uri}"
+
+        def read() -> tuple[bytes, str, float]:
+            response = self.client.get_object(Bucket=self.bucket, Key=self.key)
+            return bytes(response["Body"].read()), str(response["ETag"]), _age(response)
+
+        try:
+            return self.retry.call(read, what=what)
         except Exception as exc:
             if classify(exc).not_found:
                 return None
-            raise to_error(exc, f"reading resume state {self.uri}") from exc
-        try:
-            return ResumeState.from_json(raw)
-        except (ValueError, KeyError, TypeError) as exc:
-            log.warning("ignoring unreadable resume state %s: %s", self.uri, exc)
-            return None
+            raise to_error(exc, what) from exc
 
-    def _read(self) -> bytes:
-        return bytes(self.client.get_object(Bucket=self.bucket, Key=self.key)["Body"].read())
-
-    def save(self, state_json: bytes) -> None:
-        self.retry.call(
-            lambda: self.client.put_object(
-                Bucket=self.bucket, Key=self.key, Body=state_json, ContentType="application/json"
-            ),
-            what=f"writing resume state {self.uri}",
+    def busy(self, owner: str, age: float, lease: float) -> ConcurrentUploadError:
+        """The error for a state held by the live try ``owner`` (written ``age`` s ago, lease ``lease`` s)."""
+        return ConcurrentUploadError(
+            f"{self.destination}: another try is uploading it (resume state {self.uri} held by {owner or 'unknown'}, "
+            f"written {age:.0f} s ago, lease {lease:.0f} s); this try leaves the state and the upload alone, "
+            "retry later"
         )
 
-    def delete(self) -> None:
-        """Delete the state object; failures are logged, not raised (it is only a hint)."""
+    def create(self, data: bytes, replacing: str | None) -> None:
+        """Write the state this try starts with: in place of the version with ETag ``replacing``
+        (a released, stale or unreadable state it read), or where none exists (``None``).
+
+        Raises :class:`ConcurrentUploadError` when another try wrote first.
+        """
+        with self._lock:
+            self._put(data, {"IfMatch": replacing} if replacing else {"IfNoneMatch": "*"})
+
+    def save(self, data: bytes) -> None:
+        """Rewrite this try's state (``If-Match`` its last write); :class:`ConcurrentUploadError`
+        when another try has taken it over meanwhile."""
+        with self._lock:
+            assert self._etag is not None, "create() first"
+            self._put(data, {"IfMatch": self._etag})
+
+    def _put(self, data: bytes, condition: dict[str, str]) -> None:
+        what = f"writing resume state {self.uri}"
+        try:
+            response = self.retry.call(
+                lambda: self.client.put_object(
+                    Bucket=self.bucket, Key=self.key, Body=data, ContentType="application/json", **condition
+                ),
+                what=what,
+            )
+        except Exception as exc:
+            failure = classify(exc)
+            # 404 to an If-Match: the state we wrote is gone, deleted by a try that took it over.
+            if not (failure.precondition_failed or (failure.not_found and "IfMatch" in condition)):
+                raise to_error(exc, what) from exc
+            # A retry after a lost answer meets our own write: then the stored bytes are ours.
+            current = self._get()
+            if current is None:
+                raise ConcurrentUploadError(
+                    f"{self.destination}: resume state {self.uri} was deleted meanwhile (another try finished or "
+                    "gave up this upload); this try stops and leaves the upload alone"
+                ) from exc
+            if current[0] != data:
+                owner, lease = _holder(current[0])
+                raise self.busy(owner, current[2], lease) from exc
+            log.info("%s: an earlier attempt had landed (its answer was lost)", what)
+            self._etag = current[1]
+            return
+        self._etag = str(response["ETag"])
+
+    def delete(self, etag: str | None = None) -> None:
+        """Delete the state if it is still the version ``etag`` (default: this try's last write),
+        so a state another try has taken over stays. Failures are logged, not raised (it is only a hint)."""
+        condition = etag or self._etag
+        extra = {"IfMatch": condition} if condition else {}
         try:
             self.retry.call(
-                lambda: self.client.delete_object(Bucket=self.bucket, Key=self.key),
+                lambda: self.client.delete_object(Bucket=self.bucket, Key=self.key, **extra),
                 what=f"deleting resume state {self.uri}",
             )
         except Exception as exc:
+            failure = classify(exc)
+            if failure.not_found:
+                return
+            if failure.precondition_failed:
+                log.info("left resume state %s alone: another try has rewritten it", self.uri)
+                return
             log.warning("could not delete resume state %s: %s", self.uri, exc)
 
 
+def _holder(raw: bytes) -> tuple[str, float]:
+    """``(owner, lease)`` recorded in a state's bytes, as far as they can be read."""
+    try:
+        data = json.loads(raw)
+        return str(data.get("owner") or ""), float(data.get("lease") or 0.0)
+    except (ValueError, TypeError, AttributeError):
+        return "", 0.0
+
+
 class Checkpointer:
-    """Records finished parts in ``state`` and writes it to ``store`` in the background."""
+    """Records finished parts in ``state`` and writes it to ``store`` in the background: when
+    parts were recorded, and every quarter of ``state.lease`` seconds regardless (the heartbeat).
+
+    Once another try has taken the state over, it stops writing and :meth:`check` raises
+    :class:`ConcurrentUploadError`: this try must then stop and leave the upload alone.
+    """
 
     def __init__(self, store: StateStore, state: ResumeState) -> None:
         self.store = store
         self.state = state
-        self._lock = threading.Lock()
+        self.heartbeat = state.lease / 4 if state.lease > 0 else None
+        self._lock = threading.Lock()  # guards state.parts
+        self._write_lock = threading.Lock()  # a snapshot is written before any later one
         self._dirty = threading.Event()
         self._stopping = False
         self.error: BaseException | None = None
+        self.lost: ConcurrentUploadError | None = None
         self._thread = threading.Thread(target=self._run, name="s3stream-checkpoint", daemon=True)
         self._thread.start()
 
@@ -87,22 +217,48 @@ class Checkpointer:
         with self._lock:
             return self.state.to_json()
 
+    def _write(self) -> None:
+        with self._write_lock:
+            self.store.save(self.snapshot())
+
     def _run(self) -> None:
         while True:
-            self._dirty.wait()
+            self._dirty.wait(self.heartbeat)
             self._dirty.clear()
             if self._stopping:
                 return
             try:
-                self.store.save(self.snapshot())
-            except Exception as exc:  # keep uploading; the final flush reports it
+                self._write()
+            except ConcurrentUploadError as exc:
+                self.lost = exc
+                log.error("%s", exc)
+                return
+            except Exception as exc:  # keep uploading; the next write (or sync) tries again
                 self.error = exc
                 log.warning("could not write resume state %s: %s", self.store.uri, exc)
 
-    def flush(self) -> None:
-        """Stop the background writer and write the latest state synchronously."""
+    def check(self) -> None:
+        """Raise :class:`ConcurrentUploadError` if another try has taken the state over."""
+        if self.lost is not None:
+            raise self.lost
+
+    def sync(self) -> None:
+        """Write the latest state now (the background writer keeps running); raises what the write raises."""
+        self.check()
+        self._write()
+
+    def release(self) -> None:
+        """Stop the background writer and write the latest state without an owner, so the next
+        try continues at once. Failures are logged: the caller is already failing."""
         self.close()
-        self.store.save(self.snapshot())
+        if self.lost is not None:
+            return
+        with self._lock:
+            self.state.owner = ""
+        try:
+            self._write()
+        except Exception as exc:
+            log.warning("could not release resume state %s (the next try waits for its lease): %s", self.store.uri, exc)
 
     def close(self) -> None:
         """Stop the background writer (waits for a write in progress)."""

@@ -7,7 +7,14 @@ Parts run in a pool of ``max_concurrency`` threads. Each acknowledged part is re
 resume state object (see :mod:`.resume`); a later run for the same destination and unchanged
 source continues the same multipart upload and sends only the parts it cannot trust. On a failure
 that retrying cannot fix the upload is aborted and the state deleted; on a transient failure or
-:meth:`ResumableUploader.stop` (with ``keep_for_retry``) both are kept for the next try.
+:meth:`ResumableUploader.stop` (with ``keep_for_retry``) both are kept, and released, for the next try.
+
+Every part is in the state before CompleteMultipartUpload is sent. So a try that finds its
+recorded upload gone (a worker killed while Complete was in flight, or a Complete whose answer was
+lost) first checks whether the destination already is the object the state predicts, and if so
+succeeds without sending anything. Each try has an owner token; a try never resumes, aborts or
+overwrites what a live other try holds (:class:`~airflow_s3stream.errors.ConcurrentUploadError`,
+see :mod:`.state_store`).
 """
 
 from __future__ import annotations
@@ -16,16 +23,26 @@ import dataclasses
 import functools
 import hashlib
 import logging
+import os
+import secrets
+import socket
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any
 
-from airflow_s3stream.errors import SourceChangedError, TransientError, UploadInterruptedError
+from airflow_s3stream.errors import (
+    ConcurrentUploadError,
+    ConfigurationError,
+    SourceChangedError,
+    TransientError,
+    UploadError,
+    UploadInterruptedError,
+)
 from airflow_s3stream.progress import Progress
 from airflow_s3stream.s3.multipart.checksums import PartDigest, PartHasher
-from airflow_s3stream.s3.multipart.completion import Finished, complete_and_verify, put_and_verify
+from airflow_s3stream.s3.multipart.completion import Finished, complete_and_verify, confirm_completed, put_and_verify
 from airflow_s3stream.s3.multipart.config import (
     AUTO_PREFERRED_ALGORITHM,
     CHECKSUM_MD5,
@@ -44,12 +61,16 @@ from airflow_s3stream.s3.multipart.resume import (
     state_key,
 )
 from airflow_s3stream.s3.multipart.session import PartRecord, UploadSession
-from airflow_s3stream.s3.multipart.state_store import Checkpointer, StateStore
+from airflow_s3stream.s3.multipart.state_store import Checkpointer, StateStore, StoredState
 from airflow_s3stream.s3.objects import S3Object
 
-__all__ = ["ResumableUploader"]
+__all__ = ["DEFAULT_STATE_LEASE", "ResumableUploader"]
 
 log = logging.getLogger("airflow_s3stream.s3.multipart")
+
+# Seconds after a try's last state write that another try may take the state over. A live try
+# rewrites it every quarter of this, so only a try that is gone (killed, partitioned) loses it.
+DEFAULT_STATE_LEASE = 120.0
 
 SendPart = Callable[[UploadSession, PartRange], PartRecord]
 
@@ -63,6 +84,9 @@ class ResumableUploader:
         for the next try (only with ``resume``). Set ``False`` when no retry will follow.
     :param state_prefix: where resume state objects live in the destination bucket.
     :param compute_sha256: also report the SHA-256 of a local file (one extra sequential read).
+    :param state_lease: seconds after this try's last state write (it writes at least every
+        quarter of it) that another try may treat this one as gone and take the state over. A try
+        that stops on purpose releases the state at once.
     """
 
     def __init__(
@@ -77,7 +101,10 @@ class ResumableUploader:
         state_prefix: str = DEFAULT_STATE_PREFIX,
         extra_args: dict[str, Any] | None = None,
         compute_sha256: bool = False,
+        state_lease: float = DEFAULT_STATE_LEASE,
     ) -> None:
+        if not state_lease > 0:
+            raise ConfigurationError(f"state_lease must be a positive number of seconds, got {state_lease!r}")
         self.client = client
         self.bucket = bucket
         self.key = key
@@ -86,7 +113,9 @@ class ResumableUploader:
         self.keep_for_retry = keep_for_retry
         self.extra_args = dict(extra_args or {})
         self.compute_sha256 = compute_sha256
-        self.store = StateStore(client, bucket, state_key(key, state_prefix), self.config.retry)
+        self.state_lease = float(state_lease)
+        self.owner = f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"  # this try, in errors and logs
+        self.store = StateStore(client, bucket, state_key(key, state_prefix), self.config.retry, destination=self.uri)
         self._stop = threading.Event()
 
     @property
@@ -164,38 +193,8 @@ class ResumableUploader:
 
     # -- the resumable loop -----------------------------------------------------------------
 
-    def _open(self, fingerprint: SourceFingerprint, part_size: int) -> tuple[UploadSession, ResumeState, int]:
-        """Continue the recorded upload if it can be trusted, else start one. Returns reused parts."""
-        session = UploadSession(self.client, self.bucket, self.key, self.config, extra_args=self.extra_args)
-        state = self.store.load() if self.resume else None
-        listed = None
-        if state is not None:
-            old = UploadSession(self.client, self.bucket, self.key, self.config, upload_id=state.upload_id)
-            try:
-                listed = old.list_parts()
-            except Exception as exc:
-                log.info("earlier upload %s of %s is gone (%s)", state.upload_id, self.uri, exc)
-            decision = decide_resume(
-                state,
-                bucket=self.bucket,
-                key=self.key,
-                source=fingerprint,
-                part_size=part_size,
-                checksum_algorithm=_resumable_algorithm(session, state),
-                checksum_type=_resumable_type(session, state),
-                listed=listed,
-            )
-            if decision.resume:
-                log.info("resuming upload %s of %s: %s", state.upload_id, self.uri, decision.reason)
-                session.upload_id = state.upload_id
-                session.algorithm = state.checksum_algorithm  # the upload's own, whatever auto would pick now
-                state.parts = dict(decision.trusted)
-                return session, state, len(decision.trusted)
-            log.warning("not resuming %s: %s; starting fresh", self.uri, decision.reason)
-            if decision.abort_old:
-                old.abort()
-        session.create()
-        state = ResumeState(
+    def _new_state(self, session: UploadSession, fingerprint: SourceFingerprint, part_size: int) -> ResumeState:
+        return ResumeState(
             bucket=self.bucket,
             key=self.key,
             upload_id=str(session.upload_id),
@@ -203,10 +202,90 @@ class ResumableUploader:
             part_size=part_size,
             checksum_algorithm=session.algorithm,
             checksum_type=session.checksum_type,
+            owner=self.owner,
+            lease=self.state_lease,
         )
+
+    def _finished_earlier(
+        self, state: ResumeState, fingerprint: SourceFingerprint, plan: list[PartRange]
+    ) -> tuple[UploadSession, Finished] | None:
+        """The recorded upload is gone: is the destination already the object it would have made?
+
+        Only when the state describes this very upload (same destination, source and settings)
+        and records every planned part; the object is then judged by :func:`confirm_completed`.
+        ``None`` when it is not (or cannot be told): the caller starts fresh. Whoever owns the
+        state does not matter here: this only reads, and the state is then deleted only if unchanged.
+        """
+        session = UploadSession(self.client, self.bucket, self.key, self.config, upload_id=state.upload_id)
+        same = (state.bucket, state.key, state.source) == (self.bucket, self.key, fingerprint) and (
+            state.checksum_algorithm,
+            state.checksum_type,
+        ) == (_resumable_algorithm(session, state), _resumable_type(session, state))
+        records = [state.parts.get(p.number) for p in plan]
+        if not same or any(r is None or r.size != p.length for r, p in zip(records, plan, strict=True)):
+            return None
+        session.algorithm = state.checksum_algorithm  # what the recorded upload used
+        because = f"recorded upload {state.upload_id} of {self.uri} no longer exists"
+        try:
+            return session, confirm_completed(session, [r for r in records if r is not None], because=because)
+        except UploadError as exc:
+            log.warning("%s; starting fresh", exc)
+            return None
+
+    def _open(
+        self,
+        stored: StoredState | None,
+        listed: dict[int, dict[str, Any]] | None,
+        fingerprint: SourceFingerprint,
+        part_size: int,
+    ) -> tuple[UploadSession, ResumeState, int]:
+        """Continue the recorded upload if it can be trusted, else start one; this try owns the
+        state afterwards. Returns the session, the state and the number of reused parts."""
+        session = UploadSession(self.client, self.bucket, self.key, self.config, extra_args=self.extra_args)
+        old = stored.state if stored is not None else None
+        if stored is not None and old is not None:
+            if old.held_by_other(self.owner, stored.age):
+                raise self.store.busy(old.owner, stored.age, old.lease)
+            decision = decide_resume(
+                old,
+                bucket=self.bucket,
+                key=self.key,
+                source=fingerprint,
+                part_size=part_size,
+                checksum_algorithm=_resumable_algorithm(session, old),
+                checksum_type=_resumable_type(session, old),
+                listed=listed,
+            )
+            # Ours before anything is sent or aborted: a try that read it at the same moment gets 412.
+            claimed = dataclasses.replace(old, owner=self.owner, lease=self.state_lease)
+            if decision.resume:
+                claimed.parts = dict(decision.trusted)
+                self.store.create(claimed.to_json(), replacing=stored.etag)
+                log.info("resuming upload %s of %s: %s", old.upload_id, self.uri, decision.reason)
+                session.upload_id = old.upload_id
+                session.algorithm = old.checksum_algorithm  # the upload's own, whatever auto would pick now
+                return session, claimed, len(decision.trusted)
+            log.warning("not resuming %s: %s; starting fresh", self.uri, decision.reason)
+            self.store.create(claimed.to_json(), replacing=stored.etag)
+            if decision.abort_old:
+                UploadSession(self.client, self.bucket, self.key, self.config, upload_id=old.upload_id).abort()
+        try:
+            session.create()
+        except BaseException:
+            if old is not None:
+                self.store.delete()  # our claim on an upload that is gone: nothing left to resume
+            raise
+        state = self._new_state(session, fingerprint, part_size)
         session.on_restart = functools.partial(_follow_restart, state)
         if self.resume:
-            self.store.save(state.to_json())  # before any part, so a kill right now is resumable
+            try:  # before any part, so a kill right now is resumable
+                if old is not None:
+                    self.store.save(state.to_json())
+                else:
+                    self.store.create(state.to_json(), replacing=stored.etag if stored is not None else None)
+            except BaseException:
+                session.abort()  # nobody else knows this upload
+                raise
         return session, state, 0
 
     def _run(
@@ -220,7 +299,19 @@ class ResumableUploader:
         started: float,
     ) -> UploadResult:
         plan = plan_parts(size, part_size)
-        session, state, reused = self._open(fingerprint, part_size)
+        stored = self.store.load() if self.resume else None
+        listed = None
+        if stored is not None and stored.state is not None:
+            recorded = UploadSession(self.client, self.bucket, self.key, self.config, upload_id=stored.state.upload_id)
+            listed = recorded.list_parts()  # None: gone; a refusal raises (it says nothing about the upload)
+            if listed is None:
+                log.info("recorded upload %s of %s no longer exists", stored.state.upload_id, self.uri)
+                earlier = self._finished_earlier(stored.state, fingerprint, plan)
+                if earlier is not None:
+                    self.store.delete(stored.etag)
+                    done_session, done = earlier
+                    return done.result(done_session, part_size, started, resumed_parts=len(plan), uploaded_parts=0)
+        session, state, reused = self._open(stored, listed, fingerprint, part_size)
         missing = [p for p in plan if p.number not in state.parts]
         checkpointer = Checkpointer(self.store, state) if self.resume else None
         progress = Progress(self.uri, sum(p.length for p in missing), self.config.progress_interval)
@@ -239,24 +330,33 @@ class ResumableUploader:
             if check_unchanged is not None:
                 check_unchanged()
             if checkpointer is not None:
-                checkpointer.close()
+                checkpointer.sync()  # every part recorded: a try killed during Complete can tell it completed
             finished: Finished = complete_and_verify(session, list(records.values()))
         except BaseException as exc:
-            keep = self.resume and self.keep_for_retry and isinstance(exc, TransientError)
-            if keep and checkpointer is not None:
-                checkpointer.flush()
-                log.warning("keeping upload %s of %s for the next try (%s)", session.upload_id, self.uri, exc)
-            else:
-                if checkpointer is not None:
-                    checkpointer.close()
-                session.abort()
-                if self.resume:
-                    self.store.delete()
+            self._after_failure(exc, session, checkpointer)
             raise
-        if self.resume:
+        if checkpointer is not None:
+            checkpointer.close()
             self.store.delete()
         progress.finish()
         return finished.result(session, part_size, started, resumed_parts=reused, uploaded_parts=len(missing))
+
+    def _after_failure(self, exc: BaseException, session: UploadSession, checkpointer: Checkpointer | None) -> None:
+        """Keep and release the upload for the next try, or abort it; leave it alone if it is no longer ours."""
+        if checkpointer is None:
+            session.abort()
+            return
+        if isinstance(exc, ConcurrentUploadError) or checkpointer.lost is not None:
+            checkpointer.close()
+            log.error("another try has taken over upload %s of %s; leaving it to that try", session.upload_id, self.uri)
+            return
+        if self.keep_for_retry and isinstance(exc, TransientError):
+            checkpointer.release()
+            log.warning("keeping upload %s of %s for the next try (%s)", session.upload_id, self.uri, exc)
+            return
+        checkpointer.close()
+        session.abort()
+        self.store.delete()
 
     def _send_all(
         self,
@@ -272,6 +372,8 @@ class ResumableUploader:
         def job(part: PartRange) -> PartRecord:
             if self._stop.is_set() or failed.is_set():
                 raise UploadInterruptedError(f"upload of {self.uri} stopped before part {part.number}")
+            if checkpointer is not None:
+                checkpointer.check()  # another try took over: send nothing more
             try:
                 record = send(session, part)
             except BaseException:

@@ -10,6 +10,8 @@ part_size``. Closing without error completes and verifies the upload (an object 
 part becomes a single PutObject, the empty object included). An exception inside the ``with``
 block, :meth:`MultipartWriter.abort`, or a failed part aborts the multipart upload: nothing is
 published and nothing is left billed. A failed part surfaces on the next ``write``/``close``.
+A writer dropped without ``close``/``abort`` only logs a warning: the garbage collector is no place
+for network calls, so its upload waits for the bucket's lifecycle rule or ``abort_stale_uploads``.
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ class MultipartWriter(io.BufferedIOBase):
         self._error: S3StreamError | None = None
         self._error_lock = threading.Lock()
         self._done = False
+        self._aborted = False
         self.result: UploadResult | None = None
 
     # -- io.BufferedIOBase ------------------------------------------------------------------
@@ -147,9 +150,14 @@ class MultipartWriter(io.BufferedIOBase):
                 self._pool.shutdown(wait=True)
 
     def abort(self) -> None:
-        """Stop, wait for parts in flight, and abort the multipart upload. Idempotent."""
-        if self._done and self._session.upload_id is None:
+        """Stop, wait for parts in flight, and abort the multipart upload.
+
+        Idempotent: a second call, or one after :meth:`close` (whether it succeeded or failed and
+        aborted already), does nothing.
+        """
+        if self._aborted or self.result is not None:
             return
+        self._aborted = True
         self._done = True
         if self._pool is not None:
             for future in self._futures:
@@ -171,12 +179,19 @@ class MultipartWriter(io.BufferedIOBase):
             self.close()
 
     def __del__(self) -> None:
-        # io.IOBase.__del__ would close(), i.e. publish a half-written object: abort instead.
-        try:
-            if not self._done:
-                self.abort()
-        except Exception:
-            pass
+        # io.IOBase.__del__ would close(), i.e. publish a half-written object. Aborting is no better
+        # here: network calls from the garbage collector run on any thread, at any time, even during
+        # interpreter shutdown. So only say what is left behind.
+        if getattr(self, "_done", True):
+            return
+        upload_id = self._session.upload_id
+        if upload_id is not None:
+            log.warning(
+                "MultipartWriter for %s was dropped without close() or abort(): multipart upload %s stays open "
+                "(and billed) until the bucket's lifecycle rule or abort_stale_uploads removes it",
+                self._session.uri,
+                upload_id,
+            )
 
     # -- internals --------------------------------------------------------------------------
 
