@@ -66,9 +66,9 @@ def airflow_connections(services: devservices.DevServices) -> Iterator[dict[str,
 def _empty_bucket(client: Any, bucket: str) -> None:
     for upload in client.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
         client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-        for obj in page.get("Contents", []):
-            client.delete_object(Bucket=bucket, Key=obj["Key"])
+    for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket):  # versioned buckets too
+        for obj in page.get("Versions", []) + page.get("DeleteMarkers", []):
+            client.delete_object(Bucket=bucket, Key=obj["Key"], VersionId=obj["VersionId"])
 
 
 @pytest.fixture

@@ -89,6 +89,22 @@ def test_bag_verifies_in_one_sequential_pass_of_two_gets(
     assert report.bytes_read == len(bag_zip)
 
 
+def test_on_a_versioned_bucket_later_gets_are_pinned_by_if_match_alone(
+    bag_zip: bytes, bucket: str, s3_client: Any, proxied: Any, s3_proxy: S3Proxy
+) -> None:
+    """No ``versionId`` on any GET: it would need s3:GetObjectVersion, and If-Match already
+    catches a replaced object."""
+    s3_client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    put = s3_client.put_object(Bucket=bucket, Key="bag.zip", Body=bag_zip)
+    assert put.get("VersionId")  # the bucket really is versioned
+    report = _verify(proxied, bucket, "bag.zip", prefetch_blocks=2, block_size=256 * 1024)
+    assert report.valid, report.summary()
+    gets = _gets(s3_proxy)
+    assert len(gets) > 2
+    assert [r for r in gets if "versionId" in r.query] == []
+    assert all(r.headers.get("if-match") == put["ETag"] for r in gets[1:])
+
+
 def test_listing_takes_one_request_and_a_large_directory_one_more(
     bucket: str, s3_client: Any, proxied: Any, s3_proxy: S3Proxy
 ) -> None:
