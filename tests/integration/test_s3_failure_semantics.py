@@ -174,7 +174,9 @@ def test_completion_that_nothing_can_confirm_fails_saying_so(
     path = make_file(tmp_path, 2 * PART + 1)
     lose_complete_answer(s3_proxy)
     with pytest.raises(UploadError, match=rf"s3://{bucket}/k: .*could not be confirmed"):
-        ResumableUploader(client, bucket, "k", config=config(verify_part_etag=False)).upload_file(str(path))
+        ResumableUploader(
+            client, bucket, "k", config=config(checksum_algorithm="CRC32C", verify_part_etag=False)
+        ).upload_file(str(path))
     assert uploads(s3_client, bucket) == []
 
 
