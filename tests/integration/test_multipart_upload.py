@@ -163,6 +163,34 @@ def test_transient_failure_keeps_state_and_next_try_sends_only_missing_parts(
     assert uploads(s3_client, bucket) == [] and keys(s3_client, bucket) == ["k"]
 
 
+def test_parts_stored_after_the_last_state_write_are_adopted_not_resent(
+    tmp_path: Path, s3_client: Any, bucket: str, proxy_client: Any, s3_proxy: S3Proxy
+) -> None:
+    """State writes are coalesced, so a kill can lose parts the server already holds from the state;
+    the next try adopts them when ListParts shows their ETag equal to the MD5 of its own bytes."""
+    path = make_file(tmp_path, 6 * PART + 99)
+    s3_proxy.add_fault(
+        lambda r: Status(503, "SlowDown") if r.op == "UploadPart" and r.query["partNumber"] == "5" else None
+    )
+    with pytest.raises(TransientError, match="part 5"):
+        ResumableUploader(proxy_client, bucket, "k", config=config(max_concurrency=1)).upload_file(str(path))
+    state = json.loads(read(s3_client, bucket, state_key("k")))
+    assert [p["number"] for p in state["parts"]] == [1, 2, 3, 4]
+    state["parts"] = state["parts"][:1]  # as if parts 2-4 were acknowledged after the last write
+    s3_client.put_object(Bucket=bucket, Key=state_key("k"), Body=json.dumps(state).encode())
+    with open(path, "r+b") as f:  # and part 3's bytes differ from what the server holds: sent again
+        f.seek(2 * PART)
+        f.write(b"changed")
+    os.utime(path, ns=(int(state["source"]["version"]), int(state["source"]["version"])))
+
+    s3_proxy.clear_faults()
+    s3_proxy.clear()
+    result = ResumableUploader(proxy_client, bucket, "k", config=config(max_concurrency=1)).upload_file(str(path))
+    assert part_numbers(s3_proxy) == [3, 5, 6, 7]
+    assert (result.resumed_parts, result.uploaded_parts) == (3, 4)
+    assert read(s3_client, bucket, "k") == path.read_bytes()
+
+
 def test_changed_source_is_detected_on_resume_and_upload_restarts(
     tmp_path: Path, s3_client: Any, bucket: str, proxy_client: Any, s3_proxy: S3Proxy
 ) -> None:

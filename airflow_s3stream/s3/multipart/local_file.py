@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import io
 import os
+from typing import Any
 
 from airflow_s3stream.errors import SourceChangedError, SourceError
 from airflow_s3stream.s3.multipart.bodies import FileRange, part_body
-from airflow_s3stream.s3.multipart.checksums import PartDigest, PartHasher, crc_of
+from airflow_s3stream.s3.multipart.checksums import PartDigest, PartHasher, crc_of, looks_like_md5
 from airflow_s3stream.s3.multipart.resume import SourceFingerprint
+from airflow_s3stream.s3.multipart.session import PartRecord, checksum_value
 
 __all__ = ["LocalFile"]
 
@@ -74,6 +76,27 @@ class LocalFile:
             hasher.update(view[:n])
             done += n
         return hasher.digest()
+
+    def stored_part(
+        self, number: int, offset: int, length: int, algorithm: str, listed: dict[str, Any]
+    ) -> PartRecord | None:
+        """The record of part ``number`` if the server's ListParts entry ``listed`` holds exactly our
+        bytes at ``offset``: same size, an ETag equal to their MD5 (and the same CRC where the server
+        lists one). ``None`` otherwise (an opaque ETag under SSE-KMS included): the part is sent again.
+
+        This is how a resumed upload keeps parts the server acknowledged after the last state write.
+        """
+        etag = str(listed.get("ETag", ""))
+        if int(listed.get("Size", -1)) != length or not looks_like_md5(etag):
+            return None
+        digest = self.digest(offset, length, algorithm, md5=True)
+        if digest.md5 != etag.strip('"').lower():
+            return None
+        checksum = checksum_value(algorithm, digest)
+        server_checksum = listed.get(f"Checksum{algorithm}")
+        if server_checksum and server_checksum != checksum:
+            return None
+        return PartRecord(number, length, etag, checksum, digest.md5)
 
     def read(self, offset: int, length: int) -> bytes:
         return os.pread(self.fd, length, offset)

@@ -42,7 +42,7 @@ from airflow_s3stream.s3.multipart.config import (
     MultipartConfig,
 )
 
-__all__ = ["Body", "PartRecord", "UploadGoneError", "UploadSession"]
+__all__ = ["Body", "PartRecord", "UploadGoneError", "UploadSession", "checksum_value"]
 
 log = logging.getLogger("airflow_s3stream.s3.multipart")
 
@@ -234,6 +234,7 @@ class UploadSession:
         if lost:
             self._abort_untracked(known, keep=self.upload_id)
         return self.upload_id
+
     def _open_upload_ids(self) -> set[str] | None:
         """Ids of this key's open uploads (ListMultipartUploads, exact key); ``None`` if not allowed."""
         what = f"listing the open multipart uploads of {self.uri}"
@@ -292,7 +293,7 @@ class UploadSession:
         """
         assert self.upload_id is not None, "create() first"
         algorithm, upload_id = self._current()
-        sent = _checksum_value(algorithm, digest)
+        sent = checksum_value(algorithm, digest)
         what = f"part {number} of {self.uri}"
         problem = ""
         for attempt in range(1, self.config.retry.max_attempts + 1):
@@ -431,7 +432,7 @@ class UploadSession:
         Under ``auto`` a store refusing the checksum header gets the object again with MD5.
         """
         algorithm = self.algorithm
-        sent = _checksum_value(algorithm, digest)
+        sent = checksum_value(algorithm, digest)
         what = f"uploading {self.uri}"
         try:
             with self._checksum_headers(algorithm):
@@ -492,7 +493,7 @@ def _first_algorithm(configured: str, client: Any) -> str:
     return CHECKSUM_MD5 if refuses_checksum_headers(client) else AUTO_PREFERRED_ALGORITHM
 
 
-def _checksum_value(algorithm: str, digest: PartDigest) -> str:
+def checksum_value(algorithm: str, digest: PartDigest) -> str:
     """What is sent for ``digest``: the base64 CRC, or the ``Content-MD5`` for MD5."""
     if algorithm != CHECKSUM_MD5:
         return encode_checksum(algorithm, digest.crc)

@@ -1,11 +1,12 @@
 """Keeps the resume state object in S3 up to date while parts complete, with one owner at a time.
 
 :class:`StateStore` reads, writes and deletes the JSON object; :class:`Checkpointer` writes the
-latest snapshot from one background thread whenever parts were recorded since the last write, and
-at least every quarter of the owner's lease even when nothing changed (the heartbeat that tells
-other tries this one is alive). Writes coalesce (a large state is not rewritten once per part) and
-a killed worker loses at most the parts acknowledged during the last write, which the next try
-simply sends again.
+latest snapshot from one background thread when parts were recorded since the last write (at most
+once per :data:`CHECKPOINT_INTERVAL`), and at least every quarter of the owner's lease even when
+nothing changed (the heartbeat that tells other tries this one is alive). Writes coalesce (a large
+state is not rewritten once per part). Parts a killed worker had stored but not yet written down
+are adopted by the next try when ListParts shows their ETag equal to the MD5 of its own bytes;
+where ETags are opaque (SSE-KMS) they are sent again.
 
 Ownership rests on conditional writes. A try creates its state with ``If-None-Match: *`` (or
 ``If-Match`` with the ETag of the released or stale state it read and takes over), and every later
@@ -39,9 +40,13 @@ from airflow_s3stream.s3.multipart.resume import ResumeState
 from airflow_s3stream.s3.multipart.session import PartRecord
 from airflow_s3stream.s3.retry import RetryPolicy
 
-__all__ = ["Checkpointer", "StateStore", "StoredState"]
+__all__ = ["CHECKPOINT_INTERVAL", "Checkpointer", "StateStore", "StoredState"]
 
 log = logging.getLogger("airflow_s3stream.s3.multipart")
+
+# seconds between two background state writes: parts acknowledged meanwhile are not lost to a kill,
+# a resumed try adopts them from ListParts when their ETag is the MD5 of our bytes (uploader.py)
+CHECKPOINT_INTERVAL = 1.0
 
 
 @dataclass(frozen=True)
@@ -195,10 +200,12 @@ class Checkpointer:
     :class:`ConcurrentUploadError`: this try must then stop and leave the upload alone.
     """
 
-    def __init__(self, store: StateStore, state: ResumeState) -> None:
+    def __init__(self, store: StateStore, state: ResumeState, min_interval: float = CHECKPOINT_INTERVAL) -> None:
         self.store = store
         self.state = state
         self.heartbeat = state.lease / 4 if state.lease > 0 else None
+        self.min_interval = min_interval
+        self._closed = threading.Event()
         self._lock = threading.Lock()  # guards state.parts
         self._write_lock = threading.Lock()  # a snapshot is written before any later one
         self._dirty = threading.Event()
@@ -236,6 +243,8 @@ class Checkpointer:
             except Exception as exc:  # keep uploading; the next write (or sync) tries again
                 self.error = exc
                 log.warning("could not write resume state %s: %s", self.store.uri, exc)
+            # parts acknowledged meanwhile share the next write (each write costs the server a PUT)
+            self._closed.wait(self.min_interval)
 
     def check(self) -> None:
         """Raise :class:`ConcurrentUploadError` if another try has taken the state over."""
@@ -263,5 +272,6 @@ class Checkpointer:
     def close(self) -> None:
         """Stop the background writer (waits for a write in progress)."""
         self._stopping = True
+        self._closed.set()
         self._dirty.set()
         self._thread.join()

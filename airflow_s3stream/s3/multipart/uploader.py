@@ -73,6 +73,8 @@ log = logging.getLogger("airflow_s3stream.s3.multipart")
 DEFAULT_STATE_LEASE = 120.0
 
 SendPart = Callable[[UploadSession, PartRange], PartRecord]
+# a part the server lists but the state does not record: its record if it holds our bytes, else None
+RecoverPart = Callable[[UploadSession, PartRange, dict[str, Any]], "PartRecord | None"]
 
 
 class ResumableUploader:
@@ -145,6 +147,9 @@ class ResumableUploader:
                 digest = source.digest(part.offset, part.length, session.algorithm, session.wants_md5)
                 return session.upload_part(part.number, lambda: source.body(part.offset, part.length), digest)
 
+            def recover(session: UploadSession, part: PartRange, listed: dict[str, Any]) -> PartRecord | None:
+                return source.stored_part(part.number, part.offset, part.length, session.algorithm, listed)
+
             result = self._run(
                 source.fingerprint(),
                 source.size,
@@ -152,6 +157,7 @@ class ResumableUploader:
                 send,
                 check_unchanged=source.check_unchanged,
                 started=started,
+                recover=recover,
             )
             if sha is not None:
                 return _with(result, sha256=sha.join())
@@ -297,6 +303,7 @@ class ResumableUploader:
         *,
         check_unchanged: Callable[[], None] | None,
         started: float,
+        recover: RecoverPart | None = None,
     ) -> UploadResult:
         plan = plan_parts(size, part_size)
         stored = self.store.load() if self.resume else None
@@ -312,6 +319,8 @@ class ResumableUploader:
                     done_session, done = earlier
                     return done.result(done_session, part_size, started, resumed_parts=len(plan), uploaded_parts=0)
         session, state, reused = self._open(stored, listed, fingerprint, part_size)
+        if stored is not None and stored.state is not None and session.upload_id == stored.state.upload_id:
+            reused += _recover_listed(session, state, plan, listed, recover)  # resumed: listed is this upload's
         missing = [p for p in plan if p.number not in state.parts]
         checkpointer = Checkpointer(self.store, state) if self.resume else None
         progress = Progress(self.uri, sum(p.length for p in missing), self.config.progress_interval)
@@ -419,6 +428,31 @@ class _Sha256Thread:
     def join(self) -> str:
         self._thread.join()
         return self.value
+
+
+def _recover_listed(
+    session: UploadSession,
+    state: ResumeState,
+    plan: list[PartRange],
+    listed: dict[int, dict[str, Any]] | None,
+    recover: RecoverPart | None,
+) -> int:
+    """Adopt parts of the resumed upload that the server lists and the state does not record (they
+    were acknowledged after the last state write) when ``recover`` proves they hold our bytes.
+    Returns how many were adopted; the others are sent again."""
+    if recover is None or not listed:
+        return 0
+    adopted = 0
+    for part in plan:
+        if part.number in state.parts or part.number not in listed:
+            continue
+        record = recover(session, part, listed[part.number])
+        if record is not None:
+            state.parts[part.number] = record
+            adopted += 1
+    if adopted:
+        log.info("%s: %d part(s) the server holds match the source; not sent again", session.uri, adopted)
+    return adopted
 
 
 def _digest(session: UploadSession, data: bytes) -> PartDigest:
