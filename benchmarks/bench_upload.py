@@ -29,17 +29,22 @@ MiB = 1024 * 1024
 BUCKET = "bench-upload"
 
 
-def _client(endpoint: str, pool: int = 16) -> Any:
+def _client(endpoint: str, pool: int = 16, production: bool = False) -> Any:
+    """A client with botocore's defaults, or (``production``) configured as the package's hook
+    configures its own: botocore's retries off, the engine's retry policy the only one."""
     import boto3
     from botocore.config import Config
 
+    from airflow_s3stream.s3.client import single_attempt_config
+
+    config = Config(s3={"addressing_style": "path"}, max_pool_connections=pool)
     return boto3.client(
         "s3",
         endpoint_url=endpoint,
         aws_access_key_id=os.environ.get("S3STREAM_S3_ACCESS_KEY_ID", "testing"),
         aws_secret_access_key=os.environ.get("S3STREAM_S3_SECRET_ACCESS_KEY", "testing"),
         region_name="us-east-1",
-        config=Config(s3={"addressing_style": "path"}, max_pool_connections=pool),
+        config=single_attempt_config(config, max_pool_connections=pool) if production else config,
     )
 
 
@@ -47,7 +52,8 @@ def _client(endpoint: str, pool: int = 16) -> Any:
 
 
 def run_method(method: str, endpoint: str, path: str, key: str, opts: dict[str, Any]) -> dict[str, Any]:
-    client = _client(endpoint, pool=max(16, opts.get("concurrency", 0) + 2))
+    engine = method in ("engine", "engine_resume", "writer")
+    client = _client(endpoint, pool=max(16, opts.get("concurrency", 0) + 2), production=engine)
     size = os.path.getsize(path)
     started = time.monotonic()
     extra: dict[str, Any] = {}
@@ -78,14 +84,15 @@ def run_method(method: str, endpoint: str, path: str, key: str, opts: dict[str, 
                 dst.write(chunk)
     elif method in ("engine", "engine_resume"):
         from airflow_s3stream.s3.multipart import MultipartConfig
-        from airflow_s3stream.s3.multipart.uploader import ResumableUploader
+        from airflow_s3stream.s3.multipart.uploader import DEFAULT_STATE_LEASE, ResumableUploader
 
         config = MultipartConfig(
             part_size=opts["part_mib"] * MiB,
             max_concurrency=opts["concurrency"],
             verify_part_etag=opts.get("md5", True),
         )
-        result = ResumableUploader(client, BUCKET, key, config=config).upload_file(path)
+        lease = float(opts.get("lease", DEFAULT_STATE_LEASE))
+        result = ResumableUploader(client, BUCKET, key, config=config, state_lease=lease).upload_file(path)
         extra = {"parts": result.parts, "uploaded_parts": result.uploaded_parts, "resumed_parts": result.resumed_parts}
     elif method == "writer":
         from airflow_s3stream.s3.multipart import MultipartConfig, MultipartWriter
@@ -135,7 +142,10 @@ def kill_and_resume(endpoint: str, path: str, key: str, concurrency: int, part_m
     client = _client(endpoint)
     size = os.path.getsize(path)
     total = -(-size // (part_mib * MiB))
-    proc = _spawn("engine", endpoint, path, key, {"concurrency": concurrency, "part_mib": part_mib})
+    # A killed try cannot release its resume state: the next one waits for its lease (a short one
+    # here; in Airflow the retry_delay, 5 minutes by default, outlasts the default 120 s lease).
+    lease = 3.0
+    proc = _spawn("engine", endpoint, path, key, {"concurrency": concurrency, "part_mib": part_mib, "lease": lease})
     stored = 0
     while proc.poll() is None:
         uploads = client.list_multipart_uploads(Bucket=BUCKET, Prefix=key).get("Uploads", [])
@@ -150,7 +160,8 @@ def kill_and_resume(endpoint: str, path: str, key: str, concurrency: int, part_m
     uploads = client.list_multipart_uploads(Bucket=BUCKET, Prefix=key).get("Uploads", [])
     listed = client.list_parts(Bucket=BUCKET, Key=key, UploadId=uploads[0]["UploadId"], MaxParts=10000)
     stored = len(listed.get("Parts", []))
-    row = measure("engine_resume", endpoint, path, key, concurrency=concurrency, part_mib=part_mib)
+    time.sleep(lease + 0.5)
+    row = measure("engine_resume", endpoint, path, key, concurrency=concurrency, part_mib=part_mib, lease=lease)
     row.update(total_parts=total, stored_at_kill=stored, missing_at_kill=total - stored)
     return row
 
