@@ -13,6 +13,7 @@ from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from botocore.config import Config
 
 from airflow_s3stream.s3.client import DEFAULT_POOL_CONNECTIONS, configured_max_attempts, single_attempt_config
+from airflow_s3stream.s3.retry import RetryPolicy
 
 __all__ = ["S3StreamHook"]
 
@@ -49,6 +50,12 @@ class S3StreamHook(S3Hook):
         """Attempts per request that the connection's ``config_kwargs.retries`` asks for, if any;
         the operators use it when they are not given ``max_attempts`` themselves."""
         return configured_max_attempts(super().config)
+
+    def retry_policy(self, max_attempts: int | None = None) -> RetryPolicy:
+        """The retry policy for this connection's requests: ``max_attempts`` when given, else the
+        connection's ``config_kwargs.retries``, else the policy's default (6 attempts)."""
+        attempts = max_attempts or self.max_attempts
+        return RetryPolicy(max_attempts=attempts) if attempts else RetryPolicy()
 
     def get_s3_client(self) -> Any:
         """The boto3 S3 client the streaming core takes as its argument."""

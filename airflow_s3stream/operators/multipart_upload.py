@@ -7,6 +7,7 @@ Thin by design: arguments are validated here (DAG parse time), clients come from
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, ClassVar
@@ -55,7 +56,8 @@ class S3MultipartUploadOperator(BaseOperator):
     :param abort_stale_uploads_older_than: before uploading, abort incomplete uploads under
         ``stale_uploads_prefix`` started longer ago than this (``timedelta`` or seconds).
     :param stale_uploads_prefix: prefix for that cleanup; ``None`` = ``s3_key`` itself.
-    :param max_attempts: tries per S3 request (throttling, 5xx, resets, timeouts).
+    :param max_attempts: tries per S3 request (throttling, 5xx, resets, timeouts); ``None`` = the
+        connection's ``config_kwargs.retries``, else 6. botocore's own retries are off.
 
     Returns (XCom) ``bucket``, ``key``, ``size``, ``parts``, ``part_size``, ``etag``,
     ``checksum_algorithm``, ``checksum_type``, ``checksum``, ``seconds``, ``mb_per_s``,
@@ -91,7 +93,7 @@ class S3MultipartUploadOperator(BaseOperator):
         extra_args: dict[str, Any] | None = None,
         abort_stale_uploads_older_than: timedelta | float | None = None,
         stale_uploads_prefix: str | None = None,
-        max_attempts: int = RetryPolicy.max_attempts,
+        max_attempts: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -105,7 +107,7 @@ class S3MultipartUploadOperator(BaseOperator):
                 checksum_algorithm=checksum_algorithm,
                 checksum_type=checksum_type,
                 verify_part_etag=verify_part_etag,
-                retry=RetryPolicy(max_attempts=max_attempts),
+                retry=RetryPolicy(max_attempts=max_attempts or RetryPolicy.max_attempts),
             )
         except ValueError as exc:
             raise ConfigurationError(f"{self.task_id}: {exc}") from exc
@@ -120,6 +122,7 @@ class S3MultipartUploadOperator(BaseOperator):
         self.extra_args = dict(extra_args or {})
         self.abort_stale_uploads_older_than = abort_stale_uploads_older_than
         self.stale_uploads_prefix = stale_uploads_prefix
+        self.max_attempts = max_attempts
         self._uploader: ResumableUploader | None = None
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
@@ -133,6 +136,7 @@ class S3MultipartUploadOperator(BaseOperator):
         with named_failures(where):
             hook = S3StreamHook(aws_conn_id=self.aws_conn_id, max_pool_connections=self.config.max_concurrency + 4)
             client = hook.get_s3_client()
+            config = dataclasses.replace(self.config, retry=hook.retry_policy(self.max_attempts))
             spec = classify_source(self.source, s3_same_endpoint=self.source_aws_conn_id is None)
             try:
                 aborted = self._abort_stale(hook)
@@ -143,7 +147,7 @@ class S3MultipartUploadOperator(BaseOperator):
                         spec.location,
                         self.s3_bucket,
                         self.s3_key,
-                        config=self.config,
+                        config=config,
                         transport_params=self._transport_params(),
                         extra_args=self.extra_args,
                         compute_sha256=self.compute_sha256,
@@ -153,7 +157,7 @@ class S3MultipartUploadOperator(BaseOperator):
                         client,
                         self.s3_bucket,
                         self.s3_key,
-                        config=self.config,
+                        config=config,
                         resume=self.resume,
                         keep_for_retry=_will_retry(context),
                         state_prefix=self.state_prefix,
@@ -193,7 +197,11 @@ class S3MultipartUploadOperator(BaseOperator):
             return 0
         prefix = self.s3_key if self.stale_uploads_prefix is None else self.stale_uploads_prefix
         aborted = abort_stale_uploads(
-            hook.get_s3_client(), self.s3_bucket, prefix, self.abort_stale_uploads_older_than, retry=self.config.retry
+            hook.get_s3_client(),
+            self.s3_bucket,
+            prefix,
+            self.abort_stale_uploads_older_than,
+            retry=hook.retry_policy(self.max_attempts),
         )
         return len(aborted)
 

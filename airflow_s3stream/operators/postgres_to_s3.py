@@ -8,6 +8,7 @@ Thin by design: arguments are validated in ``__init__`` (DAG parse time), connec
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -58,6 +59,8 @@ class PostgresToS3StreamOperator(BaseOperator):
         additional checksum headers), ``CRC32C``, ``CRC32``, ``CRC64NVME`` or ``MD5`` (``Content-MD5``
         only, for S3-compatible stores without additional checksums).
     :param progress_interval: seconds between progress lines in the task log.
+    :param max_attempts: tries per S3 request (throttling, 5xx, resets, timeouts); ``None`` = the
+        connection's ``config_kwargs.retries``, else 6. botocore's own retries are off.
 
     Returns (XCom) ``{"bucket", "files": [{"key", "rows", "bytes"}], "rows", "bytes", "seconds",
     "mb_per_s", "manifest_key"}``.
@@ -98,6 +101,7 @@ class PostgresToS3StreamOperator(BaseOperator):
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         checksum_algorithm: str = "auto",
         progress_interval: float = 5.0,
+        max_attempts: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -127,6 +131,11 @@ class PostgresToS3StreamOperator(BaseOperator):
         self.sql, self.s3_bucket, self.s3_key, self.parameters = sql, s3_bucket, s3_key, parameters
         self.postgres_conn_id, self.aws_conn_id = postgres_conn_id, aws_conn_id
         self.progress_interval = progress_interval
+        if max_attempts is not None and (
+            isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1
+        ):
+            raise ConfigurationError(f"{self.task_id}: max_attempts must be a positive integer, got {max_attempts!r}")
+        self.max_attempts = max_attempts
         self._conn: Any = None  # the psycopg connection while execute() runs, for on_kill
 
     def _log_progress(self, progress: ProgressSnapshot) -> None:
@@ -146,9 +155,11 @@ class PostgresToS3StreamOperator(BaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         with named_failures(f"s3://{self.s3_bucket}/{self.s3_key}"):
-            client = S3StreamHook(
+            hook = S3StreamHook(
                 aws_conn_id=self.aws_conn_id, max_pool_connections=self.upload_config.max_concurrency + 2
-            ).get_s3_client()
+            )
+            client = hook.get_s3_client()
+            upload_config = dataclasses.replace(self.upload_config, retry=hook.retry_policy(self.max_attempts))
             conn = self._conn = PostgresStreamHook(postgres_conn_id=self.postgres_conn_id).get_psycopg_connection()
             try:
                 result = export_query(
@@ -159,7 +170,7 @@ class PostgresToS3StreamOperator(BaseOperator):
                     bucket=self.s3_bucket,
                     key=self.s3_key,
                     options=self.options,
-                    upload_config=self.upload_config,
+                    upload_config=upload_config,
                     on_progress=self._log_progress,
                     progress_interval=self.progress_interval,
                 )

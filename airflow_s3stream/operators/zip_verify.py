@@ -7,6 +7,7 @@ Thin by design: arguments are validated here (at DAG parse time), the client com
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -45,7 +46,8 @@ class S3ZipVerifyOperator(BaseOperator):
     :param max_total_uncompressed: zip-bomb guard: bytes all members may expand to.
     :param fail_on_invalid: fail the task (without retries) when the archive is invalid; the
         report still goes to XCom and to ``report_key``.
-    :param max_attempts: tries per S3 request before the task fails retryably.
+    :param max_attempts: tries per S3 request before the task fails retryably; ``None`` = the
+        connection's ``config_kwargs.retries``, else 6.
 
     Returns the report as a dict (``valid``, ``mode``, ``members_checked``, ``payload_files``,
     ``payload_bytes``, ``algorithms``, ``errors``, ``warnings``, ``requests``, ``bytes_read``,
@@ -74,7 +76,7 @@ class S3ZipVerifyOperator(BaseOperator):
         max_ratio: float = ZipLimits.max_ratio,
         max_total_uncompressed: int = ZipLimits.max_total_uncompressed,
         fail_on_invalid: bool = True,
-        max_attempts: int = RetryPolicy.max_attempts,
+        max_attempts: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -85,13 +87,16 @@ class S3ZipVerifyOperator(BaseOperator):
             raise ConfigurationError(f"{self.task_id}: mode must be one of {', '.join(MODES)}, got {mode!r}")
         try:
             self.reader_config = ReaderConfig(
-                block_size=block_size, prefetch_blocks=prefetch_blocks, retry=RetryPolicy(max_attempts=max_attempts)
+                block_size=block_size,
+                prefetch_blocks=prefetch_blocks,
+                retry=RetryPolicy(max_attempts=max_attempts or RetryPolicy.max_attempts),
             )
             self.limits = ZipLimits(max_ratio=max_ratio, max_total_uncompressed=max_total_uncompressed)
         except ValueError as exc:
             raise ConfigurationError(f"{self.task_id}: {exc}") from exc
         self.s3_bucket, self.s3_key, self.aws_conn_id = s3_bucket, s3_key, aws_conn_id
         self.mode, self.report_key, self.fail_on_invalid = mode, report_key, fail_on_invalid
+        self.max_attempts = max_attempts
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """OpenLineage (when installed): the archive in, the report object out when written."""
@@ -105,7 +110,8 @@ class S3ZipVerifyOperator(BaseOperator):
         hook = S3StreamHook(
             aws_conn_id=self.aws_conn_id, max_pool_connections=max(10, self.reader_config.prefetch_blocks + 2)
         )
-        config = VerifyConfig(mode=self.mode, reader=self.reader_config, limits=self.limits)
+        reader = dataclasses.replace(self.reader_config, retry=hook.retry_policy(self.max_attempts))
+        config = VerifyConfig(mode=self.mode, reader=reader, limits=self.limits)
         with named_failures(f"s3://{self.s3_bucket}/{self.s3_key}", reading=True):
             client = hook.get_s3_client()
             report = verify_archive(S3ObjectSource(client, self.s3_bucket, self.s3_key), config)
@@ -113,7 +119,7 @@ class S3ZipVerifyOperator(BaseOperator):
             self.log.info("%s", report.summary())
             if self.report_key:
                 body = json.dumps(result, indent=2).encode()
-                put_object(client, self.s3_bucket, self.report_key, body, self.reader_config.retry, ContentType=JSON)
+                put_object(client, self.s3_bucket, self.report_key, body, reader.retry, ContentType=JSON)
         if not report.valid and self.fail_on_invalid:
             ti = context.get("ti") if hasattr(context, "get") else None
             if ti is not None:

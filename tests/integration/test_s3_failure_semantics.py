@@ -416,6 +416,32 @@ def test_503_storm_on_one_part_sends_it_exactly_max_attempts_times(
     assert uploads(s3_client, bucket) == []
 
 
+@pytest.mark.parametrize(
+    "case", [({"total_max_attempts": 2}, None, 2), ({}, 3, 3)], ids=["connection retries", "operator max_attempts"]
+)
+def test_operators_take_their_attempts_from_the_connection_unless_given(
+    tmp_path: Path, bucket: str, proxy_aws_conn: Callable[..., str], s3_proxy: S3Proxy, case: tuple[Any, ...]
+) -> None:
+    retries, max_attempts, sends = case
+    path = make_file(tmp_path, 2 * PART)
+    s3_proxy.add_fault(on("UploadPart", Status(503, "SlowDown"), partNumber="2"))
+    conn_id = proxy_aws_conn(retries=retries) if retries else proxy_aws_conn()
+    op = S3MultipartUploadOperator(
+        task_id="up",
+        source=str(path),
+        s3_bucket=bucket,
+        s3_key="k",
+        aws_conn_id=conn_id,
+        part_size=PART,
+        max_concurrency=1,
+        resume=False,
+        max_attempts=max_attempts,
+    )
+    with pytest.raises(TransientError, match=rf"s3://{bucket}/k"):
+        op.execute({})
+    assert len([r for r in s3_proxy.requests if r.op == "UploadPart" and r.query["partNumber"] == "2"]) == sends
+
+
 # -- 6. the writer's small promises ------------------------------------------------------------
 
 
