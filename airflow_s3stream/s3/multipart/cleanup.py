@@ -13,10 +13,10 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow_s3stream.errors import ConfigurationError
-from airflow_s3stream.s3.classify import to_error
+from airflow_s3stream.s3.classify import classify, to_error
 from airflow_s3stream.s3.retry import RetryPolicy
 
-__all__ = ["StaleUpload", "abort_stale_uploads"]
+__all__ = ["StaleUpload", "abort_stale_uploads", "abort_untracked", "open_upload_ids"]
 
 log = logging.getLogger("airflow_s3stream.s3.multipart")
 
@@ -89,3 +89,55 @@ def abort_stale_uploads(
                 )
             stale.append(item)
     return stale
+
+
+def open_upload_ids(client: Any, bucket: str, key: str, retry: RetryPolicy) -> set[str] | None:
+    """Ids of the open multipart uploads of exactly ``key`` (ListMultipartUploads); ``None`` when the
+    credentials may not list them. Other failures raise the package's error naming the key."""
+    what = f"listing the open multipart uploads of s3://{bucket}/{key}"
+
+    def listing() -> set[str]:
+        ids: set[str] = set()
+        for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=key):
+            ids.update(str(u["UploadId"]) for u in page.get("Uploads", []) if u.get("Key") == key)
+        return ids
+
+    try:
+        return retry.call(listing, what=what)
+    except Exception as exc:
+        if classify(exc).access_denied:
+            log.debug("%s: not permitted (%s); a lost Create answer cannot be cleaned up", what, exc)
+            return None
+        raise to_error(exc, what) from exc
+
+
+def abort_untracked(
+    client: Any, bucket: str, key: str, retry: RetryPolicy, *, known: set[str] | None, keep: str | None
+) -> None:
+    """After a CreateMultipartUpload whose answer was lost: abort the uploads of ``key`` that were not
+    open before it (``known``) and are not ``keep`` (the one finally returned). Never raises: what
+    cannot be listed or aborted is logged and left to the lifecycle rule or :func:`abort_stale_uploads`."""
+    uri = f"s3://{bucket}/{key}"
+    now = None
+    if known is not None:
+        try:
+            now = open_upload_ids(client, bucket, key, retry)
+        except Exception as exc:
+            log.warning("%s: could not list open uploads (%s)", uri, exc)
+    if now is None or known is None:
+        log.warning(
+            "a CreateMultipartUpload answer for %s was lost and the uploads it may have started cannot be "
+            "listed: they stay until the bucket's lifecycle rule or abort_stale_uploads removes them",
+            uri,
+        )
+        return
+    for upload_id in sorted(now - known - {keep}):
+        log.warning("aborting upload %s of %s, started by a Create whose answer was lost", upload_id, uri)
+        try:
+            retry.call(
+                functools.partial(client.abort_multipart_upload, Bucket=bucket, Key=key, UploadId=upload_id),
+                what=f"aborting upload {upload_id} of {uri}",
+            )
+        except Exception as exc:
+            if not classify(exc).not_found:
+                log.error("could not abort multipart upload %s of %s: %s", upload_id, uri, exc)

@@ -35,6 +35,7 @@ from airflow_s3stream.errors import ChecksumMismatchError, SourceChangedError, U
 from airflow_s3stream.s3.checksum_headers import refuses_checksum_headers, remember_refusal, without_checksum_headers
 from airflow_s3stream.s3.classify import classify, to_error
 from airflow_s3stream.s3.multipart.checksums import PartDigest, content_md5, encode_checksum, looks_like_md5
+from airflow_s3stream.s3.multipart.cleanup import abort_untracked, open_upload_ids
 from airflow_s3stream.s3.multipart.config import (
     AUTO_PREFERRED_ALGORITHM,
     CHECKSUM_AUTO,
@@ -206,7 +207,7 @@ class UploadSession:
         permission to list uploads, the cleanup is skipped with a warning.
         """
         what = f"creating a multipart upload for {self.uri}"
-        known = self._open_upload_ids()
+        known = open_upload_ids(self.client, self.bucket, self.key, self.config.retry)
         lost = False
 
         def attempt() -> Any:
@@ -226,52 +227,14 @@ class UploadSession:
             response = self._call(what, attempt, fall_back=True)
         except Exception:
             if lost:
-                self._abort_untracked(known, keep=None)
+                abort_untracked(self.client, self.bucket, self.key, self.config.retry, known=known, keep=None)
             raise
         self.upload_id = str(response["UploadId"])
         self._created = True
         self._ended = False
         if lost:
-            self._abort_untracked(known, keep=self.upload_id)
+            abort_untracked(self.client, self.bucket, self.key, self.config.retry, known=known, keep=self.upload_id)
         return self.upload_id
-
-    def _open_upload_ids(self) -> set[str] | None:
-        """Ids of this key's open uploads (ListMultipartUploads, exact key); ``None`` if not allowed."""
-        what = f"listing the open multipart uploads of {self.uri}"
-
-        def listing() -> set[str]:
-            paginator = self.client.get_paginator("list_multipart_uploads")
-            ids: set[str] = set()
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.key):
-                ids.update(str(u["UploadId"]) for u in page.get("Uploads", []) if u.get("Key") == self.key)
-            return ids
-
-        try:
-            return self.config.retry.call(listing, what=what)
-        except Exception as exc:
-            if classify(exc).access_denied:
-                log.debug("%s: not permitted (%s); a lost Create answer cannot be cleaned up", what, exc)
-                return None
-            raise to_error(exc, what) from exc
-
-    def _abort_untracked(self, known: set[str] | None, keep: str | None) -> None:
-        """Abort uploads of this key that were not open before Create and are not ``keep``. Never raises."""
-        now = None
-        if known is not None:
-            try:
-                now = self._open_upload_ids()
-            except Exception as exc:
-                log.warning("%s: could not list open uploads (%s)", self.uri, exc)
-        if now is None or known is None:
-            log.warning(
-                "a CreateMultipartUpload answer for %s was lost and the uploads it may have started cannot be "
-                "listed: they stay until the bucket's lifecycle rule or abort_stale_uploads removes them",
-                self.uri,
-            )
-            return
-        for upload_id in sorted(now - known - {keep}):
-            log.warning("aborting upload %s of %s, started by a Create whose answer was lost", upload_id, self.uri)
-            UploadSession(self.client, self.bucket, self.key, self.config, upload_id=upload_id).abort()
 
     def _mismatch(self, response: dict[str, Any], digest: PartDigest, sent: str, algorithm: str) -> str | None:
         echoed = response.get(f"Checksum{algorithm}")
