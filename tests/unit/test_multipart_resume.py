@@ -12,7 +12,7 @@ import pytest
 
 from airflow_s3stream.errors import SourceChangedError, SourceError
 from airflow_s3stream.progress import Progress
-from airflow_s3stream.s3.multipart.bodies import BufferBody, FileRange
+from airflow_s3stream.s3.multipart.bodies import BufferBody, FileRange, hashing_raw, part_body
 from airflow_s3stream.s3.multipart.local_file import LocalFile
 from airflow_s3stream.s3.multipart.resume import ResumeState, SourceFingerprint, decide_resume, state_key
 from airflow_s3stream.s3.multipart.session import PartRecord
@@ -207,3 +207,29 @@ def test_progress_line_has_parts_bytes_rate_and_eta() -> None:
     progress.add(25_000_000)
     line = progress.describe(progress.started + 1.0)
     assert line == "s3://b/k: 1 parts, 25.0 MB of 100.0 MB (25%), 25.0 MB/s, ETA 3 s"
+
+
+def test_a_part_body_hashes_what_its_last_full_pass_handed_out(tmp_path: Path) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for raw in (BufferBody(bytearray(data)), FileRange(fd, 0, len(data), str(path))):
+            body = part_body(raw)
+            assert hashing_raw(body) is raw
+            raw.hash_md5()
+            while body.read(4096):  # a signer's pass, 4 KiB at a time
+                pass
+            body.seek(0)  # then the send
+            assert body.read() == data
+            assert raw.md5_hexdigest() == hashlib.md5(data).hexdigest()
+            body.seek(0)
+            body.read(10)  # a pass that stopped early says nothing
+            assert raw.md5_hexdigest() == ""
+            raw.seek(5)
+            raw.read()  # nor does one that did not start at byte 0
+            assert raw.md5_hexdigest() == ""
+    finally:
+        os.close(fd)
+    assert hashing_raw(b"bytes") is None

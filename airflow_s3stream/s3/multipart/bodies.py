@@ -10,24 +10,53 @@ time, which would otherwise be one Python call per 4 KiB.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 from typing import Any
 
 from airflow_s3stream.errors import SourceChangedError
 
-__all__ = ["BODY_READ_BUFFER", "BufferBody", "FileRange", "part_body"]
+__all__ = ["BODY_READ_BUFFER", "BufferBody", "FileRange", "hashing_raw", "part_body"]
 
 BODY_READ_BUFFER = 1024 * 1024  # bytes read from a part body at a time, whoever asks for less
 
 
 class _RangeBody(io.RawIOBase):
-    """Common seek/tell/len of a read-only body of ``length`` bytes."""
+    """Common seek/tell/len of a read-only body of ``length`` bytes.
+
+    :meth:`hash_md5` makes the body hash what it hands out: botocore reads a body once to sign it
+    and once more to send it, seeking back to 0 in between, so the MD5 of a pass that read every
+    byte in order is the MD5 of what was sent (compared with the part's ETag afterwards), computed
+    without a pass of its own before the request.
+    """
 
     def __init__(self, length: int) -> None:
         super().__init__()
         self._length = length
         self._pos = 0
+        self._md5: Any = None
+        self._hashed = 0  # bytes of the current pass hashed, in order; -1 after a jump
+
+    def hash_md5(self) -> None:
+        """From now on, hash every pass that starts at byte 0 (see :meth:`md5_hexdigest`)."""
+        self._md5 = hashlib.md5(usedforsecurity=False)
+        self._hashed = 0 if self._pos == 0 else -1
+
+    def md5_hexdigest(self) -> str:
+        """The MD5 of the last pass if it read all ``length`` bytes in order, else ''."""
+        if self._md5 is None or self._hashed != self._length:
+            return ""
+        return str(self._md5.hexdigest())
+
+    def _hash(self, data: Any, at: int) -> None:
+        if self._md5 is None or self._hashed < 0:
+            return
+        if at != self._hashed:
+            self._hashed = -1  # not a pass in order: this one says nothing
+            return
+        self._md5.update(data)
+        self._hashed += len(data)
 
     def readable(self) -> bool:
         return True
@@ -44,6 +73,9 @@ class _RangeBody(io.RawIOBase):
     def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
         base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._length}[whence]
         self._pos = max(0, min(self._length, base + pos))
+        if self._md5 is not None and self._pos == 0:  # a new pass
+            self._md5 = hashlib.md5(usedforsecurity=False)
+            self._hashed = 0
         return self._pos
 
     def _span(self, size: int | None) -> int:
@@ -61,6 +93,7 @@ class BufferBody(_RangeBody):
     def read(self, size: int | None = -1) -> bytes:
         n = self._span(size)
         data = bytes(self._view[self._pos : self._pos + n])
+        self._hash(data, self._pos)
         self._pos += n
         return data
 
@@ -68,6 +101,7 @@ class BufferBody(_RangeBody):
         out = memoryview(buffer).cast("B")
         n = self._span(len(out))
         out[:n] = self._view[self._pos : self._pos + n]
+        self._hash(out[:n], self._pos)
         self._pos += n
         return n
 
@@ -97,6 +131,7 @@ class FileRange(_RangeBody):
         data = os.pread(self._fd, n, self._offset + self._pos)
         if len(data) < n:
             raise self._shrank(self._offset + self._pos + len(data))
+        self._hash(data, self._pos)
         self._pos += n
         return data
 
@@ -109,8 +144,15 @@ class FileRange(_RangeBody):
             if got == 0:
                 raise self._shrank(self._offset + self._pos + done)
             done += got
+        self._hash(view[:n], self._pos)
         self._pos += n
         return n
+
+
+def hashing_raw(body: Any) -> _RangeBody | None:
+    """The range body under a :func:`part_body` reader (what can hash what is sent), or ``None``."""
+    raw = getattr(body, "raw", body)
+    return raw if isinstance(raw, _RangeBody) else None
 
 
 def part_body(raw: _RangeBody) -> io.BufferedReader:

@@ -24,6 +24,7 @@ meet ``NoSuchUpload``: :class:`UploadGoneError` tells the caller to look at the 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import logging
 import threading
@@ -34,6 +35,7 @@ from typing import IO, Any
 from airflow_s3stream.errors import ChecksumMismatchError, SourceChangedError, UploadError
 from airflow_s3stream.s3.checksum_headers import refuses_checksum_headers, remember_refusal, without_checksum_headers
 from airflow_s3stream.s3.classify import classify, to_error
+from airflow_s3stream.s3.multipart.bodies import hashing_raw
 from airflow_s3stream.s3.multipart.checksums import PartDigest, content_md5, encode_checksum, looks_like_md5
 from airflow_s3stream.s3.multipart.cleanup import abort_untracked, open_upload_ids
 from airflow_s3stream.s3.multipart.config import (
@@ -46,6 +48,8 @@ from airflow_s3stream.s3.multipart.config import (
 __all__ = ["Body", "PartRecord", "UploadGoneError", "UploadSession", "checksum_value"]
 
 log = logging.getLogger("airflow_s3stream.s3.multipart")
+
+_SENT_MD5 = "s3stream:sent-md5"  # the MD5 of the bytes a part's body handed out, beside the answer
 
 Body = bytes | bytearray | IO[bytes] | io.RawIOBase
 
@@ -129,12 +133,19 @@ class UploadSession:
 
     @property
     def wants_md5(self) -> bool:
-        """Whether parts still need their MD5 computed (see ``MultipartConfig.verify_part_etag``)."""
-        if self.algorithm == CHECKSUM_MD5 or self.can_fall_back:
-            return True  # the MD5 is what is sent, or may have to be
+        """Whether parts need their MD5 (see ``MultipartConfig.verify_part_etag``)."""
+        if self.md5_up_front:
+            return True
         if self.config.verify_part_etag == "auto":
             return not self.server_echoes_checksums
         return bool(self.config.verify_part_etag)
+
+    @property
+    def md5_up_front(self) -> bool:
+        """Whether a part's MD5 must be known before it is sent: it is the ``Content-MD5`` header
+        (the MD5 algorithm), or may have to be (``auto`` may still fall back). Otherwise the MD5
+        for the ETag check is computed from the bytes as they are sent (:meth:`upload_part`)."""
+        return self.algorithm == CHECKSUM_MD5 or self.can_fall_back
 
     def _call(self, what: str, fn: Callable[[], Any], *, fall_back: bool = False) -> Any:
         algorithm = self.algorithm
@@ -250,9 +261,11 @@ class UploadSession:
     def upload_part(self, number: int, body: Callable[[], Body], digest: PartDigest) -> PartRecord:
         """UploadPart ``number`` with the bytes ``body()`` returns (called again for each attempt).
 
-        Transient failures are retried by the policy; a body the server stored differently from
-        what we hashed is sent again up to ``retry.max_attempts`` times, then
-        :class:`ChecksumMismatchError`. Other failures raise our errors naming part and URI.
+        ``digest`` carries the size and CRC (and the MD5 when :attr:`md5_up_front`). When the MD5
+        is wanted only for the ETag check, a :func:`~.bodies.part_body` body hashes the bytes as
+        botocore sends them. Transient failures are retried by the policy; a body the server
+        stored differently from what we hashed is sent again up to ``retry.max_attempts`` times,
+        then :class:`ChecksumMismatchError`. Other failures raise our errors naming part and URI.
         """
         assert self.upload_id is not None, "create() first"
         algorithm, upload_id = self._current()
@@ -269,11 +282,12 @@ class UploadSession:
                     raise to_error(exc, what) from exc
                 problem = f"server refused the checksum: {exc}"
             else:
-                mismatch = self._mismatch(response, digest, sent, algorithm)
+                checked = digest if digest.md5 else dataclasses.replace(digest, md5=response.pop(_SENT_MD5, ""))
+                mismatch = self._mismatch(response, checked, sent, algorithm)
                 if mismatch is None:
                     if not self._stored_in(upload_id):
                         return self.upload_part(number, body, digest)  # its upload was replaced meanwhile
-                    return PartRecord(number, digest.size, str(response["ETag"]), sent, digest.md5)
+                    return PartRecord(number, checked.size, str(response["ETag"]), sent, checked.md5)
                 problem = mismatch
             log.warning("%s: bytes corrupted in transit (%s), attempt %d; sending again", what, problem, attempt)
         raise ChecksumMismatchError(f"{what}: {problem} after {self.config.retry.max_attempts} attempts")
@@ -282,21 +296,31 @@ class UploadSession:
         self, number: int, body: Callable[[], Body], digest: PartDigest, target: tuple[str, str | None, str], what: str
     ) -> dict[str, Any]:
         algorithm, upload_id, sent = target
-        with self._checksum_headers(algorithm):
-            return dict(
-                self.config.retry.call(
-                    lambda: self.client.upload_part(
-                        Bucket=self.bucket,
-                        Key=self.key,
-                        UploadId=upload_id,
-                        PartNumber=number,
-                        Body=body(),
-                        ContentLength=digest.size,
-                        **_checksum_arg(algorithm, sent),
-                    ),
-                    what=what,
-                )
+        hash_while_sending = not digest.md5 and self.wants_md5
+        sent_bodies: list[Any] = []
+
+        def send() -> Any:
+            part = body()
+            raw = hashing_raw(part) if hash_while_sending else None
+            if raw is not None:
+                raw.hash_md5()
+            sent_bodies.append(raw)
+            return self.client.upload_part(
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=part,
+                ContentLength=digest.size,
+                **_checksum_arg(algorithm, sent),
             )
+
+        with self._checksum_headers(algorithm):
+            response = dict(self.config.retry.call(send, what=what))
+        raw = sent_bodies[-1] if sent_bodies else None
+        if raw is not None:
+            response[_SENT_MD5] = raw.md5_hexdigest()
+        return response
 
     def copy_part(self, number: int, copy_source: dict[str, Any], first: int, last: int, if_match: str) -> PartRecord:
         """UploadPartCopy bytes ``first..last`` (inclusive) of ``copy_source`` into part ``number``.

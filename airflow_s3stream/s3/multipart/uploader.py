@@ -144,7 +144,7 @@ class ResumableUploader:
                 return finished.result(session, sizer.base, started, sha256=sha.join() if sha else None)
 
             def send(session: UploadSession, part: PartRange) -> PartRecord:
-                digest = source.digest(part.offset, part.length, session.algorithm, session.wants_md5)
+                digest = source.digest(part.offset, part.length, session.algorithm, session.md5_up_front)
                 return session.upload_part(part.number, lambda: source.body(part.offset, part.length), digest)
 
             def recover(session: UploadSession, part: PartRange, listed: dict[str, Any]) -> PartRecord | None:

@@ -241,7 +241,7 @@ class MultipartWriter(io.BufferedIOBase):
     def _upload(self, number: int, buf: bytearray) -> PartRecord:
         if self._error is not None:
             raise UploadError(f"part {number} of {self._session.uri}: skipped after an earlier failure")
-        digest = PartHasher.of(self._session.algorithm, self._session.wants_md5, buf)
+        digest = PartHasher.of(self._session.algorithm, self._session.md5_up_front, buf)
         record = self._session.upload_part(number, lambda: part_body(BufferBody(buf)), digest)
         with self._spare_lock:
             self._spare.append(buf)
