@@ -26,9 +26,9 @@ class _RangeBody(io.RawIOBase):
     """Common seek/tell/len of a read-only body of ``length`` bytes.
 
     :meth:`hash_md5` makes the body hash what it hands out: botocore reads a body once to sign it
-    and once more to send it, seeking back to 0 in between, so the MD5 of a pass that read every
-    byte in order is the MD5 of what was sent (compared with the part's ETag afterwards), computed
-    without a pass of its own before the request.
+    and once more to send it, seeking back to 0 in between. The first pass that reads every byte in
+    order gives the MD5 (compared with the part's ETag afterwards); later passes hand out the same
+    bytes and are not hashed again. So the MD5 costs no read of its own before the request.
     """
 
     def __init__(self, length: int) -> None:
@@ -44,13 +44,13 @@ class _RangeBody(io.RawIOBase):
         self._hashed = 0 if self._pos == 0 else -1
 
     def md5_hexdigest(self) -> str:
-        """The MD5 of the last pass if it read all ``length`` bytes in order, else ''."""
+        """The MD5 of the first pass that read all ``length`` bytes in order, else ''."""
         if self._md5 is None or self._hashed != self._length:
             return ""
         return str(self._md5.hexdigest())
 
     def _hash(self, data: Any, at: int) -> None:
-        if self._md5 is None or self._hashed < 0:
+        if self._md5 is None or self._hashed < 0 or self._hashed == self._length:
             return
         if at != self._hashed:
             self._hashed = -1  # not a pass in order: this one says nothing
@@ -73,7 +73,7 @@ class _RangeBody(io.RawIOBase):
     def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
         base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._length}[whence]
         self._pos = max(0, min(self._length, base + pos))
-        if self._md5 is not None and self._pos == 0:  # a new pass
+        if self._md5 is not None and self._pos == 0 and self._hashed != self._length:  # a new pass
             self._md5 = hashlib.md5(usedforsecurity=False)
             self._hashed = 0
         return self._pos
