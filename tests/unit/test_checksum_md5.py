@@ -144,3 +144,14 @@ def test_an_md5_session_always_hashes_md5_and_is_composite() -> None:
     assert (auto_full.algorithm, auto_full.checksum_type) == ("CRC32C", "FULL_OBJECT")
     # auto hashes MD5s until a part is stored, in case the store refuses the CRC at the first part
     assert UploadSession(client(fresh_endpoint()), "b", "k", MultipartConfig(verify_part_etag=False)).wants_md5
+
+
+def test_a_checksum_reported_where_none_was_computed_is_not_a_mismatch() -> None:
+    # a server-side copy whose parts' CRCs the server did not return: nothing to compare, so the
+    # object must not be called corrupt (and deleted) for the checksum S3 reports
+    expected = ExpectedObject("s3://b/k", 10, "CRC32C", "", True, 2, "")
+    head = {"ContentLength": 10, "ChecksumCRC32C": "AAAAAA==", "ETag": '"0123456789abcdef0123456789abcdef-2"'}
+    assert verify_object(head, expected) == ["size"]
+    wrong = ExpectedObject("s3://b/k", 10, "CRC32C", "BBBBBB==", True, 2, "")
+    with pytest.raises(ChecksumMismatchError, match="s3://b/k: CRC32C mismatch"):
+        verify_object(head, wrong)
