@@ -44,7 +44,7 @@ FROM generate_series(1, %(rows)s) g;
 CREATE INDEX ON {TABLE} (created_at);
 ANALYZE {TABLE};
 """
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]  # tests/support/demo.py -> the checkout
 
 
 def _airflow(args: list[str], env: dict[str, str]) -> tuple[int, float, float, str]:
