@@ -31,6 +31,7 @@ from typing import Any, BinaryIO, Protocol
 
 from airflow_s3stream.errors import ObjectChangedError, SourceError, TransientError
 from airflow_s3stream.s3.classify import classify, to_error
+from airflow_s3stream.s3.client import warn_if_retrying
 from airflow_s3stream.s3.retry import RetryPolicy
 
 __all__ = [
@@ -124,6 +125,7 @@ class S3ObjectSource:
     """
 
     def __init__(self, client: Any, bucket: str, key: str, version_id: str | None = None) -> None:
+        warn_if_retrying(client)
         self.client, self.bucket, self.key = client, bucket, key
         self.version_id = version_id  # asked for by the caller; sent with every GET
         self.etag: str | None = None

@@ -35,6 +35,7 @@ from typing import IO, Any
 from airflow_s3stream.errors import ChecksumMismatchError, SourceChangedError, UploadError
 from airflow_s3stream.s3.checksum_headers import refuses_checksum_headers, remember_refusal, without_checksum_headers
 from airflow_s3stream.s3.classify import classify, to_error
+from airflow_s3stream.s3.client import warn_if_retrying
 from airflow_s3stream.s3.multipart.bodies import hashing_raw
 from airflow_s3stream.s3.multipart.checksums import PartDigest, content_md5, encode_checksum, looks_like_md5
 from airflow_s3stream.s3.multipart.cleanup import abort_untracked, open_upload_ids
@@ -99,6 +100,7 @@ class UploadSession:
         extra_args: dict[str, Any] | None = None,
         upload_id: str | None = None,
     ) -> None:
+        warn_if_retrying(client)
         self.client = client
         self.bucket = bucket
         self.key = key
