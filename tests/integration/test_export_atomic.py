@@ -156,7 +156,7 @@ def test_lost_complete_answer_during_the_commit_publishes_the_new_export_whole( 
     )
     result = export(pg_conn, client, bucket, 2 * ROWS_PER_FILE, seed=7)  # 2 files: part-00002 is stale
     # part-00000 completed; part-00001 completed with its answer lost, then NoSuchUpload: confirmed
-    assert [r.status for r in s3_proxy.requests if r.op == "CompleteMultipartUpload"] == [200, 200, 404]
+    assert sorted(r.status or 0 for r in s3_proxy.requests if r.op == "CompleteMultipartUpload") == [200, 200, 404]
     assert result.deleted_stale == [f"{PREFIX}/part-00002.csv"]
     manifest = assert_published_whole(s3_client, bucket, 2 * ROWS_PER_FILE)
     assert [f["key"] for f in manifest["files"]] == [f"{PREFIX}/part-0000{i}.csv" for i in range(2)]
@@ -241,6 +241,10 @@ def test_kill_9_during_the_commit_next_try_finishes_it_first(  # noqa: PLR0917 -
     s3_proxy.add_fault(
         lambda r: hold if r.op == "CompleteMultipartUpload" and r.key.endswith("part-00001.csv") else None, times=1
     )
+    # the Completes run at once: part-00002's fails (retried) while the worker is killed
+    s3_proxy.add_fault(
+        lambda r: Status(500) if r.op == "CompleteMultipartUpload" and r.key.endswith("part-00002.csv") else None
+    )
     kill_child_at(hold, s3_proxy, bucket, pg_uri)
     etags, manifest = snapshot(s3_client, bucket)
     assert manifest == clean_run[1] and STATE in etags  # killed inside the commit window
@@ -248,6 +252,7 @@ def test_kill_9_during_the_commit_next_try_finishes_it_first(  # noqa: PLR0917 -
     recorded = {u["upload_id"] for u in state["uploads"]}
     assert len(recorded) == 3 and len(open_uploads(s3_client, bucket)) == 1  # 2 completed, 1 still open
 
+    s3_proxy.clear_faults()
     s3_proxy.clear()
     s3_proxy.add_fault(completed_uploads_gone(s3_proxy))
     result = export(pg_conn, client, bucket, 3 * ROWS_PER_FILE, seed=13)
@@ -290,5 +295,5 @@ def test_reader_during_a_rerun_never_loses_the_manifest_and_a_new_one_is_always_
     assert seen["missing"] == 0 and seen["new_mixed"] == 0
     assert seen["old"] > 0 and seen["new"] > 0
     # the old manifest can meet replaced files only inside the commit window; its ETags say so
-    assert result.commit_ms is not None and result.commit_ms >= 3 * 200
+    assert result.commit_ms is not None and result.commit_ms >= 200  # the Completes ran at once
     assert_published_whole(s3_client, bucket, 3 * ROWS_PER_FILE)

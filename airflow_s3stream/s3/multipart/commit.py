@@ -7,8 +7,8 @@ under the same keys stays exactly as it was. When every file is staged, :func:`c
 
 1. write the *commit state* (JSON, below) beside the index, so a killed worker's next try can
    finish what this one started;
-2. complete every upload (:func:`~.completion.complete_and_verify`: a lost Complete answer is
-   settled by reading the object back, so completing twice is harmless);
+2. complete every upload, up to ``max_concurrency`` at once (:func:`~.completion.complete_and_verify`:
+   a lost Complete answer is settled by reading the object back, so completing twice is harmless);
 3. delete ``plan.delete`` (stale objects of an earlier, larger run);
 4. write the index (the export's ``_manifest.json``) LAST, each ``files`` entry given its object's
    ``etag`` and ``checksum``, so a reader that trusts the index finds every file it lists;
@@ -40,6 +40,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -200,11 +201,16 @@ def commit(client: Any, plan: CommitPlan, config: MultipartConfig, *, state_key:
 def _publish(client: Any, plan: CommitPlan, config: MultipartConfig) -> CommitOutcome:
     started = time.monotonic()
     results: dict[str, UploadResult] = {}
-    for staged in plan.uploads:
-        session = staged.session(client, config)
-        finished = complete_and_verify(session, list(staged.parts))
-        part_size = staged.parts[0].size if staged.parts else 0
-        results[staged.key] = finished.result(session, part_size, started, uploaded_parts=len(staged.parts))
+    if plan.uploads:
+        # In parallel (up to max_concurrency): the commit window is one Complete + HeadObject long,
+        # not one per file. Every Complete runs to its end; the first failure is raised after.
+        workers = min(config.max_concurrency, len(plan.uploads))
+        with ThreadPoolExecutor(workers, thread_name_prefix="s3stream-commit") as pool:
+            futures = [pool.submit(_complete, client, staged, config, started) for staged in plan.uploads]
+            wait(futures)
+        for future in futures:
+            result = future.result()  # raises the first failure, in plan order
+            results[result.key] = result
     if plan.delete:
         log.info("deleting %d stale object(s) of an earlier run: %s", len(plan.delete), ", ".join(plan.delete[:5]))
         delete_keys(client, plan.bucket, list(plan.delete), config.retry)
@@ -224,6 +230,13 @@ def _publish(client: Any, plan: CommitPlan, config: MultipartConfig) -> CommitOu
         commit_ms,
     )
     return CommitOutcome(results, list(plan.delete), commit_ms)
+
+
+def _complete(client: Any, staged: StagedUpload, config: MultipartConfig, started: float) -> UploadResult:
+    session = staged.session(client, config)
+    finished = complete_and_verify(session, list(staged.parts))
+    part_size = staged.parts[0].size if staged.parts else 0
+    return finished.result(session, part_size, started, uploaded_parts=len(staged.parts))
 
 
 def abort_staged(client: Any, uploads: Sequence[StagedUpload], config: MultipartConfig) -> None:
