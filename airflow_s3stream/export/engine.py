@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from airflow_s3stream.errors import DestinationError
 from airflow_s3stream.export.columns import Column, describe_query
 from airflow_s3stream.export.copy_stream import arrow_batches, copy_rows
 from airflow_s3stream.export.keys import commit_state_key, manifest_key, part_key, single_key, stale_part_keys
@@ -42,6 +43,7 @@ from airflow_s3stream.progress import Progress, ProgressSnapshot
 from airflow_s3stream.s3.multipart import MultipartConfig, MultipartWriter, abort_stale_uploads
 from airflow_s3stream.s3.multipart.commit import CommitPlan, abort_staged, commit, finish_recorded_commit, index_entry
 from airflow_s3stream.s3.objects import check_bucket, delete_keys, list_keys, put_object
+from airflow_s3stream.s3.retry import RetryPolicy
 
 if TYPE_CHECKING:
     import psycopg
@@ -155,7 +157,7 @@ def export_query(
     state = commit_state_key(prefix) if options.split else None
     if state is not None:
         finish_recorded_commit(client, bucket, state, config)
-        abort_stale_uploads(client, bucket, prefix + "/part-", older_than=timedelta(0), retry=retry)
+        _abort_leftover_uploads(client, bucket, prefix, retry)
     columns = describe_query(conn, sql, parameters)
     opener = open_object or multipart_opener(client, bucket, options.content_type, config, stage=options.split)
     if options.split:
@@ -229,6 +231,16 @@ def export_query(
         deleted_stale=stale,
         commit_ms=commit_ms,
     )
+
+
+def _abort_leftover_uploads(client: S3Client, bucket: str, prefix: str, retry: RetryPolicy) -> None:
+    """Abort uploads left open under ``<prefix>/part-`` by a try killed while staging (the prefix
+    is the export's own). Credentials that may not list uploads skip this with a warning: the
+    leftovers then wait for the bucket's lifecycle rule."""
+    try:
+        abort_stale_uploads(client, bucket, prefix + "/part-", older_than=timedelta(0), retry=retry)
+    except DestinationError as exc:
+        log.warning("could not abort uploads left under s3://%s/%s/ by an earlier try: %s", bucket, prefix, exc)
 
 
 def _discard(client: S3Client, bucket: str, files: list[ExportedFile], config: MultipartConfig) -> None:
