@@ -7,9 +7,10 @@ Each run exports exactly its own data interval, so backfills and re-runs are saf
   both bounds are *parameters*, quoted and escaped by psycopg (bound on the client, so they show
   in ``pg_stat_activity``), never pasted into the SQL by the DAG;
 * the key prefix is templated per interval (``exports/orders/{{ data_interval_start | ds }}/csv``): re-running a day
-  overwrites that day's parts, deletes parts left over from an earlier, larger run, and writes the
-  ``_manifest.json`` last (its presence means "this day is complete");
-* a failed run leaves nothing half-written (open uploads are aborted, finished parts deleted).
+  stages every part as an open multipart upload and, only once the query has finished, completes
+  them all, deletes parts left over from an earlier, larger run, and writes the ``_manifest.json``
+  last (its presence means "this day is complete");
+* a failed run aborts its staged uploads: the day's previous export stays exactly as it was.
 
 Configuration: connections ``postgres_default`` and ``aws_default``; the bucket comes from the
 ``S3STREAM_BUCKET`` environment variable (default ``s3stream``), the table from

@@ -1,17 +1,24 @@
-"""The export: a Postgres query streamed into S3 objects, completed or not at all.
+"""The export: a Postgres query streamed into S3 objects, published whole or not at all.
 
 ``export_query`` takes a psycopg 3 connection and a boto3 S3 client (no Airflow here) and runs:
 
 1. HeadBucket: a missing bucket or refused credentials fail before the query runs;
-   every S3 call here goes through :mod:`airflow_s3stream.s3.objects` (retried, errors named);
-2. describe the query (``LIMIT 0``): SQL errors fail here, before any object is opened;
-3. split exports with a manifest: delete the old ``_manifest.json`` first, so no reader trusts
-   a manifest while its parts are being replaced;
+   every S3 call here goes through :mod:`airflow_s3stream.s3` (retried, errors named);
+2. split exports: finish the commit a killed earlier try recorded in ``<prefix>/_commit.json``
+   (its export is published whole), then abort multipart uploads left open under
+   ``<prefix>/part-`` (a try killed while staging);
+3. describe the query (``LIMIT 0``): SQL errors fail here, before any object is opened;
 4. stream ``COPY`` into one object, or numbered parts, through the multipart writer (uploads
-   overlap reading; memory is about ``(max_concurrency + 1) x part_size``);
-5. on error: abort the open upload and delete the parts this run completed, then re-raise;
-6. on success: delete stale ``part-NNNNN`` objects of an earlier, larger run, then write the
-   manifest last.
+   overlap reading; memory is about ``(max_concurrency + 1) x part_size``). Split: every part is
+   *staged*, a multipart upload left open when its file closes, so nothing under the prefix
+   changes yet (the old parts and the old manifest stay as they were);
+5. on error: abort the open upload and every staged one (a single object completed by a custom
+   opener is deleted), then re-raise; the previous export is untouched;
+6. on success, split: the commit (:func:`airflow_s3stream.s3.multipart.commit.commit`): write
+   the commit state, complete every staged upload (a lost Complete answer is settled
+   idempotently), delete stale ``part-NNNNN`` objects of an earlier, larger run, write the
+   manifest LAST (replacing the old one), delete the commit state. The window from the first
+   Complete to the manifest is ``commit_ms``. Single object: the manifest (if asked) after it.
 """
 
 from __future__ import annotations
@@ -22,17 +29,21 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from airflow_s3stream.errors import DestinationError
 from airflow_s3stream.export.columns import Column, describe_query
 from airflow_s3stream.export.copy_stream import arrow_batches, copy_rows
-from airflow_s3stream.export.keys import manifest_key, part_key, single_key, stale_part_keys
+from airflow_s3stream.export.keys import commit_state_key, manifest_key, part_key, single_key, stale_part_keys
 from airflow_s3stream.export.options import ExportOptions
 from airflow_s3stream.export.query import copy_statement, jsonl_copy_statement
 from airflow_s3stream.export.writers import ExportedFile, ObjectOpener, PartSequence, write_parquet, write_text
 from airflow_s3stream.progress import Progress, ProgressSnapshot
-from airflow_s3stream.s3.multipart import MultipartConfig, MultipartWriter
+from airflow_s3stream.s3.multipart import MultipartConfig, MultipartWriter, abort_stale_uploads
+from airflow_s3stream.s3.multipart.commit import CommitPlan, abort_staged, commit, finish_recorded_commit, index_entry
 from airflow_s3stream.s3.objects import check_bucket, delete_keys, list_keys, put_object
+from airflow_s3stream.s3.retry import RetryPolicy
 
 if TYPE_CHECKING:
     import psycopg
@@ -56,6 +67,7 @@ class ExportResult:
     columns: list[Column] = field(default_factory=list)
     manifest_key: str | None = None
     deleted_stale: list[str] = field(default_factory=list)
+    commit_ms: float | None = None  # split: first Complete to manifest written, milliseconds
 
     @property
     def mb_per_s(self) -> float:
@@ -70,17 +82,25 @@ class ExportResult:
             "seconds": round(self.seconds, 3),
             "mb_per_s": self.mb_per_s,
             "manifest_key": self.manifest_key,
+            "commit_ms": self.commit_ms,
         }
 
 
 def multipart_opener(
-    client: S3Client, bucket: str, content_type: str, config: MultipartConfig | None = None
+    client: S3Client, bucket: str, content_type: str, config: MultipartConfig | None = None, *, stage: bool = False
 ) -> Callable[[str], contextlib.AbstractContextManager[Any]]:
-    """Opener that writes each key through the package's parallel :class:`MultipartWriter`."""
+    """Opener that writes each key through the package's parallel :class:`MultipartWriter`
+    (``stage``: each upload is left open for the export's commit)."""
 
     def open_object(key: str) -> contextlib.AbstractContextManager[Any]:
         return MultipartWriter(
-            client, bucket, key, config=config, extra_args={"ContentType": content_type}, report_progress=False
+            client,
+            bucket,
+            key,
+            config=config,
+            extra_args={"ContentType": content_type},
+            report_progress=False,
+            stage=stage,
         )
 
     return open_object
@@ -88,27 +108,18 @@ def multipart_opener(
 
 def _manifest(
     sql: str, options: ExportOptions, columns: list[Column], files: list[ExportedFile], *, rows: int, seconds: float
-) -> bytes:
-    body = {
+) -> dict[str, Any]:
+    """The manifest document; a staged file's ``etag`` and ``checksum`` are added by the commit."""
+    return {
         "format": options.file_format,
         "compression": options.compression,
         "query": sql,
         "columns": [{"name": c.name, "type": c.type_name} for c in columns],
-        "files": [{**f.to_dict(), **({"checksum": _checksum(f.upload)} if f.upload else {})} for f in files],
+        "files": [{**f.to_dict(), **(index_entry(f.upload) if f.upload else {})} for f in files],
         "rows": rows,
         "bytes": sum(f.bytes for f in files),
         "seconds": round(seconds, 3),
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    return json.dumps(body, indent=2).encode()
-
-
-def _checksum(upload: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "algorithm": upload.get("checksum_algorithm"),
-        "type": upload.get("checksum_type"),
-        "value": upload.get("checksum"),
-        "etag": upload.get("etag"),
     }
 
 
@@ -142,17 +153,19 @@ def export_query(
     config = upload_config or MultipartConfig()
     retry = config.retry
     check_bucket(client, bucket, retry)
+    prefix = key.rstrip("/")
+    state = commit_state_key(prefix) if options.split else None
+    if state is not None:
+        finish_recorded_commit(client, bucket, state, config)
+        _abort_leftover_uploads(client, bucket, prefix, retry)
     columns = describe_query(conn, sql, parameters)
-    opener = open_object or multipart_opener(client, bucket, options.content_type, config)
+    opener = open_object or multipart_opener(client, bucket, options.content_type, config, stage=options.split)
     if options.split:
-        prefix = key.rstrip("/")
         parts = PartSequence(opener, lambda i: part_key(prefix, i, options.suffix))
     else:
         target = single_key(key, options.suffix)
         parts = PartSequence(opener, lambda i: target)
     manifest = manifest_key(key, options.split) if options.write_manifest else None
-    if manifest is not None and options.split:
-        delete_keys(client, bucket, [manifest], retry)
     progress = Progress(
         f"export to s3://{bucket}/{key}",
         interval=progress_interval,
@@ -180,21 +193,30 @@ def export_query(
                 rows = write_text(copied, parts, options, has_header=has_header, progress=progress.set)
     except BaseException as exc:
         parts.abort(exc)
-        written = [f.key for f in parts.files]
-        if written:
-            log.warning("export failed; deleting %d part(s) this run completed", len(written))
-            delete_keys(client, bucket, written, retry)
+        _discard(client, bucket, parts.files, config)
         raise
     stale: list[str] = []
+    commit_ms: float | None = None
     if options.split:
-        listed = list_keys(client, bucket, prefix + "/part-", retry)
-        stale = stale_part_keys(prefix, listed, [f.key for f in parts.files])
-        if stale:
-            log.info("deleting %d stale part(s) of an earlier run under %s/", len(stale), prefix)
-            delete_keys(client, bucket, stale, retry)
-    if manifest is not None:
+        try:
+            listed = list_keys(client, bucket, prefix + "/part-", retry)
+            stale = stale_part_keys(prefix, listed, [f.key for f in parts.files])
+            document = None
+            if manifest is not None:
+                document = _manifest(sql, options, columns, parts.files, rows=rows, seconds=time.monotonic() - started)
+        except BaseException:
+            _discard(client, bucket, parts.files, config)
+            raise
+        staged = tuple(f.staged for f in parts.files if f.staged is not None)
+        plan = CommitPlan(bucket, staged, tuple(stale), manifest, document)
+        outcome = commit(client, plan, config, state_key=state)
+        for f in parts.files:
+            if f.key in outcome.results:
+                f.upload = outcome.results[f.key].to_dict()
+        commit_ms = outcome.commit_ms
+    elif manifest is not None:
         body = _manifest(sql, options, columns, parts.files, rows=rows, seconds=time.monotonic() - started)
-        put_object(client, bucket, manifest, body, retry, ContentType="application/json")
+        put_object(client, bucket, manifest, json.dumps(body, indent=2).encode(), retry, ContentType="application/json")
     seconds = time.monotonic() - started
     progress.set(rows, sum(f.bytes for f in parts.files))
     progress.finish()
@@ -207,4 +229,27 @@ def export_query(
         columns=columns,
         manifest_key=manifest,
         deleted_stale=stale,
+        commit_ms=commit_ms,
     )
+
+
+def _abort_leftover_uploads(client: S3Client, bucket: str, prefix: str, retry: RetryPolicy) -> None:
+    """Abort uploads left open under ``<prefix>/part-`` by a try killed while staging (the prefix
+    is the export's own). Credentials that may not list uploads skip this with a warning: the
+    leftovers then wait for the bucket's lifecycle rule."""
+    try:
+        abort_stale_uploads(client, bucket, prefix + "/part-", older_than=timedelta(0), retry=retry)
+    except DestinationError as exc:
+        log.warning("could not abort uploads left under s3://%s/%s/ by an earlier try: %s", bucket, prefix, exc)
+
+
+def _discard(client: S3Client, bucket: str, files: list[ExportedFile], config: MultipartConfig) -> None:
+    """Before the commit: abort the staged uploads; delete objects a (custom) opener completed."""
+    staged = [f.staged for f in files if f.staged is not None]
+    if staged:
+        log.warning("export failed; aborting %d staged upload(s): the previous export stays as it was", len(staged))
+        abort_staged(client, staged, config)
+    written = [f.key for f in files if f.staged is None]
+    if written:
+        log.warning("export failed; deleting %d object(s) this run completed", len(written))
+        delete_keys(client, bucket, written, config.retry)

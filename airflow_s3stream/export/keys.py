@@ -6,7 +6,8 @@ Pure functions over strings, so the naming rules are tested without a server:
   missing (``exports/day`` -> ``exports/day.csv.gz``, ``x.csv`` -> ``x.csv.gz``);
 * split: ``s3_key`` is a prefix owned by the export: ``<prefix>/part-00000.csv.gz``, ... and
   ``<prefix>/_manifest.json``. A re-run removes ``part-NNNNN*`` objects under the prefix that it did
-  not write (leftovers of an earlier, larger run).
+  not write (leftovers of an earlier, larger run). ``<prefix>/_commit.json`` exists only while an
+  export commits its staged parts (:mod:`airflow_s3stream.s3.multipart.commit`).
 """
 
 from __future__ import annotations
@@ -15,9 +16,19 @@ import posixpath
 import re
 from collections.abc import Iterable
 
-__all__ = ["MANIFEST_NAME", "PART_DIGITS", "manifest_key", "part_key", "single_key", "stale_part_keys"]
+__all__ = [
+    "COMMIT_STATE_NAME",
+    "MANIFEST_NAME",
+    "PART_DIGITS",
+    "commit_state_key",
+    "manifest_key",
+    "part_key",
+    "single_key",
+    "stale_part_keys",
+]
 
 MANIFEST_NAME = "_manifest.json"
+COMMIT_STATE_NAME = "_commit.json"
 PART_DIGITS = 5  # part-00000 ... part-99999
 
 
@@ -42,6 +53,11 @@ def manifest_key(key: str, split: bool) -> str:
         return f"{key.rstrip('/')}/{MANIFEST_NAME}"
     directory = posixpath.dirname(key)
     return f"{directory}/{MANIFEST_NAME}" if directory else MANIFEST_NAME
+
+
+def commit_state_key(prefix: str) -> str:
+    """``<prefix>/_commit.json``: the state of a split export's commit while it runs."""
+    return f"{prefix.rstrip('/')}/{COMMIT_STATE_NAME}"
 
 
 def stale_part_keys(prefix: str, existing: Iterable[str], written: Iterable[str]) -> list[str]:

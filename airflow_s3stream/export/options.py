@@ -48,7 +48,8 @@ class ExportOptions:
         or row group (Parquet) boundary once it holds this many bytes (after compression).
     :param max_rows_per_file: split into numbered parts of at most this many rows.
     :param empty_result: ``write_empty_file`` (a CSV header / a Parquet file with the schema) or ``skip``.
-    :param write_manifest: write ``_manifest.json`` after every data file is complete.
+    :param write_manifest: write ``_manifest.json`` after every data file is complete (split: the
+        last step of the commit, listing each file's key, rows, bytes, ETag and checksum).
     :param parquet_row_group_rows: rows per Parquet row group (a row group is held in memory).
     """
 

@@ -1,9 +1,10 @@
 """Rows and batches into one or more complete objects: compression, counting, splitting into parts.
 
 An *opener* maps a key to a context manager yielding a binary writable (the S3 multipart writer
-in production, an ``io.BytesIO`` in unit tests). Leaving its block normally completes the object;
-leaving it with an exception must discard it. :class:`PartSequence` opens part after part through
-it and records an :class:`ExportedFile` per completed object. :func:`write_text` (CSV / JSONL
+in production, an ``io.BytesIO`` in unit tests). Leaving its block normally completes the object,
+or stages it (a writer whose ``staged`` attribute is then set: an upload left open for the
+export's commit); leaving it with an exception must discard it. :class:`PartSequence` opens part
+after part through it and records an :class:`ExportedFile` per closed object. :func:`write_text` (CSV / JSONL
 rows) and :func:`write_parquet` (Arrow batches) decide where one part ends and the next begins;
 every part is a complete file (its own CSV header, its own Parquet footer).
 """
@@ -17,6 +18,7 @@ from typing import Any
 
 from airflow_s3stream.export.compression import open_compressor
 from airflow_s3stream.export.options import ExportOptions
+from airflow_s3stream.s3.multipart.commit import StagedUpload
 
 __all__ = ["CountingSink", "ExportedFile", "ObjectOpener", "PartSequence", "write_parquet", "write_text"]
 
@@ -28,12 +30,17 @@ TEXT_FLUSH_BYTES = 256 * 1024  # rows are joined into writes of about this size 
 
 @dataclass
 class ExportedFile:
-    """One completed object: its key, data rows, stored bytes, and the uploader's result (if any)."""
+    """One closed object: its key, data rows, stored bytes, and the uploader's result (if any).
+
+    A staged file has ``staged`` set (its upload is still open) and ``upload`` is filled in once
+    the export's commit has completed it.
+    """
 
     key: str
     rows: int
     bytes: int
     upload: dict[str, Any] | None = None
+    staged: StagedUpload | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"key": self.key, "rows": self.rows, "bytes": self.bytes}
@@ -74,7 +81,11 @@ class _OpenPart:
 
 @dataclass
 class PartSequence:
-    """Opens objects one after another under ``key_for(index)`` and completes or aborts them."""
+    """Opens objects one after another under ``key_for(index)`` and completes (or stages) or aborts them.
+
+    On failure only the open object is discarded (:meth:`abort`); what to do with the files already
+    closed (abort the staged ones, delete the completed ones) is the export's decision.
+    """
 
     opener: ObjectOpener
     key_for: Callable[[int], str]
@@ -90,11 +101,13 @@ class PartSequence:
 
     def complete(self, part: _OpenPart) -> ExportedFile:
         self._current = None
-        part.stack.close()  # leaves the opener's block normally: the object becomes visible
+        part.stack.close()  # leaves the opener's block normally: the object is visible, or staged
         raw = part.sink.raw
         result = getattr(raw, "result", None)
         upload = result.to_dict() if result is not None and hasattr(result, "to_dict") else None
-        done = ExportedFile(part.key, part.rows, part.sink.bytes, upload)
+        staged = getattr(raw, "staged", None)
+        staged = staged if isinstance(staged, StagedUpload) else None
+        done = ExportedFile(part.key, part.rows, part.sink.bytes, upload, staged)
         self.files.append(done)
         return done
 

@@ -33,7 +33,9 @@ class PostgresToS3StreamOperator(BaseOperator):
     :param s3_bucket: destination bucket (templated).
     :param s3_key: object key (templated), e.g. ``exports/{{ ds }}/orders``; the suffix
         (``.csv``, ``.jsonl.gz``, ``.parquet`` ...) is appended when missing. With splitting it is a
-        prefix: ``<s3_key>/part-00000.csv`` ... and ``<s3_key>/_manifest.json``.
+        prefix: ``<s3_key>/part-00000.csv`` ... and ``<s3_key>/_manifest.json``. The parts are
+        staged and published together once the query has finished; a failed run leaves the
+        previous export under the prefix as it was (see :mod:`airflow_s3stream.s3.multipart.commit`).
     :param parameters: query parameters (templated) for ``%s`` / ``%(name)s`` placeholders. ``COPY``
         cannot take server-side parameters, so psycopg binds them on the client: it quotes and
         escapes each value and merges it into the statement text sent to Postgres. That is safe

@@ -365,12 +365,13 @@ def test_split_export_with_stale_part_cleanup_succeeds_byte_for_byte(
     assert {f["checksum"]["algorithm"] for f in manifest["files"]} == {"MD5"}
     assert result["files"][0]["bytes"] > 5 * MiB and store.count("UploadPart") > 0
     deletes = [r for r in store.requests if r.op == "DeleteObjects" and r.status == 200]
-    assert len(deletes) == 3  # the old manifest twice, the stale part once
+    assert len(deletes) == 3  # the commit state twice (one per export), the stale part once
     assert all("content-md5" in r.headers and not checksum_headers(r) for r in deletes)
-    # Refused once: the first request of the export is DeleteObjects of the old manifest, with the
-    # CRC32 botocore always adds; from then on the endpoint is known, uploads (auto) included.
+    # Refused once: under auto the first CreateMultipartUpload (with CRC32C), under MD5 the first
+    # DeleteObjects (the CRC32 botocore always adds); from then on the endpoint is known.
     assert refused(store) == 1
-    assert [r.op for r in store.requests if r.status == 400] == ["DeleteObjects"]
+    first_refused = "CreateMultipartUpload" if algorithm == "auto" else "DeleteObjects"
+    assert [r.op for r in store.requests if r.status == 400] == [first_refused]
 
 
 @pytest.mark.parametrize("algorithm", ["auto", "MD5"])
@@ -392,10 +393,10 @@ def test_failing_export_cleans_up_its_files_on_the_store(
         op.execute({})
     assert s3_client.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
     assert open_uploads(s3_client, bucket) == []
-    assert store.count("PutObject") >= 2  # two files were complete before the error
-    deletes = [r for r in store.requests if r.op == "DeleteObjects" and r.status == 200]
-    assert len(deletes) == 1 and "content-md5" in deletes[0].headers
-    assert refused(store) == 1  # auto: the first PutObject; MD5: the first DeleteObjects
+    # two files were staged before the error: both are aborted, nothing is deleted
+    assert store.count("AbortMultipartUpload") >= 2 and store.count("CompleteMultipartUpload") == 0
+    assert [r for r in store.requests if r.op == "DeleteObjects"] == []
+    assert refused(store) == (1 if algorithm == "auto" else 0)  # auto: the first CreateMultipartUpload
 
 
 # -- DeleteObjects ---------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import pytest
 
 from airflow_s3stream.errors import ChecksumMismatchError, DestinationError
 from airflow_s3stream.s3.multipart import MultipartConfig, MultipartWriter
+from airflow_s3stream.s3.multipart.commit import CommitPlan, abort_staged, commit
 from airflow_s3stream.s3.multipart.config import MiB
 from airflow_s3stream.s3.retry import RetryPolicy
 from tests.support.s3proxy import Corrupt, Delay, S3Proxy, Status
@@ -206,3 +207,31 @@ def test_write_only_credentials_complete_the_upload_without_read_back(
         w.write(data)
     assert w.result is not None and w.result.verified == []
     assert read(s3_client, bucket, "k") == data
+
+
+@pytest.mark.parametrize("size", [0, 1234, 2 * 5 * MiB + 7], ids=["empty", "small", "three-parts"])
+def test_staged_writer_leaves_the_upload_open_until_the_commit_publishes_it(
+    s3_client: Any, bucket: str, proxy_client: Any, s3_proxy: S3Proxy, size: int
+) -> None:
+    data = os.urandom(size)
+    with MultipartWriter(proxy_client, bucket, "staged.bin", config=config(), stage=True) as w:
+        write_in_chunks(w, data)
+    staged = w.staged
+    assert staged is not None and w.result is None
+    assert staged.size == size and len(staged.parts) == max(1, -(-size // (5 * MiB)))  # small: one part
+    assert s3_client.list_objects_v2(Bucket=bucket).get("KeyCount") == 0  # nothing visible yet
+    assert s3_proxy.count("CompleteMultipartUpload") == 0 and s3_proxy.count("PutObject") == 0
+    outcome = commit(proxy_client, CommitPlan(bucket, (staged,)), config())
+    assert read(s3_client, bucket, "staged.bin") == data
+    result = outcome.results["staged.bin"]
+    assert result.size == size and "etag" in result.verified and outcome.commit_ms > 0
+    assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_aborted_staged_upload_publishes_nothing(s3_client: Any, bucket: str, proxy_client: Any) -> None:
+    with MultipartWriter(proxy_client, bucket, "staged.bin", config=config(), stage=True) as w:
+        w.write(os.urandom(6 * MiB))
+    assert w.staged is not None
+    abort_staged(proxy_client, [w.staged], config())
+    assert s3_client.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+    assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []

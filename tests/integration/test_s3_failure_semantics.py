@@ -148,7 +148,8 @@ def test_split_export_keeps_every_part_when_a_complete_answer_is_lost(
     )
     names = [f"exp/day/part-0000{i}.csv" for i in range(3)]
     assert [f.key for f in result.files] == names and result.rows == 18000
-    assert statuses(s3_proxy, "CompleteMultipartUpload") == [200, 200, 404, 200]
+    # the commit completes the three files at once: one answer lost, its retry told NoSuchUpload
+    assert sorted(s or 0 for s in statuses(s3_proxy, "CompleteMultipartUpload")) == [200, 200, 200, 404]
     assert keys(s3_client, bucket) == names  # nothing deleted, no stray object
     assert uploads(s3_client, bucket) == []
     ids = [int(line.split(b",")[0]) for n in names for line in read(s3_client, bucket, n).splitlines()[1:]]

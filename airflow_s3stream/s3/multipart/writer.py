@@ -10,6 +10,9 @@ part_size``. Closing without error completes and verifies the upload (an object 
 part becomes a single PutObject, the empty object included). An exception inside the ``with``
 block, :meth:`MultipartWriter.abort`, or a failed part aborts the multipart upload: nothing is
 published and nothing is left billed. A failed part surfaces on the next ``write``/``close``.
+With ``stage=True`` closing uploads the last part (any size, the empty file a 0-byte part) and
+leaves the upload open: :attr:`MultipartWriter.staged` records what completing it needs, and the
+caller publishes it later with :func:`~.commit.commit` (or aborts it with :func:`~.commit.abort_staged`).
 A writer dropped without ``close``/``abort`` only logs a warning: the garbage collector is no place
 for network calls, so its upload waits for the bucket's lifecycle rule or ``abort_stale_uploads``.
 """
@@ -29,6 +32,7 @@ from airflow_s3stream.progress import Progress, log_progress
 from airflow_s3stream.s3.classify import to_error
 from airflow_s3stream.s3.multipart.bodies import BufferBody, part_body
 from airflow_s3stream.s3.multipart.checksums import PartHasher
+from airflow_s3stream.s3.multipart.commit import StagedUpload
 from airflow_s3stream.s3.multipart.completion import complete_and_verify, put_and_verify
 from airflow_s3stream.s3.multipart.config import MultipartConfig, PartSizer
 from airflow_s3stream.s3.multipart.result import UploadResult
@@ -48,6 +52,8 @@ class MultipartWriter(io.BufferedIOBase):
     :param expected_size: total bytes if known; only used to choose the part size.
     :param report_progress: log a progress line every ``config.progress_interval`` seconds (an
         export turns this off: it reports rows and bytes of all its files itself).
+    :param stage: ``close()`` leaves the upload open and sets :attr:`staged` instead of completing
+        it (:attr:`result` stays ``None``); ``abort()`` still aborts it until the caller takes over.
     """
 
     def __init__(
@@ -60,6 +66,7 @@ class MultipartWriter(io.BufferedIOBase):
         extra_args: dict[str, Any] | None = None,
         expected_size: int | None = None,
         report_progress: bool = True,
+        stage: bool = False,
     ) -> None:
         super().__init__()
         self.config = config or MultipartConfig()
@@ -86,7 +93,9 @@ class MultipartWriter(io.BufferedIOBase):
         self._error_lock = threading.Lock()
         self._done = False
         self._aborted = False
+        self._stage = stage
         self.result: UploadResult | None = None
+        self.staged: StagedUpload | None = None
 
     # -- io.BufferedIOBase ------------------------------------------------------------------
 
@@ -136,7 +145,8 @@ class MultipartWriter(io.BufferedIOBase):
         return n
 
     def close(self) -> None:
-        """Upload the last part, complete and verify; sets :attr:`result`. Aborts on failure."""
+        """Upload the last part, complete and verify; sets :attr:`result` (staged: leaves the upload
+        open and sets :attr:`staged`). Aborts on failure."""
         if self._done:
             return
         try:
@@ -261,6 +271,9 @@ class MultipartWriter(io.BufferedIOBase):
 
     def _finish(self) -> None:
         self._raise_if_failed()
+        if self._stage:
+            self._finish_staged()
+            return
         if self._session.upload_id is None:
             data = self._buf[: self._pos] if self._buf is not None else bytearray()
             if self._view is not None:
@@ -275,6 +288,28 @@ class MultipartWriter(io.BufferedIOBase):
         parts = [f.result() for f in self._futures_done()]
         finished = complete_and_verify(self._session, parts)
         self.result = finished.result(self._session, self._sizer.size_of(1), self._started, uploaded_parts=len(parts))
+        self._progress.finish()
+
+    def _finish_staged(self) -> None:
+        """Upload the last part (a file smaller than one part is a one-part upload, the empty file a
+        0-byte part) and keep the upload open."""
+        if self._session.upload_id is None and self._buf is None:
+            self._buf = bytearray()  # the empty file: no part-sized buffer for nothing
+            self._view = memoryview(self._buf)
+            self._pos = 0
+        if self._pos > 0 or self._number == 0:
+            self._hand_off()
+        parts = [f.result() for f in self._futures_done()]
+        session = self._session
+        assert session.upload_id is not None
+        self.staged = StagedUpload(
+            session.bucket,
+            session.key,
+            session.upload_id,
+            session.algorithm,
+            session.checksum_type,
+            tuple(sorted(parts, key=lambda p: p.number)),
+        )
         self._progress.finish()
 
     def _futures_done(self) -> list[Future[PartRecord]]:
