@@ -16,7 +16,7 @@ from airflow_s3stream.errors import ConfigurationError
 from airflow_s3stream.s3.classify import classify, to_error
 from airflow_s3stream.s3.retry import RetryPolicy
 
-__all__ = ["StaleUpload", "abort_stale_uploads", "abort_untracked", "open_upload_ids"]
+__all__ = ["StaleUpload", "abort_stale_uploads", "abort_untracked", "abort_upload", "open_upload_ids"]
 
 log = logging.getLogger("airflow_s3stream.s3.multipart")
 
@@ -133,11 +133,19 @@ def abort_untracked(
         return
     for upload_id in sorted(now - known - {keep}):
         log.warning("aborting upload %s of %s, started by a Create whose answer was lost", upload_id, uri)
-        try:
-            retry.call(
-                functools.partial(client.abort_multipart_upload, Bucket=bucket, Key=key, UploadId=upload_id),
-                what=f"aborting upload {upload_id} of {uri}",
-            )
-        except Exception as exc:
-            if not classify(exc).not_found:
-                log.error("could not abort multipart upload %s of %s: %s", upload_id, uri, exc)
+        abort_upload(client, bucket, key, upload_id, retry)
+
+
+def abort_upload(client: Any, bucket: str, key: str, upload_id: str, retry: RetryPolicy) -> bool:
+    """AbortMultipartUpload ``upload_id`` of ``s3://bucket/key``, retried. True when it is gone (an
+    upload already gone included); False when it could not be aborted, which is logged, never raised."""
+    try:
+        retry.call(
+            functools.partial(client.abort_multipart_upload, Bucket=bucket, Key=key, UploadId=upload_id),
+            what=f"aborting upload {upload_id} of s3://{bucket}/{key}",
+        )
+    except Exception as exc:
+        if not classify(exc).not_found:
+            log.error("could not abort multipart upload %s of s3://%s/%s: %s", upload_id, bucket, key, exc)
+            return False
+    return True

@@ -38,7 +38,7 @@ from airflow_s3stream.s3.classify import classify, to_error
 from airflow_s3stream.s3.client import warn_if_retrying
 from airflow_s3stream.s3.multipart.bodies import hashing_raw
 from airflow_s3stream.s3.multipart.checksums import PartDigest, content_md5, encode_checksum, looks_like_md5
-from airflow_s3stream.s3.multipart.cleanup import abort_untracked, open_upload_ids
+from airflow_s3stream.s3.multipart.cleanup import abort_untracked, abort_upload, open_upload_ids
 from airflow_s3stream.s3.multipart.config import (
     AUTO_PREFERRED_ALGORITHM,
     CHECKSUM_AUTO,
@@ -403,15 +403,8 @@ class UploadSession:
         second call, or one after a successful :meth:`complete`, sends nothing."""
         if self.upload_id is None or self._ended:
             return
-        try:
-            self.config.retry.call(
-                lambda: self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id),
-                what=f"aborting the multipart upload of {self.uri}",
-            )
-        except Exception as exc:
-            if not classify(exc).not_found:
-                log.error("could not abort multipart upload %s of %s: %s", self.upload_id, self.uri, exc)
-                return  # not ended: a later abort() tries again
+        if not abort_upload(self.client, self.bucket, self.key, self.upload_id, self.config.retry):
+            return  # not ended: a later abort() tries again
         self._ended = True
         log.info("aborted multipart upload %s of %s", self.upload_id, self.uri)
 
