@@ -169,11 +169,12 @@ def test_parts_stored_after_the_last_state_write_are_adopted_not_resent(
     """State writes are coalesced, so a kill can lose parts the server already holds from the state;
     the next try adopts them when ListParts shows their ETag equal to the MD5 of its own bytes."""
     path = make_file(tmp_path, 6 * PART + 99)
+    production = config(max_concurrency=1, retry=RetryPolicy())  # the default policy, as in production
     s3_proxy.add_fault(
         lambda r: Status(503, "SlowDown") if r.op == "UploadPart" and r.query["partNumber"] == "5" else None
     )
     with pytest.raises(TransientError, match="part 5"):
-        ResumableUploader(proxy_client, bucket, "k", config=config(max_concurrency=1)).upload_file(str(path))
+        ResumableUploader(proxy_client, bucket, "k", config=production).upload_file(str(path))
     state = json.loads(read(s3_client, bucket, state_key("k")))
     assert [p["number"] for p in state["parts"]] == [1, 2, 3, 4]
     state["parts"] = state["parts"][:1]  # as if parts 2-4 were acknowledged after the last write
@@ -185,7 +186,7 @@ def test_parts_stored_after_the_last_state_write_are_adopted_not_resent(
 
     s3_proxy.clear_faults()
     s3_proxy.clear()
-    result = ResumableUploader(proxy_client, bucket, "k", config=config(max_concurrency=1)).upload_file(str(path))
+    result = ResumableUploader(proxy_client, bucket, "k", config=production).upload_file(str(path))
     assert part_numbers(s3_proxy) == [3, 5, 6, 7]
     assert (result.resumed_parts, result.uploaded_parts) == (3, 4)
     assert read(s3_client, bucket, "k") == path.read_bytes()
@@ -315,9 +316,11 @@ from airflow_s3stream.s3.multipart import MultipartConfig
 from airflow_s3stream.s3.multipart.uploader import ResumableUploader
 import boto3
 from botocore.config import Config
+from airflow_s3stream.s3.client import single_attempt_config
 endpoint, bucket, key, path, conc, lease = sys.argv[1:7]
+production = single_attempt_config(Config(s3={"addressing_style": "path"}), max_pool_connections=16)
 client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
-                      region_name="us-east-1", config=Config(s3={"addressing_style": "path"}, max_pool_connections=16))
+                      region_name="us-east-1", config=production)
 config = MultipartConfig(part_size=5 * 1024 * 1024, max_concurrency=int(conc))
 result = ResumableUploader(client, bucket, key, config=config, state_lease=float(lease)).upload_file(path)
 print(json.dumps(result.to_dict()))
@@ -362,7 +365,8 @@ def test_resume_after_kill_9_sends_only_missing_parts(  # noqa: PLR0917 - pytest
 
     s3_proxy.clear_faults()
     s3_proxy.clear()
-    result = ResumableUploader(proxy_client, bucket, "big.bin", config=config(max_concurrency=2)).upload_file(str(path))
+    production = config(max_concurrency=2, retry=RetryPolicy())  # the default policy, as in production
+    result = ResumableUploader(proxy_client, bucket, "big.bin", config=production).upload_file(str(path))
     sent = part_numbers(s3_proxy)
     missing = set(range(1, total + 1)) - stored_at_kill
     assert missing <= set(sent)  # every missing part was sent
