@@ -157,9 +157,9 @@ def run_case(case: str, rows: int, endpoint: str, pg_uri: str) -> dict[str, Any]
         if case == "split_completed":
             opener = multipart_opener(client, BUCKET, options.content_type)  # completed as each part closes
         with psycopg.connect(pg_uri) as conn:
-            result = export_query(conn, client, sql=sql, bucket=BUCKET, key=key, options=options, open_object=opener)
-        stored = result.bytes
-        return {"seconds": time.monotonic() - started, "bytes": stored, "commit_ms": result.commit_ms}
+            exported = export_query(conn, client, sql=sql, bucket=BUCKET, key=key, options=options, open_object=opener)
+        stored = exported.bytes
+        return {"seconds": time.monotonic() - started, "bytes": stored, "commit_ms": exported.commit_ms}
     elif case.startswith("job_commit_"):
         from airflow_s3stream.export import ExportOptions, export_query
         from airflow_s3stream.export.job import commit_job
@@ -342,9 +342,7 @@ def main() -> int:
         staged = [r["mb_per_s"] for r in results if r["case"] == "split_staged"]
         if completed and staged:
             ratio = sum(staged) / sum(completed)
-            print(
-                f"  split csv: staged+commit / completed as written {ratio:.2f}  (>= 0.95; {len(staged)} rounds)"
-            )
+            print(f"  split csv: staged+commit / completed as written {ratio:.2f}  (>= 0.95; {len(staged)} rounds)")
         print(
             f"  peak RSS csv {args.rows:,} rows - idle interpreter  "
             f"{op_csv['peak_rss_mib'] - idle['peak_rss_mib']:.0f} MiB  (< 150 MiB)"

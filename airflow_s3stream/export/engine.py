@@ -198,8 +198,9 @@ def export_query(
     )
     try:
         if options.file_format == "parquet":
-            from airflow_s3stream.export.arrow_types import arrow_columns, arrow_schema
+            from airflow_s3stream.export.arrow_types import arrow_columns, arrow_schema, compact_memory_pool
 
+            compact_memory_pool()
             mapped = arrow_columns(columns)
             schema = arrow_schema(mapped)
             with contextlib.closing(arrow_batches(conn, sql, parameters, mapped, schema)) as batches:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from airflow_s3stream.budget import DEFAULT_MEMORY_BUDGET, MemoryBudget
 from airflow_s3stream.errors import ConfigurationError
 
 __all__ = [
@@ -50,7 +51,10 @@ class ExportOptions:
     :param empty_result: ``write_empty_file`` (a CSV header / a Parquet file with the schema) or ``skip``.
     :param write_manifest: write ``_manifest.json`` after every data file is complete (split: the
         last step of the commit, listing each file's key, rows, bytes, ETag and checksum).
-    :param parquet_row_group_rows: rows per Parquet row group (a row group is held in memory).
+    :param parquet_row_group_rows: rows per Parquet row group (a row group is held in memory);
+        ``None`` (default) derives it from ``memory_budget`` and the measured width of a row.
+    :param memory_budget: bytes the export's buffers may take (:class:`~airflow_s3stream.budget.MemoryBudget`):
+        the Parquet row group and the compressor's state are sized from it.
     """
 
     file_format: str = "csv"
@@ -63,7 +67,8 @@ class ExportOptions:
     max_rows_per_file: int | None = None
     empty_result: str = "write_empty_file"
     write_manifest: bool = False
-    parquet_row_group_rows: int = 128 * 1024
+    parquet_row_group_rows: int | None = None
+    memory_budget: int = DEFAULT_MEMORY_BUDGET
 
     def validate(self) -> ExportOptions:
         """Return ``self`` or raise :class:`ConfigurationError` naming the bad parameter."""
@@ -93,9 +98,14 @@ class ExportOptions:
             raise ConfigurationError(
                 f"empty_result {self.empty_result!r} is not one of {', '.join(EMPTY_RESULT_POLICIES)}"
             )
-        if self.parquet_row_group_rows < 1:
+        if self.parquet_row_group_rows is not None and self.parquet_row_group_rows < 1:
             raise ConfigurationError("parquet_row_group_rows must be positive")
+        MemoryBudget(self.memory_budget)
         return self
+
+    @property
+    def budget(self) -> MemoryBudget:
+        return MemoryBudget(self.memory_budget)
 
     @property
     def split(self) -> bool:

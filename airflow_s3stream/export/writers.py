@@ -162,7 +162,7 @@ def write_text(
 
     def start() -> _OpenPart:
         nonlocal compressor
-        compressor = open_compressor(options.compression, options.level)
+        compressor = open_compressor(options.compression, options.level, options.budget.compressor_bytes)
         pending.clear()
         pending.extend(header)
         return parts.open()
@@ -219,7 +219,12 @@ def write_parquet(
     *,
     progress: Progress | None = None,
 ) -> int:
-    """Write Arrow batches as Parquet parts, ``parquet_row_group_rows`` rows per row group; return rows."""
+    """Write Arrow batches as Parquet parts; return rows.
+
+    A row group holds ``options.parquet_row_group_rows`` rows, or (``None``) as many as fit in the
+    budget's row-group share at the width of the first batch's rows in Arrow memory, and no more
+    than ``max_bytes_per_file`` of them (a part can only end at a row group).
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -229,6 +234,7 @@ def write_parquet(
     writer: Any = None
     group: list[Any] = []
     group_rows = 0
+    group_limit = options.parquet_row_group_rows
 
     def start() -> None:
         nonlocal part, writer
@@ -251,6 +257,8 @@ def write_parquet(
         part, writer = None, None
 
     for batch in batches:
+        if group_limit is None and batch.num_rows:
+            group_limit = _row_group_rows(options, batch.nbytes / batch.num_rows)
         offset = 0
         while offset < batch.num_rows:
             if part is None:
@@ -259,13 +267,14 @@ def write_parquet(
             take = batch.num_rows - offset
             if options.max_rows_per_file is not None:
                 take = min(take, options.max_rows_per_file - part.rows)
-            take = min(take, options.parquet_row_group_rows - group_rows)
+            assert group_limit is not None
+            take = min(take, group_limit - group_rows)
             group.append(batch.slice(offset, take))
             group_rows += take
             part.rows += take
             total_rows += take
             offset += take
-            if group_rows >= options.parquet_row_group_rows:
+            if group_rows >= group_limit:
                 flush_group()
                 if progress is not None:
                     progress(total_rows, parts.stored_bytes)
@@ -278,3 +287,11 @@ def write_parquet(
     if progress is not None:
         progress(total_rows, parts.stored_bytes)
     return total_rows
+
+
+def _row_group_rows(options: ExportOptions, bytes_per_row: float) -> int:
+    """Rows per row group when not given: the budget's share, at most ``max_bytes_per_file`` of Arrow data."""
+    rows = options.budget.row_group_rows(bytes_per_row)
+    if options.max_bytes_per_file is not None:
+        rows = min(rows, max(1024, int(options.max_bytes_per_file / max(bytes_per_row, 1.0))))
+    return rows

@@ -14,11 +14,12 @@ from typing import Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
+from airflow_s3stream.budget import DEFAULT_MEMORY_BUDGET, MemoryBudget
 from airflow_s3stream.errors import ConfigurationError
 from airflow_s3stream.hooks.s3 import S3StreamHook
 from airflow_s3stream.operators.failures import named_failures
 from airflow_s3stream.operators.links import S3ObjectLink
-from airflow_s3stream.s3.multipart import DEFAULT_MAX_CONCURRENCY, MultipartConfig, abort_stale_uploads
+from airflow_s3stream.s3.multipart import MultipartConfig, abort_stale_uploads
 from airflow_s3stream.s3.multipart.resume import DEFAULT_STATE_PREFIX
 from airflow_s3stream.s3.multipart.uploader import ResumableUploader
 from airflow_s3stream.s3.multipart.uri_source import classify_source, redact_uri, upload_uri
@@ -38,10 +39,13 @@ class S3MultipartUploadOperator(BaseOperator):
     :param aws_conn_id: connection of the destination (and of same-endpoint ``s3://`` sources).
     :param source_aws_conn_id: read an ``s3://`` source through this other connection instead
         (another account or endpoint): the bytes are then streamed, not copied server side.
-    :param part_size: bytes per part; ``None`` = 16 MiB, raised to stay within 10,000 parts.
-        Must be 5 MiB..5 GiB (checked when the DAG is parsed).
-    :param max_concurrency: parts in flight (default 8). Memory for a streamed URI source is about
-        ``(max_concurrency + 1) x part_size``; a local file streams each part from disk.
+    :param memory_budget: bytes the task's buffers may take (default 128 MiB): part size and parts
+        in flight are derived from it (half of it for part buffers: 8 MiB parts, 7 in flight).
+    :param part_size: bytes per part; ``None`` = from ``memory_budget``, raised to stay within
+        10,000 parts. Must be 5 MiB..5 GiB (checked when the DAG is parsed).
+    :param max_concurrency: parts in flight; ``None`` = from ``memory_budget``. Memory for a
+        streamed URI source is about ``(max_concurrency + 1) x part_size``; a local file streams
+        each part from disk.
     :param checksum_algorithm: ``auto`` (default: CRC32C, or ``Content-MD5`` where the store refuses
         additional checksum headers), ``CRC32C`` (composite), ``CRC32``, ``CRC64NVME`` (full object)
         or ``MD5`` (``Content-MD5`` only, no ``x-amz-checksum-*`` header: every S3-compatible store).
@@ -83,7 +87,8 @@ class S3MultipartUploadOperator(BaseOperator):
         aws_conn_id: str | None = "aws_default",
         source_aws_conn_id: str | None = None,
         part_size: int | None = None,
-        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        max_concurrency: int | None = None,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
         checksum_algorithm: str = "auto",
         checksum_type: str | None = None,
         resume: bool = True,
@@ -101,6 +106,7 @@ class S3MultipartUploadOperator(BaseOperator):
             if not isinstance(value, str) or not value.strip():
                 raise ConfigurationError(f"{self.task_id}: {name} must be a non-empty string, got {value!r}")
         try:
+            part_size, max_concurrency = MemoryBudget(memory_budget).parts(part_size, max_concurrency)
             self.config = MultipartConfig(
                 part_size=part_size,
                 max_concurrency=max_concurrency,

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
+from airflow_s3stream.budget import DEFAULT_MEMORY_BUDGET
 from airflow_s3stream.errors import ConfigurationError
 from airflow_s3stream.export import ExportOptions, export_query
 from airflow_s3stream.hooks.postgres import PostgresStreamHook
@@ -22,7 +23,7 @@ from airflow_s3stream.operators.assets import annotate_outlets
 from airflow_s3stream.operators.failures import named_failures
 from airflow_s3stream.operators.links import S3ObjectLink
 from airflow_s3stream.progress import ProgressSnapshot
-from airflow_s3stream.s3.multipart import DEFAULT_MAX_CONCURRENCY, MultipartConfig
+from airflow_s3stream.s3.multipart import MultipartConfig
 
 __all__ = ["PostgresToS3StreamOperator"]
 
@@ -55,9 +56,14 @@ class PostgresToS3StreamOperator(BaseOperator):
     :param max_rows_per_file: split into parts of at most this many rows (``None``).
     :param empty_result: ``write_empty_file`` (default: header-only CSV / schema-only Parquet) or ``skip``.
     :param write_manifest: write ``_manifest.json`` last (files, rows, bytes, checksums, query, columns).
-    :param part_size: multipart part size in bytes (default 16 MiB; at least 5 MiB).
-    :param max_concurrency: parts uploading at once (default 8). Memory is about
-        ``(max_concurrency + 1) x part_size`` whatever the row count.
+    :param memory_budget: bytes the task's buffers may take (default 128 MiB, at least 32 MiB):
+        part size and parts in flight (half of it: 8 MiB parts, 7 in flight), the Parquet row group
+        (an eighth of Arrow data, rows from the measured row width) and the zstd state (an eighth) are derived
+        from it (:mod:`airflow_s3stream.budget`). Explicit knobs below win.
+    :param part_size: multipart part size in bytes (``None``: from ``memory_budget``; at least 5 MiB).
+    :param max_concurrency: parts uploading at once (``None``: from ``memory_budget``). Memory is
+        about ``(max_concurrency + 1) x part_size`` whatever the row count.
+    :param parquet_row_group_rows: rows per Parquet row group (``None``: from ``memory_budget``).
     :param checksum_algorithm: ``auto`` (default: CRC32C, or ``Content-MD5`` where the store refuses
         additional checksum headers), ``CRC32C``, ``CRC32``, ``CRC64NVME`` or ``MD5`` (``Content-MD5``
         only, for S3-compatible stores without additional checksums).
@@ -106,8 +112,10 @@ class PostgresToS3StreamOperator(BaseOperator):
         max_rows_per_file: int | None = None,
         empty_result: str = "write_empty_file",
         write_manifest: bool = False,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
         part_size: int | None = None,
-        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        max_concurrency: int | None = None,
+        parquet_row_group_rows: int | None = None,
         checksum_algorithm: str = "auto",
         progress_interval: float = 5.0,
         max_attempts: int | None = None,
@@ -140,7 +148,10 @@ class PostgresToS3StreamOperator(BaseOperator):
                 max_rows_per_file=max_rows_per_file,
                 empty_result=empty_result,
                 write_manifest=write_manifest,
+                parquet_row_group_rows=parquet_row_group_rows,
+                memory_budget=memory_budget,
             ).validate()
+            part_size, max_concurrency = self.options.budget.parts(part_size, max_concurrency)
             self.upload_config = MultipartConfig(
                 part_size=part_size,
                 max_concurrency=max_concurrency,

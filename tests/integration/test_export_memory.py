@@ -1,8 +1,10 @@
-"""Memory stays flat: the peak RSS of an export does not grow with the number of rows.
+"""Memory stays flat and within the budget: the peak RSS of an export does not grow with the rows.
 
 Each export runs in a fresh subprocess (``PostgresToS3StreamOperator.execute({})`` with the
-session's ``AIRFLOW_CONN_*``); its peak RSS comes from ``os.wait4``. Ten times the rows must not
-cost more than a quarter more memory.
+session's ``AIRFLOW_CONN_*``); its peak RSS is the child's own ``VmHWM``
+(:mod:`tests.support.memory`). Ten times the rows must not cost more than a quarter more memory,
+and at the default ``memory_budget`` (128 MiB) no format adds more than the budget to an idle
+process that has imported what the task imports.
 """
 
 from __future__ import annotations
@@ -21,22 +23,36 @@ CHILD = textwrap.dedent(
     """
     import json, sys
     from airflow_s3stream.operators import PostgresToS3StreamOperator
-    bucket, rows, fmt = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    from tests.support.memory import peak_rss_kib
+    import pyarrow.parquet
+    from airflow_s3stream.hooks.s3 import S3StreamHook
+    bucket, rows, fmt, knobs = sys.argv[1], int(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4])
+    if rows == 0:  # the idle task runtime: the same imports and an S3 client, no export
+        S3StreamHook().get_s3_client()
+        print(json.dumps({"rows": 0, "peak_kib": peak_rss_kib()}))
+        raise SystemExit(0)
+    fmt, _, compression = fmt.partition("+")
     sql = ("SELECT g AS id, md5(g::text) AS customer, g * 1.25 AS amount, now() AS ts, "
            "repeat('x', 40) AS pad FROM generate_series(1, %(n)s) g")
     op = PostgresToS3StreamOperator(task_id="mem", sql=sql, parameters={"n": rows}, s3_bucket=bucket,
-                                    s3_key=f"mem/{fmt}/{rows}", file_format=fmt, part_size=5 * 1024 * 1024,
-                                    max_concurrency=4)
-    print(json.dumps(op.execute({})))
+                                    s3_key=f"mem/{fmt}/{rows}", file_format=fmt, compression=compression or None,
+                                    **knobs)
+    print(json.dumps({**op.execute({}), "peak_kib": peak_rss_kib()}))
     """
 )
 
 
-def run_export(bucket: str, rows: int, file_format: str) -> tuple[float, dict[str, Any]]:
-    """(peak RSS MiB, XCom result) of one export in a fresh child process."""
+SMALL_KNOBS = {"part_size": 5 * MiB, "max_concurrency": 4}
+
+
+def run_export(
+    bucket: str, rows: int, file_format: str, knobs: dict[str, Any] | None = None
+) -> tuple[float, dict[str, Any]]:
+    """(peak RSS MiB, XCom result) of one export in a fresh child process (``rows=0``: idle)."""
+    knobs = SMALL_KNOBS if knobs is None else knobs
     with open(os.devnull, "w") as devnull:
         proc = subprocess.Popen(
-            [sys.executable, "-c", CHILD, bucket, str(rows), file_format],
+            [sys.executable, "-c", CHILD, bucket, str(rows), file_format, json.dumps(knobs)],
             stdout=subprocess.PIPE,
             stderr=devnull,
             env={**os.environ, "PYTHONPATH": os.getcwd()},
@@ -44,10 +60,10 @@ def run_export(bucket: str, rows: int, file_format: str) -> tuple[float, dict[st
         )
         assert proc.stdout is not None
         out = proc.stdout.read()
-        _, status, usage = os.wait4(proc.pid, 0)
+        status = proc.wait()
     assert status == 0, out[-2000:]
     result = json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
-    return usage.ru_maxrss / 1024, result
+    return result["peak_kib"] / 1024, result
 
 
 @pytest.mark.slow
@@ -58,3 +74,26 @@ def test_peak_memory_is_flat_across_a_tenfold_row_count(bucket: str, file_format
     assert small["rows"] == 100_000 and large["rows"] == 1_000_000
     assert large["bytes"] > 8 * small["bytes"] > 5 * MiB  # the large export really moved ten times the data
     assert large_rss <= 1.25 * small_rss, (small_rss, large_rss)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("file_format", ["csv", "csv+zstd", "jsonl", "parquet", "parquet+zstd"])
+def test_default_budget_adds_at_most_128_mib_over_an_idle_task(bucket: str, file_format: str) -> None:
+    idle_rss, _ = run_export(bucket, 0, "csv", {})
+    rss, result = run_export(bucket, 1_000_000, file_format, {})
+    assert result["rows"] == 1_000_000
+    print(f"\n{file_format}: idle {idle_rss:.0f} MiB, export {rss:.0f} MiB, added {rss - idle_rss:.0f} MiB")
+    assert rss - idle_rss <= 128, (idle_rss, rss)
+
+
+def test_a_high_zstd_level_is_held_to_the_budget_and_still_decodes(bucket: str, s3_client: Any) -> None:
+    import zstandard
+
+    rss_19, result = run_export(bucket, 300_000, "csv+zstd", {"compression_level": 19})
+    idle_rss, _ = run_export(bucket, 0, "csv", {})
+    assert rss_19 - idle_rss <= 128, (idle_rss, rss_19)  # level 19's own state is ~81 MiB, shrunk to 16
+    key = result["files"][0]["key"]
+    data = zstandard.ZstdDecompressor().decompress(
+        s3_client.get_object(Bucket=bucket, Key=key)["Body"].read(), max_output_size=1 << 30
+    )
+    assert data.count(b"\n") == 300_001

@@ -378,23 +378,24 @@ def test_resume_after_kill_9_sends_only_missing_parts(  # noqa: PLR0917 - pytest
 
 
 RSS_CHILD = """
-import json, os, resource, sys
+import json, os, sys
 import boto3
 from botocore.config import Config
 from airflow_s3stream.s3.multipart import MultipartConfig, MultipartWriter
 from airflow_s3stream.s3.multipart.uploader import ResumableUploader
+from tests.support.memory import peak_rss_kib
 endpoint, bucket, mode, size_mib = sys.argv[1:5]
 client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
                       region_name="us-east-1", config=Config(s3={"addressing_style": "path"}, max_pool_connections=16))
 config = MultipartConfig(part_size=8 * 1024 * 1024, max_concurrency=4)
 client.list_buckets()  # warm everything up before the baseline
-baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+baseline = peak_rss_kib()
 block = os.urandom(1024 * 1024)
 if mode == "writer":
     with MultipartWriter(client, bucket, "rss.bin", config=config) as w:
         for _ in range(int(size_mib)):
             w.write(block)
-print(json.dumps({"baseline_kib": baseline}))
+print(json.dumps({"baseline_kib": baseline, "peak_kib": peak_rss_kib()}))
 """
 
 
@@ -407,9 +408,8 @@ def test_peak_rss_of_a_1gb_streamed_upload_stays_within_the_bound(s3: Any, bucke
     )
     assert proc.stdout is not None
     out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    baseline_mib = json.loads(out.splitlines()[-1])["baseline_kib"] / 1024
-    peak_mib = usage.ru_maxrss / 1024
+    assert proc.wait() == 0
+    measured = json.loads(out.splitlines()[-1])
+    baseline_mib, peak_mib = measured["baseline_kib"] / 1024, measured["peak_kib"] / 1024
     bound_mib = baseline_mib + (4 + 1) * 8 + 32  # (max_concurrency + 1) x part_size + small buffers
     assert peak_mib <= bound_mib, f"peak RSS {peak_mib:.0f} MiB > bound {bound_mib:.0f} MiB"

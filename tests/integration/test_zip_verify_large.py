@@ -53,18 +53,19 @@ def test_archive_over_4_gib_verifies_with_zip64_offsets(tmp_path: Path) -> None:
 
 
 CHILD = r"""
-import json, resource, sys
+import json, sys
 from airflow_s3stream.archive.verify import VerifyConfig, verify_archive
 from airflow_s3stream.s3.reader import S3ObjectSource
 from tests.support import devservices
+from tests.support.memory import peak_rss_kib
 import boto3
 endpoint, key_id, secret, region, bucket, key = sys.argv[1:]
 client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=key_id, aws_secret_access_key=secret,
                       region_name=region)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = peak_rss_kib()
 report = verify_archive(S3ObjectSource(client, bucket, key), VerifyConfig(mode="zip"))
 print(json.dumps({"valid": report.valid, "before_kib": before,
-                  "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+                  "peak_kib": peak_rss_kib()}))
 """
 
 

@@ -1,0 +1,78 @@
+"""The memory budget: one number per task, from which every buffer size is derived.
+
+A task of ours should add no more than about :data:`DEFAULT_MEMORY_BUDGET` to its worker, whatever
+the data size. Rather than a pile of knobs, each operator takes ``memory_budget`` (bytes) and sizes
+its buffers from it; an explicit knob (``part_size``, ``max_concurrency``, ...) still wins.
+
+How the budget is shared (the rest is headroom for Python, pyarrow and botocore themselves):
+
+* **part buffers**, half: ``(parts in flight + 1) x part size`` (the one being filled and those
+  uploading); 128 MiB -> 8 MiB parts, 7 in flight;
+* **a Parquet row group**, an eighth of Arrow data (the writer's pages and encoded column chunks
+  take about twice that again while the group is written): the rows per group follow from the
+  measured width of a row in Arrow memory (wide rows, fewer rows), between 1,024 and 1,048,576;
+* **read-ahead**, half of it for readers: ``blocks x block size``;
+* **the compressor**, an eighth: zstd's window, hash and chain tables are shrunk (a smaller
+  window, a little less ratio) when a high level would need more; gzip needs 256 KiB at most.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from airflow_s3stream.errors import ConfigurationError
+
+__all__ = ["DEFAULT_MEMORY_BUDGET", "MIN_MEMORY_BUDGET", "MemoryBudget"]
+
+MiB = 1024 * 1024
+DEFAULT_MEMORY_BUDGET = 128 * MiB  # bytes a task may add to its worker (an idle Airflow 3 worker takes ~300 MiB)
+MIN_MEMORY_BUDGET = 32 * MiB  # below this the fixed costs (two 5 MiB parts, Arrow blocks) do not fit
+S3_MIN_PART_SIZE = 5 * MiB  # S3 limit: every part but the last
+MAX_BUDGET_PART_SIZE = 16 * MiB  # larger parts stop helping throughput; more of them in flight does
+MAX_BUDGET_CONCURRENCY = 16  # parts in flight: more than this only queues on the connection pool
+MIN_ROW_GROUP_ROWS = 1024
+MAX_ROW_GROUP_ROWS = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class MemoryBudget:
+    """``total`` bytes for one task's buffers (see the module docstring for the shares)."""
+
+    total: int = DEFAULT_MEMORY_BUDGET
+
+    def __post_init__(self) -> None:
+        if isinstance(self.total, bool) or not isinstance(self.total, int):
+            raise ConfigurationError(f"memory_budget must be an integer number of bytes, got {self.total!r}")
+        if self.total < MIN_MEMORY_BUDGET:
+            raise ConfigurationError(
+                f"memory_budget={self.total} bytes is below the minimum {MIN_MEMORY_BUDGET} (32 MiB)"
+            )
+
+    def parts(self, part_size: int | None = None, max_concurrency: int | None = None) -> tuple[int, int]:
+        """``(part_size, max_concurrency)`` within half the budget; an explicit value is kept as given."""
+        share = self.total // 2
+        if part_size is None:
+            fitting = share // 8 if max_concurrency is None else share // (max_concurrency + 1)
+            part_size = min(MAX_BUDGET_PART_SIZE, max(S3_MIN_PART_SIZE, fitting // MiB * MiB))
+        if max_concurrency is None:
+            max_concurrency = min(MAX_BUDGET_CONCURRENCY, max(1, share // part_size - 1))
+        return part_size, max_concurrency
+
+    @property
+    def row_group_bytes(self) -> int:
+        """Bytes of Arrow data one Parquet row group may hold."""
+        return self.total // 8
+
+    def row_group_rows(self, bytes_per_row: float) -> int:
+        """Rows per Parquet row group for rows of ``bytes_per_row`` (measured in Arrow memory)."""
+        rows = int(self.row_group_bytes / max(bytes_per_row, 1.0))
+        return min(MAX_ROW_GROUP_ROWS, max(MIN_ROW_GROUP_ROWS, rows))
+
+    def read_ahead(self, block_size: int) -> int:
+        """Blocks of ``block_size`` bytes a reader may hold ahead of the consumer (at least 1)."""
+        return max(1, (self.total // 2) // block_size)
+
+    @property
+    def compressor_bytes(self) -> int:
+        """Bytes a streaming compressor's state may take."""
+        return self.total // 8
