@@ -19,7 +19,8 @@ __all__ = ["CopyPosition", "copy_position", "is_connection_failure", "load_error
 # SQLSTATE classes that say "the server or the link failed", not "the data is wrong"
 # (https://www.postgresql.org/docs/current/errcodes-appendix.html), as the export decides.
 _TRANSIENT_SQLSTATE_CLASSES = ("08", "40", "53", "57", "58")
-_CONTEXT = re.compile(r"\bline (?P<line>\d+)(?:, column (?P<column>[^:]+?))?(?::|$)", re.MULTILINE)
+# The COPY's own context line; nested contexts (e.g. "JSON data, line 1: ...") come before it.
+_CONTEXT = re.compile(r"^COPY .*?, line (?P<line>\d+)(?:, column (?P<column>[^:]+?))?(?::|$)", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -34,9 +35,10 @@ def copy_position(context: str | None) -> CopyPosition | None:
     """Parse ``COPY t, line 7, column amount: "abc"`` (the error's ``diag.context``)."""
     if not context:
         return None
-    match = _CONTEXT.search(context)
-    if match is None:
+    matches = list(_CONTEXT.finditer(context))
+    if not matches:
         return None
+    match = matches[-1]
     column = match.group("column")
     return CopyPosition(int(match.group("line")), column.strip() if column else None)
 

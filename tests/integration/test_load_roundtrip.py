@@ -17,7 +17,9 @@ from airflow_s3stream.operators import PostgresToS3StreamOperator, S3ToPostgresS
 from tests.integration.test_export_roundtrip import ROWS, TABLE_DDL
 
 # json has no equality operator: compare it as jsonb (the value, not its spelling).
-COMPARED = "id, i2, i8, f4, f8, num, wide, free, t, vc, ch, flag, d, tm, ts, tstz, iv, u, j::jsonb, jb, arr, tarr, narr, raw"
+COMPARED = (
+    "id, i2, i8, f4, f8, num, wide, free, t, vc, ch, flag, d, tm, ts, tstz, iv, u, j::jsonb, jb, arr, tarr, narr, raw"
+)
 # JSON Lines writes a json column holding the JSON value null and a SQL NULL alike: `null`.
 COMPARED_JSONL = COMPARED.replace("j::jsonb", "NULLIF(j::jsonb, 'null'::jsonb)")
 
