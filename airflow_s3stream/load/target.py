@@ -1,8 +1,7 @@
 """The table a load writes to: its quoted name and its columns, read from the catalog.
 
 Every identifier reaches SQL as ``psycopg.sql.Identifier``; a table name is ``table`` or
-``schema.table`` (split at the first dot; a name that itself contains a dot is passed as a
-``(schema, table)`` pair by the caller).
+``schema.table`` (a name that itself contains a dot is passed as a ``(schema, table)`` pair).
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ def split_table_name(table: str | Sequence[str]) -> tuple[str, ...]:
 
     :raises ConfigurationError: empty, or more than schema and table.
     """
-    parts = tuple(table.split(".", 1)) if isinstance(table, str) else tuple(table)
+    parts = tuple(table.split(".")) if isinstance(table, str) else tuple(table)
     if not parts or len(parts) > 2 or not all(isinstance(p, str) and p for p in parts):
         raise ConfigurationError(f"table {table!r} must be 'table' or 'schema.table'")
     return parts
