@@ -267,5 +267,5 @@ class S3ToPostgresStreamOperator(BaseOperator):
                 self._conn = None
                 conn.close()
         for file in result.files:
-            self.log.info("loaded s3://%s: %d rows, %d bytes", file.key, file.rows, file.bytes)
+            self.log.info("loaded %s: %d rows, %d bytes", file.key, file.rows, file.bytes)
         return result.to_dict()
