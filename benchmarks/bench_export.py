@@ -12,6 +12,10 @@ then measures, each in a fresh child process (peak RSS = that child's ``ru_maxrs
 * pandas ``read_sql`` + ``to_csv`` + PutObject, what ``SqlToS3Operator`` does (at a size that fits);
 * COPY chained into smart_open's writer, sequentially (read, then upload, taking turns);
 * ``PostgresToS3StreamOperator.execute({})`` per format, and CSV again at ``--small-rows``;
+* a split CSV export (``--split-mib`` MiB files) two ways, alternating over ``--split-rounds``
+  rounds: each file completed as it closes (before the staged commit) and every file staged then
+  published by one commit (today); ``commit ms`` is the commit window (first Complete to manifest);
+* the job commit (``S3StreamCommitOperator``'s work) of 1, 10 and 100 small staged files;
 * an idle interpreter with the operator's imports (the memory baseline).
 
 MB/s is CSV-equivalent MB (the CSV size of the same rows) per second, so formats compare on the
@@ -33,6 +37,7 @@ import time
 from typing import Any
 
 MiB = 1024 * 1024
+SPLIT_MIB = int(os.environ.get("BENCH_SPLIT_MIB", "32"))  # set by --split-mib for the children
 BUCKET = "bench-export"
 TABLE = "bench_export"
 TABLE_SQL = f"""
@@ -143,6 +148,42 @@ def run_case(case: str, rows: int, endpoint: str, pg_uri: str) -> dict[str, Any]
         data = frame.to_csv(index=False).encode()
         _client(endpoint).put_object(Bucket=BUCKET, Key=f"{key}.csv", Body=data)
         stored = len(data)
+    elif case in ("split_completed", "split_staged"):
+        from airflow_s3stream.export import ExportOptions, export_query, multipart_opener
+
+        client = _client(endpoint)
+        options = ExportOptions(max_bytes_per_file=SPLIT_MIB * MiB, write_manifest=True)
+        opener = None  # the default: every part staged, then one commit
+        if case == "split_completed":
+            opener = multipart_opener(client, BUCKET, options.content_type)  # completed as each part closes
+        with psycopg.connect(pg_uri) as conn:
+            result = export_query(conn, client, sql=sql, bucket=BUCKET, key=key, options=options, open_object=opener)
+        stored = result.bytes
+        return {"seconds": time.monotonic() - started, "bytes": stored, "commit_ms": result.commit_ms}
+    elif case.startswith("job_commit_"):
+        from airflow_s3stream.export import ExportOptions, export_query
+        from airflow_s3stream.export.job import commit_job
+        from airflow_s3stream.s3.multipart import MultipartConfig
+
+        client = _client(endpoint)
+        files = int(case.removeprefix("job_commit_"))
+        with psycopg.connect(pg_uri) as conn:
+            staged = [
+                export_query(
+                    conn,
+                    client,
+                    sql=f"SELECT * FROM {TABLE} WHERE id > %(lo)s AND id <= %(hi)s",
+                    parameters={"lo": i * rows, "hi": (i + 1) * rows},
+                    bucket=BUCKET,
+                    key=f"{key}/range-{i:05d}",
+                    options=ExportOptions(),
+                    stage_only=True,
+                ).to_dict()
+                for i in range(files)
+            ]
+        started = time.monotonic()
+        done = commit_job(client, bucket=BUCKET, prefix=key, results=staged, config=MultipartConfig())
+        return {"seconds": time.monotonic() - started, "bytes": done.bytes, "commit_ms": done.commit_ms}
     elif case.startswith("operator_"):
         file_format, _, compression = case.removeprefix("operator_").partition("_")
         op = PostgresToS3StreamOperator(
@@ -192,6 +233,9 @@ def main() -> int:
     parser.add_argument("--small-rows", type=int, default=300_000)
     parser.add_argument("--recipe-rows", type=int, default=300_000)
     parser.add_argument("--pandas-rows", type=int, default=300_000)
+    parser.add_argument("--split-mib", type=int, default=SPLIT_MIB, help="file size of the split export")
+    parser.add_argument("--split-rounds", type=int, default=2, help="alternating rounds of the two split cases")
+    parser.add_argument("--commit-rows", type=int, default=1000, help="rows per staged file of the job commit")
     parser.add_argument("--child")
     parser.add_argument("--endpoint")
     parser.add_argument("--pg-uri")
@@ -233,6 +277,7 @@ def main() -> int:
             "AIRFLOW_HOME": tempfile.mkdtemp(prefix="bench-export-airflow-"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "PYTHONPATH": os.getcwd(),
+            "BENCH_SPLIT_MIB": str(args.split_mib),
         }
         cases = [
             ("idle", 0, "idle interpreter (operator imports)"),
@@ -246,6 +291,11 @@ def main() -> int:
             ("operator_jsonl", args.rows, "operator jsonl"),
             ("operator_parquet", args.rows, "operator parquet (snappy)"),
         ]
+        for round_ in range(1, args.split_rounds + 1):
+            order = [("split_completed", "completed as written"), ("split_staged", "staged + commit")]
+            for case, how in order if round_ % 2 else order[::-1]:
+                cases.append((case, args.rows, f"csv {args.split_mib} MiB parts, {how} #{round_}"))
+        cases += [(f"job_commit_{n}", args.commit_rows, f"job commit of {n} staged file(s)") for n in (1, 10, 100)]
         csv_bytes_per_row: float | None = None
         results = []
         for case, rows, label in cases:
@@ -260,11 +310,15 @@ def main() -> int:
         for r in results:
             r["mb_per_s"] = r["rows"] * csv_bytes_per_row / 1e6 / r["seconds"] if r["seconds"] else 0.0
         print()
-        print(f"{'method':<46} {'rows':>10} {'seconds':>8} {'MB/s':>7} {'out MB':>8} {'peak RSS MiB':>13}")
+        head = f"{'method':<46} {'rows':>10} {'seconds':>8} {'MB/s':>7} {'out MB':>8} {'peak RSS MiB':>13}"
+        print(f"{head} {'commit ms':>10}")
         for r in results:
+            commit_ms = f"{r['commit_ms']:>10.1f}" if r.get("commit_ms") is not None else f"{'':>10}"
+            if r["case"].startswith("job_commit_"):
+                r["mb_per_s"] = 0.0  # seconds is the commit call alone; throughput is not the point
             print(
                 f"{r['label']:<46} {r['rows']:>10,} {r['seconds']:>8.2f} {r['mb_per_s']:>7.1f} "
-                f"{r['bytes'] / 1e6:>8.1f} {r['peak_rss_mib']:>13.0f}"
+                f"{r['bytes'] / 1e6:>8.1f} {r['peak_rss_mib']:>13.0f} {commit_ms}"
             )
         by = {(r["case"], r["rows"]): r for r in results}
         op_csv, small = by[("operator_csv", args.rows)], by[("operator_csv", args.small_rows)]
@@ -284,6 +338,13 @@ def main() -> int:
             f"  peak RSS csv {args.rows:,} / {args.small_rows:,} rows       "
             f"{op_csv['peak_rss_mib'] / small['peak_rss_mib']:.2f}  (<= 1.25)"
         )
+        completed = [r["mb_per_s"] for r in results if r["case"] == "split_completed"]
+        staged = [r["mb_per_s"] for r in results if r["case"] == "split_staged"]
+        if completed and staged:
+            ratio = sum(staged) / sum(completed)
+            print(
+                f"  split csv: staged+commit / completed as written {ratio:.2f}  (>= 0.95; {len(staged)} rounds)"
+            )
         print(
             f"  peak RSS csv {args.rows:,} rows - idle interpreter  "
             f"{op_csv['peak_rss_mib'] - idle['peak_rss_mib']:.0f} MiB  (< 150 MiB)"

@@ -1,4 +1,4 @@
-"""Fan-out: export one big table as N key-range partitions in parallel, then write one manifest.
+"""Fan-out: export one big table as N key-range partitions in parallel, published as ONE export.
 
 This is the pattern for outgrowing one worker. ``plan_ranges`` splits the key column's range into
 ``partitions`` half-open ranges ``[lo, hi)``; dynamic task mapping (``.partial().expand_kwargs()``)
@@ -6,25 +6,30 @@ makes one :class:`~airflow_s3stream.operators.PostgresToS3StreamOperator` per ra
 executor (Celery, Kubernetes) runs them on as many workers as are free. Each one streams its
 range with ``COPY`` in constant memory; none of them sees the whole table.
 
-Tasks:
+The partitions publish nothing themselves (``stage_only=True``): each leaves its file as an open
+multipart upload and returns its record. The job commits all of them at once, or none:
 
 * ``plan_ranges``: ``min``/``max`` of ``key_column`` -> ``partitions`` ranges, each with its key
   ``<prefix>/<table>/range-00000.parquet`` ...
-* ``export_range`` (mapped): ``SELECT * FROM <table> WHERE key >= %(lo)s AND key < %(hi)s``; the
-  bounds are parameters, quoted and escaped by psycopg (bound on the client, so they show in
+* ``export_range`` (mapped, ``stage_only``): ``SELECT * FROM <table> WHERE key >= %(lo)s AND key < %(hi)s``;
+  the bounds are parameters, quoted and escaped by psycopg (bound on the client, so they show in
   ``pg_stat_activity``), never pasted into the SQL by the DAG.
-* ``write_manifest``: ``<prefix>/<table>/_manifest.json`` lists every file with rows and bytes,
-  and is written last: readers treat its presence as "the export is complete". Files under the
-  prefix left by an earlier run with more partitions are deleted first, so a re-run replaces the
-  export and never leaves stale parts beside it.
+* ``commit`` (:class:`~airflow_s3stream.operators.S3StreamCommitOperator`), once every partition
+  has staged: completes every upload, deletes the files the previous manifest listed that this
+  run did not write (an earlier run with more partitions), and writes
+  ``<prefix>/<table>/_manifest.json`` LAST. Readers treat the manifest as "the export is complete".
+* ``abort_staged`` (:class:`~airflow_s3stream.operators.S3StreamAbortOperator`, the teardown): when a
+  partition failed, aborts everything staged, so the previous export of the whole table (files
+  and manifest) stays exactly as it was. After a commit it finds nothing to abort.
 
 Params: ``table`` (schema-qualified name), ``key_column`` (an integer column, ideally indexed),
 ``partitions``, ``bucket``, ``prefix``. Connections: ``postgres_default``, ``aws_default``.
+One run at a time per prefix (``max_active_runs=1``): two runs staging under the same prefix would
+abort each other's leftovers.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -32,12 +37,11 @@ import pendulum
 from airflow.sdk import Param, dag, task
 
 from airflow_s3stream.export.partitions import split_key_range
-from airflow_s3stream.operators import PostgresToS3StreamOperator
+from airflow_s3stream.operators import PostgresToS3StreamOperator, S3StreamAbortOperator, S3StreamCommitOperator
 
 DEFAULT_BUCKET = os.environ.get("S3STREAM_BUCKET", "s3stream")
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"  # one unquoted SQL identifier
 QUALIFIED_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$"
-MANIFEST_NAME = "_manifest.json"
 
 
 @dag(
@@ -45,6 +49,7 @@ MANIFEST_NAME = "_manifest.json"
     schedule=None,
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
+    max_active_runs=1,
     tags=["s3stream", "export", "fan-out"],
     doc_md=__doc__,
     params={
@@ -93,44 +98,19 @@ def s3stream_export_partitioned() -> None:
         s3_bucket="{{ params.bucket }}",
         file_format="parquet",
         compression="zstd",
+        stage_only=True,
         max_active_tis_per_dag=4,
         retries=2,
     ).expand_kwargs(plan_ranges())
 
-    @task
-    def write_manifest(results: list[dict[str, Any]], params: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Delete stale files under the prefix, then write the manifest last."""
-        from airflow_s3stream.hooks.s3 import S3StreamHook
-
-        assert params is not None
-        results = list(results)
-        files = [file for result in results for file in result["files"]]
-        base = f"{params['prefix'].rstrip('/')}/{params['table']}/"
-        manifest_key = base + MANIFEST_NAME
-        client = S3StreamHook().get_s3_client()
-        current = {file["key"] for file in files} | {manifest_key}
-        stale = [
-            key for key in S3StreamHook().list_keys(bucket_name=params["bucket"], prefix=base) if key not in current
-        ]
-        for key in stale:
-            client.delete_object(Bucket=params["bucket"], Key=key)
-        manifest = {
-            "table": params["table"],
-            "key_column": params["key_column"],
-            "files": files,
-            "rows": sum(file["rows"] for file in files),
-            "bytes": sum(file["bytes"] for file in files),
-        }
-        client.put_object(
-            Bucket=params["bucket"],
-            Key=manifest_key,
-            Body=json.dumps(manifest, indent=2).encode(),
-            ContentType="application/json",
-        )
-        print(f"{len(files)} files, {manifest['rows']} rows; removed {len(stale)} stale; manifest {manifest_key}")
-        return {"manifest_key": manifest_key, "files": len(files), "rows": manifest["rows"], "removed": stale}
-
-    write_manifest(exports.output)  # type: ignore[arg-type]  # an XComArg: the mapped results, at run time
+    base = "{{ params.prefix.rstrip('/') }}/{{ params.table }}"
+    commit = S3StreamCommitOperator(
+        task_id="commit", s3_bucket="{{ params.bucket }}", s3_prefix=base, staged=exports.output
+    )
+    abort = S3StreamAbortOperator(
+        task_id="abort_staged", s3_bucket="{{ params.bucket }}", s3_prefix=base, staged=exports.output
+    )
+    commit >> abort.as_teardown()
 
 
 s3stream_export_partitioned()

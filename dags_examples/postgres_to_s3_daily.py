@@ -10,7 +10,10 @@ Each run exports exactly its own data interval, so backfills and re-runs are saf
   stages every part as an open multipart upload and, only once the query has finished, completes
   them all, deletes parts left over from an earlier, larger run, and writes the ``_manifest.json``
   last (its presence means "this day is complete");
-* a failed run aborts its staged uploads: the day's previous export stays exactly as it was.
+* a failed run aborts its staged uploads: the day's previous export stays exactly as it was;
+* the CSV export updates the asset ``s3stream_orders_csv`` (``ORDERS_CSV``): each run's asset event
+  carries ``{"bucket", "key", "manifest_key", "rows", "bytes"}`` of the day it published, so a DAG
+  scheduled on the asset (``load_orders_on_asset.py``) knows exactly what to load.
 
 Configuration: connections ``postgres_default`` and ``aws_default``; the bucket comes from the
 ``S3STREAM_BUCKET`` environment variable (default ``s3stream``), the table from
@@ -23,7 +26,7 @@ from __future__ import annotations
 import os
 
 import pendulum
-from airflow.sdk import CronDataIntervalTimetable, dag
+from airflow.sdk import Asset, CronDataIntervalTimetable, dag
 
 from airflow_s3stream.operators import PostgresToS3StreamOperator
 
@@ -37,6 +40,8 @@ ORDER BY id
 """
 INTERVAL = {"start": "{{ data_interval_start }}", "end": "{{ data_interval_end }}"}
 MiB = 1024 * 1024
+# What the CSV export publishes, one interval per asset event (the event's extra names the day's keys).
+ORDERS_CSV = Asset(name="s3stream_orders_csv", uri=f"s3://{BUCKET}/exports/orders/")
 
 
 @dag(
@@ -61,6 +66,7 @@ def postgres_to_s3_daily() -> None:
         compression="gzip",
         max_bytes_per_file=64 * MiB,
         write_manifest=True,
+        outlets=[ORDERS_CSV],
     )
     PostgresToS3StreamOperator(
         task_id="export_parquet",

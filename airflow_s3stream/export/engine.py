@@ -19,6 +19,10 @@
    idempotently), delete stale ``part-NNNNN`` objects of an earlier, larger run, write the
    manifest LAST (replacing the old one), delete the commit state. The window from the first
    Complete to the manifest is ``commit_ms``. Single object: the manifest (if asked) after it.
+
+With ``stage_only`` (one task of a job of mapped tasks) step 6 is left to the job: every file,
+split or not, is staged and returned (:attr:`ExportResult.staged`); :mod:`airflow_s3stream.export.job`
+commits the files of all tasks under one manifest, or aborts them.
 """
 
 from __future__ import annotations
@@ -32,10 +36,11 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow_s3stream.errors import DestinationError
+from airflow_s3stream.errors import ConfigurationError, DestinationError
 from airflow_s3stream.export.columns import Column, describe_query
 from airflow_s3stream.export.copy_stream import arrow_batches, copy_rows
 from airflow_s3stream.export.keys import commit_state_key, manifest_key, part_key, single_key, stale_part_keys
+from airflow_s3stream.export.manifest import build_manifest, csv_settings
 from airflow_s3stream.export.options import ExportOptions
 from airflow_s3stream.export.query import copy_statement, jsonl_copy_statement
 from airflow_s3stream.export.writers import ExportedFile, ObjectOpener, PartSequence, write_parquet, write_text
@@ -68,13 +73,17 @@ class ExportResult:
     manifest_key: str | None = None
     deleted_stale: list[str] = field(default_factory=list)
     commit_ms: float | None = None  # split: first Complete to manifest written, milliseconds
+    description: dict[str, Any] = field(default_factory=dict)  # the manifest's format, columns, query ...
+    staged: bool = False  # stage_only: every file is an open upload, for the job's commit
 
     @property
     def mb_per_s(self) -> float:
         return round(self.bytes / 1e6 / self.seconds, 2) if self.seconds > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """The XCom value; a staged export adds, per file, what committing it needs (``staged``),
+        and the manifest fields the job's commit writes (``description``)."""
+        result: dict[str, Any] = {
             "bucket": self.bucket,
             "files": [f.to_dict() for f in self.files],
             "rows": self.rows,
@@ -84,6 +93,12 @@ class ExportResult:
             "manifest_key": self.manifest_key,
             "commit_ms": self.commit_ms,
         }
+        if self.staged:
+            for entry, f in zip(result["files"], self.files, strict=True):
+                entry["staged"] = f.staged.to_dict() if f.staged is not None else None
+            result["staged"] = True
+            result["description"] = self.description
+        return result
 
 
 def multipart_opener(
@@ -106,21 +121,23 @@ def multipart_opener(
     return open_object
 
 
-def _manifest(
-    sql: str, options: ExportOptions, columns: list[Column], files: list[ExportedFile], *, rows: int, seconds: float
-) -> dict[str, Any]:
-    """The manifest document; a staged file's ``etag`` and ``checksum`` are added by the commit."""
+def _description(sql: str, options: ExportOptions, columns: list[Column]) -> dict[str, Any]:
+    """The manifest's fields that describe the files (all but ``files``, totals and times)."""
     return {
-        "format": options.file_format,
+        "file_format": options.file_format,
         "compression": options.compression,
+        "csv": csv_settings(
+            options.file_format, delimiter=options.delimiter, header=options.header, null_string=options.null_string
+        ),
         "query": sql,
         "columns": [{"name": c.name, "type": c.type_name} for c in columns],
-        "files": [{**f.to_dict(), **(index_entry(f.upload) if f.upload else {})} for f in files],
-        "rows": rows,
-        "bytes": sum(f.bytes for f in files),
-        "seconds": round(seconds, 3),
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+def _manifest(description: dict[str, Any], files: list[ExportedFile], *, seconds: float) -> dict[str, Any]:
+    """The manifest document; a staged file's ``etag`` and ``checksum`` are added by the commit."""
+    listed = [{**f.to_dict(), **(index_entry(f.upload) if f.upload else {})} for f in files]
+    return build_manifest(**description, files=listed, seconds=seconds)
 
 
 def export_query(
@@ -136,6 +153,7 @@ def export_query(
     upload_config: MultipartConfig | None = None,
     on_progress: Callable[[ProgressSnapshot], None] | None = None,
     progress_interval: float = 5.0,
+    stage_only: bool = False,
 ) -> ExportResult:
     """Stream ``sql`` (with ``parameters`` bound by psycopg on the client) to ``s3://bucket/key`` per ``options``.
 
@@ -144,22 +162,27 @@ def export_query(
     :param open_object: key -> writable context manager; defaults to :func:`multipart_opener`.
     :param upload_config: ``MultipartConfig`` for the default opener.
     :param on_progress: called at most every ``progress_interval`` seconds and once at the end.
+    :param stage_only: stage every file (split or not) and publish nothing: no commit, no manifest
+        (``options.write_manifest`` must be off); the job's commit publishes the files.
     :raises DestinationError: bucket missing or not accessible (before the query runs).
     :raises QueryError: Postgres rejected the query, or a value cannot be represented (nothing written).
     :raises ExportConnectionError: the connection was lost mid-export (nothing left half-written).
     """
     options.validate()
+    if stage_only and options.write_manifest:
+        raise ConfigurationError("stage_only: the job's commit writes the manifest; write_manifest must be off")
     started = time.monotonic()
     config = upload_config or MultipartConfig()
     retry = config.retry
     check_bucket(client, bucket, retry)
     prefix = key.rstrip("/")
-    state = commit_state_key(prefix) if options.split else None
+    state = commit_state_key(prefix) if options.split and not stage_only else None
     if state is not None:
         finish_recorded_commit(client, bucket, state, config)
         _abort_leftover_uploads(client, bucket, prefix, retry)
     columns = describe_query(conn, sql, parameters)
-    opener = open_object or multipart_opener(client, bucket, options.content_type, config, stage=options.split)
+    stage = options.split or stage_only
+    opener = open_object or multipart_opener(client, bucket, options.content_type, config, stage=stage)
     if options.split:
         parts = PartSequence(opener, lambda i: part_key(prefix, i, options.suffix))
     else:
@@ -197,13 +220,16 @@ def export_query(
         raise
     stale: list[str] = []
     commit_ms: float | None = None
-    if options.split:
+    description = _description(sql, options, columns)
+    if stage_only:
+        pass  # published (or aborted) by the job's commit
+    elif options.split:
         try:
             listed = list_keys(client, bucket, prefix + "/part-", retry)
             stale = stale_part_keys(prefix, listed, [f.key for f in parts.files])
             document = None
             if manifest is not None:
-                document = _manifest(sql, options, columns, parts.files, rows=rows, seconds=time.monotonic() - started)
+                document = _manifest(description, parts.files, seconds=time.monotonic() - started)
         except BaseException:
             _discard(client, bucket, parts.files, config)
             raise
@@ -215,7 +241,7 @@ def export_query(
                 f.upload = outcome.results[f.key].to_dict()
         commit_ms = outcome.commit_ms
     elif manifest is not None:
-        body = _manifest(sql, options, columns, parts.files, rows=rows, seconds=time.monotonic() - started)
+        body = _manifest(description, parts.files, seconds=time.monotonic() - started)
         put_object(client, bucket, manifest, json.dumps(body, indent=2).encode(), retry, ContentType="application/json")
     seconds = time.monotonic() - started
     progress.set(rows, sum(f.bytes for f in parts.files))
@@ -230,6 +256,8 @@ def export_query(
         manifest_key=manifest,
         deleted_stale=stale,
         commit_ms=commit_ms,
+        description=description,
+        staged=stage_only,
     )
 
 

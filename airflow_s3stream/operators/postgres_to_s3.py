@@ -18,6 +18,7 @@ from airflow_s3stream.errors import ConfigurationError
 from airflow_s3stream.export import ExportOptions, export_query
 from airflow_s3stream.hooks.postgres import PostgresStreamHook
 from airflow_s3stream.hooks.s3 import S3StreamHook
+from airflow_s3stream.operators.assets import annotate_outlets
 from airflow_s3stream.operators.failures import named_failures
 from airflow_s3stream.operators.links import S3ObjectLink
 from airflow_s3stream.progress import ProgressSnapshot
@@ -63,9 +64,15 @@ class PostgresToS3StreamOperator(BaseOperator):
     :param progress_interval: seconds between progress lines in the task log.
     :param max_attempts: tries per S3 request (throttling, 5xx, resets, timeouts); ``None`` = the
         connection's ``config_kwargs.retries``, else 6. botocore's own retries are off.
+    :param stage_only: one task of a job (mapped partitions): stage every file and publish nothing;
+        :class:`~airflow_s3stream.operators.S3StreamCommitOperator` publishes the files of all the
+        job's tasks under one manifest, :class:`~airflow_s3stream.operators.S3StreamAbortOperator`
+        aborts them. ``write_manifest`` and ``outlets`` belong to the commit then.
 
     Returns (XCom) ``{"bucket", "files": [{"key", "rows", "bytes"}], "rows", "bytes", "seconds",
-    "mb_per_s", "manifest_key"}``.
+    "mb_per_s", "manifest_key", "commit_ms"}``; with ``stage_only`` each file also carries its
+    ``staged`` upload (a few hundred bytes) and the result its ``description`` (format, columns).
+    Each Asset in ``outlets`` gets the event extra ``{"bucket", "key", "manifest_key", "rows", "bytes"}``.
 
     Fails without retry (``AirflowFailException``) when Postgres rejects the query or S3 refuses
     for good; raises ``ExportConnectionError`` / ``TransientError`` (Airflow retries) when Postgres
@@ -104,11 +111,23 @@ class PostgresToS3StreamOperator(BaseOperator):
         checksum_algorithm: str = "auto",
         progress_interval: float = 5.0,
         max_attempts: int | None = None,
+        stage_only: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if not sql or not s3_bucket or not s3_key:
             raise ConfigurationError(f"{self.task_id}: sql, s3_bucket and s3_key are required")
+        if stage_only and write_manifest:
+            raise ConfigurationError(
+                f"{self.task_id}: stage_only=True publishes nothing; the job's S3StreamCommitOperator writes "
+                "the manifest (write_manifest must be False)"
+            )
+        if stage_only and kwargs.get("outlets"):
+            raise ConfigurationError(
+                f"{self.task_id}: stage_only=True publishes nothing, so it has no asset to update: "
+                "give the outlets to the job's S3StreamCommitOperator"
+            )
+        self.stage_only = stage_only
         try:
             self.options = ExportOptions(
                 file_format=file_format,
@@ -175,10 +194,25 @@ class PostgresToS3StreamOperator(BaseOperator):
                     upload_config=upload_config,
                     on_progress=self._log_progress,
                     progress_interval=self.progress_interval,
+                    stage_only=self.stage_only,
                 )
             finally:
                 self._conn = None
                 conn.close()
         for file in result.files:
-            self.log.info("wrote s3://%s/%s: %d rows, %d bytes", result.bucket, file.key, file.rows, file.bytes)
+            verb = "staged" if self.stage_only else "wrote"
+            self.log.info("%s s3://%s/%s: %d rows, %d bytes", verb, result.bucket, file.key, file.rows, file.bytes)
+        if not self.stage_only:
+            key = self.s3_key if self.options.split or not result.files else result.files[0].key
+            annotate_outlets(
+                context,
+                self.outlets,
+                {
+                    "bucket": result.bucket,
+                    "key": key,
+                    "manifest_key": result.manifest_key,
+                    "rows": result.rows,
+                    "bytes": result.bytes,
+                },
+            )
         return result.to_dict()

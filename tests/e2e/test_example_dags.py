@@ -195,6 +195,54 @@ def test_partitioned_export_covers_every_row_once_and_a_rerun_replaces_stale_par
     assert manifest["rows"] == 10_000
 
 
+def _prefix_snapshot(s3_client: Any, bucket: str, base: str) -> tuple[dict[str, str], bytes]:
+    listed = s3_client.list_objects_v2(Bucket=bucket, Prefix=base).get("Contents", [])
+    manifest = s3_client.get_object(Bucket=bucket, Key=base + "_manifest.json")["Body"].read()
+    return {o["Key"]: o["ETag"].strip('"') for o in listed}, manifest
+
+
+def test_partitioned_export_failed_partition_keeps_the_previous_export_then_all_publish_at_once(
+    example_dags: dict[str, Any], s3_client: Any, bucket: str, pg_conn: Any
+) -> None:
+    table = _orders_table(pg_conn, 10_000)
+    view = table + "_v"  # the DAG exports a view, so a re-run can be made to fail in one partition only
+    pg_conn.execute(f"CREATE VIEW {view} AS SELECT id, amount, note, 1 AS ok FROM {table}")
+    conf = {"table": view, "key_column": "id", "partitions": 4, "bucket": bucket, "prefix": "exp"}
+    base = f"exp/{view}/"
+    dag = example_dags["s3stream_export_partitioned"]
+    state, tasks = _run(dag, run_conf=conf)
+    assert state == "success", tasks
+    before = _prefix_snapshot(s3_client, bucket, base)
+
+    # new data everywhere, and a division by zero on rows of partition 2 (ids 15003 ... 22500) only
+    pg_conn.execute(f"UPDATE {table} SET note = note || '-v2'")
+    pg_conn.execute(
+        f"CREATE OR REPLACE VIEW {view} AS SELECT id, amount, note, "
+        f"1 / (CASE WHEN id BETWEEN 20001 AND 20100 THEN 0 ELSE 1 END) AS ok FROM {table}"
+    )
+    state, tasks = _run(dag, run_conf=conf)
+
+    assert state == "failed"
+    assert tasks["export_range[2]"] == "failed" and tasks["commit"] == "upstream_failed", tasks
+    assert [tasks[f"export_range[{i}]"] for i in (0, 1, 3)] == ["success"] * 3
+    assert tasks["abort_staged"] == "success"
+    assert _prefix_snapshot(s3_client, bucket, base) == before  # same keys, same ETags, same manifest
+    assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+    pg_conn.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT id, amount, note, 1 AS ok FROM {table}")
+    state, tasks = _run(dag, run_conf={**conf, "partitions": 3})
+
+    assert state == "success", tasks
+    etags, raw = _prefix_snapshot(s3_client, bucket, base)
+    manifest = json.loads(raw)
+    assert manifest["version"] == 1 and manifest["rows"] == 10_000 and manifest["format"] == "parquet"
+    assert {f["key"]: f["etag"] for f in manifest["files"]} == {
+        k: v for k, v in etags.items() if k != base + "_manifest.json"
+    }
+    assert sorted(etags) == [base + "_manifest.json"] + [f"{base}range-{i:05d}.parquet" for i in range(3)]
+    assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
 def test_airflow_dags_test_cli_runs_the_fanout_dag_with_conf(
     airflow_db: str, s3_client: Any, bucket: str, tmp_path: Path
 ) -> None:
@@ -301,3 +349,31 @@ def test_daily_export_dag_exports_exactly_its_interval_and_a_rerun_overwrites_th
     assert state == "success"
     second = {o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket)["Contents"]}
     assert second == set(first)
+    events = _asset_events("s3stream_orders_csv")
+    assert len(events) == 2  # one per successful run, each naming the interval it published
+    csv_prefix = next(k for k in first if k.endswith(".csv.gz")).rsplit("/", 1)[0]
+    assert events[-1] == {
+        "bucket": bucket,
+        "key": csv_prefix,
+        "manifest_key": csv_prefix + "/_manifest.json",
+        "rows": 24,
+        "bytes": sum(
+            o["Size"] for o in s3_client.list_objects_v2(Bucket=bucket, Prefix=csv_prefix + "/part-")["Contents"]
+        ),
+    }
+
+
+def _asset_events(asset_name: str) -> list[dict[str, Any]]:
+    """The ``extra`` of every event of the asset named ``asset_name``, oldest first."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.scalars(
+            select(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetModel.name == asset_name)
+            .order_by(AssetEvent.id)
+        ).all()
+        return [dict(e.extra) for e in rows]

@@ -353,11 +353,15 @@ def test_split_export_with_stale_part_cleanup_succeeds_byte_for_byte(
     export(bucket, "out", store_conn, 150_000, checksum_algorithm=algorithm)  # 4 files, 3 of them multipart
     result = export(bucket, "out", store_conn, 100_000, checksum_algorithm=algorithm)  # 3 files: 1 stale
     names = [f["key"].rsplit("/", 1)[1] for f in result["files"]]
-    assert names == [f["key"].rsplit("/", 1)[1] for f in reference["files"]] == [
-        "part-00000.csv",
-        "part-00001.csv",
-        "part-00002.csv",
-    ]
+    assert (
+        names
+        == [f["key"].rsplit("/", 1)[1] for f in reference["files"]]
+        == [
+            "part-00000.csv",
+            "part-00001.csv",
+            "part-00002.csv",
+        ]
+    )
     for name in names:
         assert read(s3_client, bucket, f"out/{name}") == read(s3_client, bucket, f"ref/{name}")
     assert listing(s3_client, bucket, "out/") == ["out/_manifest.json"] + [f"out/{n}" for n in names]

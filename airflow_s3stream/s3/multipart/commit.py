@@ -46,7 +46,7 @@ from typing import Any
 
 from airflow_s3stream.errors import ChecksumMismatchError, UploadError
 from airflow_s3stream.s3.classify import classify, to_error
-from airflow_s3stream.s3.multipart.completion import complete_and_verify
+from airflow_s3stream.s3.multipart.completion import complete_and_verify, confirm_completed
 from airflow_s3stream.s3.multipart.config import CHECKSUM_MD5, MultipartConfig
 from airflow_s3stream.s3.multipart.result import UploadResult
 from airflow_s3stream.s3.multipart.session import PartRecord, UploadSession
@@ -58,6 +58,7 @@ __all__ = [
     "CommitPlan",
     "StagedUpload",
     "abort_staged",
+    "check_staged",
     "commit",
     "finish_recorded_commit",
     "index_entry",
@@ -237,6 +238,39 @@ def _complete(client: Any, staged: StagedUpload, config: MultipartConfig, starte
     finished = complete_and_verify(session, list(staged.parts))
     part_size = staged.parts[0].size if staged.parts else 0
     return finished.result(session, part_size, started, uploaded_parts=len(staged.parts))
+
+
+def check_staged(client: Any, uploads: Sequence[StagedUpload], config: MultipartConfig) -> None:
+    """Before a commit of uploads staged by other tasks: every upload is still open (ListParts), or
+    was already completed into the object its parts make (a commit that ran before). Up to
+    ``max_concurrency`` checks at once; nothing is changed.
+
+    :raises UploadError: naming every key whose upload is gone (aborted by a cleanup, expired by a
+        lifecycle rule) and not completed as staged: committing would publish a partial export.
+    """
+
+    def check(staged: StagedUpload) -> str | None:
+        session = staged.session(client, config)
+        if session.list_parts() is not None:
+            return None
+        try:
+            confirm_completed(session, list(staged.parts), because=f"staged upload {staged.upload_id} is gone")
+        except UploadError as exc:
+            return str(exc)
+        return None
+
+    if not uploads:
+        return
+    with ThreadPoolExecutor(min(config.max_concurrency, len(uploads)), thread_name_prefix="s3stream-check") as pool:
+        problems = [p for p in pool.map(check, uploads) if p is not None]
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise UploadError(
+            f"{len(problems)} of {len(uploads)} staged file(s) can no longer be committed: "
+            + "; ".join(problems[:3])
+            + more
+            + ". Re-run the tasks that staged them (clear the export tasks and everything downstream)."
+        )
 
 
 def abort_staged(client: Any, uploads: Sequence[StagedUpload], config: MultipartConfig) -> None:
