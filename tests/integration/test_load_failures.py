@@ -185,6 +185,13 @@ def test_manifest_file_rows_size_and_etag_are_checked(
     put(s3_client, bucket, key, json.dumps(wrong_size).encode())
     with pytest.raises(AirflowFailException, match=rf"{first}: \d+ bytes stored, manifest {key} lists"):
         load(bucket, key, orders)
+    wrong_sum = json.loads(json.dumps(original))
+    listed = wrong_sum["files"][0]["checksum"]
+    assert listed["algorithm"] and listed["value"]  # the export lists the stored checksum ...
+    listed["value"] = "AAAAAA==-1"
+    put(s3_client, bucket, key, json.dumps(wrong_sum).encode())
+    with pytest.raises(AirflowFailException, match=rf"{first}: {listed['algorithm']} \S+ differs from AAAAAA==-1"):
+        load(bucket, key, orders)  # ... and the load compares it with what HeadObject reports
     put(s3_client, bucket, key, json.dumps(original).encode())
     body = s3_client.get_object(Bucket=bucket, Key=first)["Body"].read()
     put(s3_client, bucket, first, body.replace(b"n1", b"m1"))  # same size, other bytes: a new ETag
