@@ -90,7 +90,8 @@ def run_case(case: str, rows: int, key: str) -> dict[str, Any]:
         return {"seconds": 0.0}
     if case == "download_copy_expert":
         with tempfile.NamedTemporaryFile(suffix=".csv") as tmp:
-            S3Hook(aws_conn_id="aws_default").get_conn().download_fileobj(BUCKET, key, tmp)
+            s3_client: Any = S3Hook(aws_conn_id="aws_default").get_conn()
+            s3_client.download_fileobj(BUCKET, key, tmp)
             tmp.flush()
             PostgresHook(postgres_conn_id="postgres_default").copy_expert(
                 f"COPY {TARGET} FROM STDIN (FORMAT csv, HEADER true)", tmp.name
