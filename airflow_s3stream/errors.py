@@ -20,8 +20,11 @@ __all__ = [
     "ExportConnectionError",
     "ExportError",
     "InvalidInputError",
+    "LoadConnectionError",
+    "LoadError",
     "ObjectChangedError",
     "QueryError",
+    "RowRejectedError",
     "S3StreamError",
     "SourceChangedError",
     "SourceError",
@@ -112,3 +115,18 @@ class ArchiveError(InvalidInputError):
 
 class BagError(InvalidInputError):
     """The zipped bag cannot be read as BagIt at all (e.g. no bagit.txt)."""
+
+
+# --- S3 -> Postgres load --------------------------------------------------------------------
+
+
+class LoadError(S3StreamError):
+    """A load into Postgres failed; nothing was committed. The message names the S3 object."""
+
+
+class RowRejectedError(LoadError, InvalidInputError):
+    """Postgres rejected the data (a bad value, a missing table or column, a row-count mismatch)."""
+
+
+class LoadConnectionError(LoadError, TransientError):
+    """The Postgres connection was lost or the backend terminated mid-load; a retry may succeed."""

@@ -31,6 +31,7 @@ def get_provider_info() -> dict[str, Any]:
                 "integration-name": "S3 Stream",
                 "python-modules": [
                     "airflow_s3stream.operators.postgres_to_s3",
+                    "airflow_s3stream.operators.s3_to_postgres",
                     "airflow_s3stream.operators.job_commit",
                     "airflow_s3stream.operators.multipart_upload",
                     "airflow_s3stream.operators.zip_verify",

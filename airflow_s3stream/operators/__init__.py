@@ -5,6 +5,7 @@ from __future__ import annotations
 from airflow_s3stream.operators.job_commit import S3StreamAbortOperator, S3StreamCommitOperator
 from airflow_s3stream.operators.multipart_upload import S3MultipartUploadOperator
 from airflow_s3stream.operators.postgres_to_s3 import PostgresToS3StreamOperator
+from airflow_s3stream.operators.s3_to_postgres import S3ToPostgresStreamOperator
 from airflow_s3stream.operators.zip_verify import S3ZipVerifyOperator
 
 __all__ = [
@@ -12,5 +13,6 @@ __all__ = [
     "S3MultipartUploadOperator",
     "S3StreamAbortOperator",
     "S3StreamCommitOperator",
+    "S3ToPostgresStreamOperator",
     "S3ZipVerifyOperator",
 ]

