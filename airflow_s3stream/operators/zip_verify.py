@@ -107,9 +107,8 @@ class S3ZipVerifyOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         if self.mode not in MODES:  # checked again once templates are rendered
             raise AirflowFailException(f"{self.task_id}: mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        hook = S3StreamHook(
-            aws_conn_id=self.aws_conn_id, max_pool_connections=max(10, self.reader_config.prefetch_blocks + 2)
-        )
+        streams = self.reader_config.prefetch_blocks or self.reader_config.max_streams
+        hook = S3StreamHook(aws_conn_id=self.aws_conn_id, max_pool_connections=max(10, streams + 2))
         reader = dataclasses.replace(self.reader_config, retry=hook.retry_policy(self.max_attempts))
         config = VerifyConfig(mode=self.mode, reader=reader, limits=self.limits)
         with named_failures(f"s3://{self.s3_bucket}/{self.s3_key}", reading=True):
