@@ -187,7 +187,8 @@ def test_a_missing_listed_key_fails_naming_it_and_publishes_nothing(bucket: str,
 
 
 def test_arguments_are_validated_at_parse_time() -> None:
-    base: dict[str, Any] = {"task_id": "p", "source_bucket": "b", "source_prefix": "x/", "s3_bucket": "b", "s3_key": "k.zip"}
+    base: dict[str, Any] = {"task_id": "p", "source_bucket": "b", "source_prefix": "x/"}
+    base |= {"s3_bucket": "b", "s3_key": "k.zip"}
     cases: list[tuple[dict[str, Any], str]] = [
         ({"checksums": ["md5"]}, "checksums must be distinct values among sha256, sha512"),
         ({"checksums": "sha256"}, "checksums must be a list"),
