@@ -10,6 +10,7 @@ import io
 import itertools
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ EXPECTED_DAG_IDS = {
     "s3stream_export_partitioned",
     "s3stream_upload",
     "s3stream_postgres_to_s3_daily",
+    "s3stream_package_bag",
 }
 
 
@@ -301,3 +303,19 @@ def test_daily_export_dag_exports_exactly_its_interval_and_a_rerun_overwrites_th
     assert state == "success"
     second = {o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket)["Contents"]}
     assert second == set(first)
+
+
+def test_package_dag_seeds_the_sample_packages_it_verifies_it_and_writes_the_report(
+    example_dags: dict[str, Any], s3_client: Any, bucket: str
+) -> None:
+    state, tasks = _run(example_dags["s3stream_package_bag"], run_conf={"bucket": bucket})
+
+    assert (state, tasks) == ("success", {"seed_sample": "success", "package": "success", "verify": "success"})
+    report = json.loads(
+        s3_client.get_object(Bucket=bucket, Key="bags/sample-bag.zip.verification.json")["Body"].read()
+    )
+    assert report["valid"] is True and report["mode"] == "bagit" and report["payload_files"] == 5
+    body = s3_client.get_object(Bucket=bucket, Key="bags/sample-bag.zip")["Body"].read()
+    with zipfile.ZipFile(io.BytesIO(body)) as zf:
+        info = zf.read("sample-bag/bag-info.txt").decode()
+    assert "Source-Organization: Example Archive" in info and "Payload-Oxum: " in info
