@@ -62,8 +62,8 @@ class StreamController:
         return self.fixed is None
 
     def window_blocks(self) -> int:
-        """Blocks one measurement spans at the current N: enough to fill the pipeline twice."""
-        return STREAMED_PROBE_BLOCKS if self.streams == 0 else max(4, 2 * self.streams + 2)
+        """Blocks one measurement spans at the current N: the pipeline filled, plus two."""
+        return STREAMED_PROBE_BLOCKS if self.streams == 0 else max(4, self.streams + 2)
 
     def start(self) -> None:
         """Mark the start of a measurement window (the first block of a sequential run)."""
