@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 
 __all__ = ["GAIN", "ReadAhead", "StreamController"]
 
-GAIN = 1.2  # a doubling of N must raise throughput by 20% to be kept
+GAIN = 1.2  # a doubling of N must raise throughput by 20% for the probe to go on
+KEEP = 1.1  # the last doubling is kept (and the probe stops) if it still raised throughput by 10%
 IO_BOUND = 0.25  # the reader waited on I/O for at least this share of the window: more streams may help
 STREAMED_PROBE_BLOCKS = 2  # blocks read through the streamed GET before the first decision
 
@@ -48,6 +49,7 @@ class StreamController:
     _window_wait: float = field(init=False, default=0.0)
     _window_blocks: int = field(init=False, default=0)
     _window_start: float | None = field(init=False, default=None)
+    _warmup: int = field(init=False, default=0)  # blocks to skip before measuring a new N
     _previous: float = field(init=False, default=0.0)  # throughput of the last kept N, bytes/s
     _previous_streams: int = field(init=False, default=0)  # the last kept N (0: the streamed GET)
 
@@ -74,6 +76,9 @@ class StreamController:
         """The reader consumed a block of ``nbytes`` after waiting ``waited`` seconds for its bytes."""
         if self.settled:
             return
+        if self._warmup > 0:  # the pipeline of a new N is still filling: not representative
+            self._warmup -= 1
+            return
         if self._window_start is None:
             self._window_start = self.clock() - waited
         self._window_bytes += nbytes
@@ -95,10 +100,11 @@ class StreamController:
         self.restart()
         if self.streams == 0:
             if io_share >= IO_BOUND:
-                self._previous, self._previous_streams, self.streams = throughput, 0, 2
+                self._previous, self._previous_streams = throughput, 0
+                self._set(2)
             return  # CPU-bound on one stream: keep measuring, the archive may change character
         if throughput < self._previous * GAIN:
-            if throughput < self._previous:  # the last step cost throughput: undo it
+            if throughput < self._previous * KEEP:  # the last step did not pay for its memory: undo it
                 self.streams = self._previous_streams
             self.settled = True
             return
@@ -106,7 +112,11 @@ class StreamController:
         if io_share < IO_BOUND or self.streams * 2 > self.max_streams:
             self.settled = True  # the verifier's CPU is the limit now, or the ceiling is reached
             return
-        self.streams *= 2
+        self._set(self.streams * 2)
+
+    def _set(self, streams: int) -> None:
+        self.streams = streams
+        self._warmup = streams // 2  # blocks fetched at the old N are still arriving
 
 
 class ReadAhead:
