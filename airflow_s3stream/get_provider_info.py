@@ -16,7 +16,8 @@ def get_provider_info() -> dict[str, Any]:
         "name": "S3 Stream",
         "description": (
             "Stream Postgres query results to S3, verify huge ZIP/BagIt archives in S3 with "
-            "ranged reads, and run resumable parallel multipart uploads, in constant memory."
+            "ranged reads, package S3 objects into zipped BagIt bags, and run resumable parallel "
+            "multipart uploads, in constant memory."
         ),
         "versions": [__version__],
         "integrations": [
@@ -35,6 +36,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_s3stream.operators.job_commit",
                     "airflow_s3stream.operators.multipart_upload",
                     "airflow_s3stream.operators.zip_verify",
+                    "airflow_s3stream.operators.bag_package",
                 ],
             }
         ],

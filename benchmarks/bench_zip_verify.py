@@ -1,6 +1,16 @@
 """Benchmark: verifying a zipped BagIt bag in S3, four ways, in one run and one table.
 
     .venv/bin/python benchmarks/bench_zip_verify.py [--quick]
+    .venv/bin/python benchmarks/bench_zip_verify.py --latency [--latency-mb 4600] [--latency-ms 30] [--mb-per-s 40]
+    .venv/bin/python benchmarks/bench_zip_verify.py --memory [--entries 10000,250000,1000000]
+
+``--latency``: parallel ranged reads at real-S3 latency, which moto cannot show (it reads the whole
+object for every ranged GET). A ZIP of ``--latency-mb`` MB of payload (about 44% of it once
+deflated: the default makes a ~2 GB archive) is verified through
+:class:`tests.support.latency.LatencySource` (a local file behind ``--latency-ms`` per request and
+``--mb-per-s`` per connection): one streamed GET vs N fixed parallel GETs (2, 4, 8, 16) vs the
+adaptive default. ``--memory``: peak RSS above the idle operator imports for archives of
+``--entries`` 1-byte members (and one hostile archive whose entries all point at one member).
 
 Builds a ~250 MB bag of ~1,500 files (bagit-python, zipped by zipfile), a ~10 MB bag for the
 one-GET-per-read recipe, and a >4 GiB zipped bag (sparse zeros, on local disk: the test S3
@@ -29,7 +39,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support.bags import SparseZeroWriter  # noqa: E402
+from tests.support.bags import SparseZeroWriter, write_many_member_zip  # noqa: E402
 from tests.support.devservices import DEFAULT_REGION, MOTO_CREDENTIALS  # noqa: E402
 from tests.support.s3proxy import S3Proxy  # noqa: E402
 
@@ -128,6 +138,32 @@ CHILDREN = {
         with RangedReader(S3ObjectSource(c, args["bucket"], args["key"])) as reader:
             n = len(ZipArchive.open(reader, reader.size).entries)
         done(seconds=time.monotonic() - t, disk=0, valid=n > 0, members=n)
+        """
+    ),
+    "latency": OPERATOR_IMPORTS
+    + textwrap.dedent(
+        """
+        from airflow_s3stream.archive.verify import VerifyConfig, verify_archive
+        from airflow_s3stream.s3.reader import ReaderConfig
+        from tests.support.latency import LatencySource
+        idle = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        source = LatencySource(args["path"], latency=args["latency"], bandwidth=args["bandwidth"])
+        t = time.monotonic()
+        r = verify_archive(source, VerifyConfig(mode="zip", reader=ReaderConfig(prefetch_blocks=args["streams"])))
+        done(seconds=time.monotonic() - t, disk=0, valid=r.valid, idle=idle, gets=source.requests,
+             connections=source.max_concurrent, bytes_read=r.bytes_read)
+        """
+    ),
+    "entries": OPERATOR_IMPORTS
+    + textwrap.dedent(
+        """
+        from airflow_s3stream.archive.verify import VerifyConfig, verify_archive
+        from airflow_s3stream.s3.reader import LocalFileSource
+        idle = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        t = time.monotonic()
+        r = verify_archive(LocalFileSource(args["path"]), VerifyConfig(mode="auto"))
+        done(seconds=time.monotonic() - t, disk=0, valid=r.valid, idle=idle, members=r.members_total,
+             errors=r.errors.total)
         """
     ),
     "local_zipfile": textwrap.dedent(
@@ -252,10 +288,93 @@ def run_child(kind: str, args: dict[str, Any], env: dict[str, str], work: Path) 
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
+def build_latency_archive(path: Path, total: int) -> int:
+    """A ZIP of ``total`` bytes in 8 MiB deflate-level-1 members of half-compressible data."""
+    rng = random.Random(5)
+    member = 8 * MiB
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        for i in range(max(1, total // member)):
+            text = (b"%08d lorem ipsum dolor sit amet\n" % i) * (member // 2 // 32)
+            zf.writestr(f"part{i:05d}.bin", rng.randbytes(member - len(text)) + text)
+    return path.stat().st_size
+
+
+def latency_table(opts: argparse.Namespace) -> int:
+    """Single streamed GET vs N fixed parallel GETs vs adaptive, through the latency source."""
+    work = Path(tempfile.mkdtemp(prefix="bench-latency-"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+    try:
+        path = work / "latency.zip"
+        size = build_latency_archive(path, int(opts.latency_mb * 1e6))
+        print(f"archive: {size / 1e6:.0f} MB; {opts.latency_ms} ms per request, {opts.mb_per_s} MB/s per connection",
+              file=sys.stderr)  # fmt: skip
+        base = {"path": str(path), "latency": opts.latency_ms / 1000, "bandwidth": opts.mb_per_s * 1e6}
+        rows = []
+        for label, streams in [("single streamed GET", 0)] + [(f"fixed N={n}", n) for n in (2, 4, 8, 16)] + [
+            ("adaptive (default)", None)
+        ]:
+            r = run_child("latency", {**base, "streams": streams}, env, work)
+            r["mb_s"] = size / 1e6 / r["seconds"]
+            rows.append((label, r))
+            print(f"  {label}: {r}", file=sys.stderr)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"| reader ({opts.latency_ms:g} ms/request, {opts.mb_per_s:g} MB/s/connection) | seconds | MB/s | GETs | "
+          "max connections | peak RSS above idle MiB | valid |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
+    for label, r in rows:
+        print(f"| {label} | {r['seconds']:.2f} | {r['mb_s']:.1f} | {r['gets']} | {r['connections']} | "
+              f"{(r['peak_rss'] - r['idle']) / MiB:.1f} | {'yes' if r['valid'] else 'NO'} |")  # fmt: skip
+    single = rows[0][1]["mb_s"]
+    best = max(r["mb_s"] for label, r in rows if label.startswith("fixed"))
+    adaptive = rows[-1][1]["mb_s"]
+    print()
+    print(f"adaptive vs single stream: {adaptive / single:.2f}x (target >= 3x)")
+    print(f"adaptive vs best fixed N:  {adaptive / best:.0%} (target >= 90%)")
+    return 0
+
+
+def memory_table(opts: argparse.Namespace) -> int:
+    """Peak RSS above the idle operator imports, by entry count (and one hostile archive)."""
+    work = Path(tempfile.mkdtemp(prefix="bench-entries-"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+    rows = []
+    try:
+        counts = [int(c) for c in opts.entries.split(",")]
+        for count, shared in [(c, False) for c in counts] + [(counts[-1], True)]:
+            path = work / f"{count}-{shared}.zip"
+            size = write_many_member_zip(path, count, shared=shared)
+            r = run_child("entries", {"path": str(path)}, env, work)
+            path.unlink()
+            label = f"{count:,} entries" + (" all pointing at one member (hostile)" if shared else " of 1 byte")
+            rows.append((label, size, r))
+            print(f"  {label}: {r}", file=sys.stderr)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print("| archive | MB | seconds | peak RSS above idle MiB | valid | errors |")
+    print("|---|---|---|---|---|---|")
+    for label, size, r in rows:
+        print(f"| {label} | {size / 1e6:.1f} | {r['seconds']:.1f} | {(r['peak_rss'] - r['idle']) / MiB:.1f} | "
+              f"{'yes' if r['valid'] else 'no'} | {r['errors']:,} |")  # fmt: skip
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller data (a smoke run, not the benchmark)")
+    parser.add_argument("--latency", action="store_true", help="the parallel-read table through the latency source")
+    parser.add_argument(
+        "--latency-mb", type=float, default=4600, help="payload for --latency, MB (the ZIP is ~44%%: 4600 -> ~2 GB)"
+    )
+    parser.add_argument("--latency-ms", type=float, default=30, help="delay before the first byte of a request, ms")
+    parser.add_argument("--mb-per-s", type=float, default=40, help="bandwidth of one connection, MB/s")
+    parser.add_argument("--memory", action="store_true", help="the peak-RSS-by-entry-count table")
+    parser.add_argument("--entries", default="10000,250000,1000000", help="entry counts for --memory")
     opts = parser.parse_args()
+    if opts.latency:
+        return latency_table(opts)
+    if opts.memory:
+        return memory_table(opts)
     big_files, big_total = (150, 25 * MiB) if opts.quick else (1500, 250 * 1000 * 1000)  # the issue's ~250 MB
     huge_zeros = 64 * MiB if opts.quick else 4 * GiB + 128 * MiB
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from airflow_s3stream.archive.zip import ZipArchive, ZipEntry, ZipLimits, unsafe_name_reason
+from airflow_s3stream.archive.zip import Expansion, ZipArchive, ZipEntry, ZipLimits, unsafe_name_reason
 from airflow_s3stream.errors import ArchiveError
 from airflow_s3stream.s3.multipart import MultipartConfig, MultipartWriter
 from airflow_s3stream.s3.reader import RangedReader, ReaderConfig, S3ObjectSource
@@ -19,7 +19,12 @@ from airflow_s3stream.s3.reader import RangedReader, ReaderConfig, S3ObjectSourc
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-__all__ = ["ExtractedMember", "extract_members"]
+__all__ = ["DEFAULT_EXTRACT_MAX_TOTAL", "ExtractedMember", "extract_members"]
+
+GiB = 1024**3
+# What one extraction may expand to by default: a small worker's share of output, not the
+# verifier's "anything" (an extraction writes every byte it expands, to S3, billed).
+DEFAULT_EXTRACT_MAX_TOTAL = 4 * GiB
 
 
 @dataclass(frozen=True)
@@ -72,21 +77,36 @@ def extract_members(
     (CRC-32, size, zip-bomb guards) as it streams; a failure aborts that member's upload and
     raises, leaving the members already written complete and nothing partial.
 
-    :raises ArchiveError: not a ZIP, a requested member is missing, an unsafe member name, or a
-        member fails its check (:class:`~airflow_s3stream.archive.zip.MemberError`).
+    ``limits.max_total_uncompressed`` (default :data:`DEFAULT_EXTRACT_MAX_TOTAL`, 4 GiB when
+    ``limits`` is None) bounds what the extraction writes: when the chosen members' declared
+    sizes add up to more, nothing is written at all; a member that expands past its declared size
+    fails as it streams, so the bound holds whatever the directory claims.
+
+    :raises ArchiveError: not a ZIP, a requested member is missing, an unsafe member name, the
+        members would expand past ``max_total_uncompressed``, or a member fails its check
+        (:class:`~airflow_s3stream.archive.zip.MemberError`).
     :raises SourceError, ObjectChangedError, TransientError: see :class:`RangedReader`.
     """
+    limits = limits or ZipLimits(max_total_uncompressed=DEFAULT_EXTRACT_MAX_TOTAL)
     source = S3ObjectSource(client, bucket, key)
     done: list[ExtractedMember] = []
     with RangedReader(source, reader_config) as reader:
         archive = ZipArchive.open(reader, reader.size, limits)
-        for entry in _select(archive, members, source.describe()):
+        chosen = _select(archive, members, source.describe())
+        declared = sum(e.file_size for e in chosen)
+        if declared > limits.max_total_uncompressed:
+            raise ArchiveError(
+                f"{source.describe()}: the {len(chosen)} member(s) to extract expand to {declared} bytes, more than "
+                f"max_total_uncompressed {limits.max_total_uncompressed}; nothing was extracted"
+            )
+        expansion = Expansion.of(limits)
+        for entry in chosen:
             target = dest_prefix + entry.name
             size = 0
             with MultipartWriter(
                 client, dest_bucket, target, config=multipart_config, expected_size=entry.file_size
             ) as writer:
-                for chunk in archive.iter_data(entry):
+                for chunk in archive.iter_data(entry, expansion):
                     writer.write(chunk)
                     size += len(chunk)
             done.append(ExtractedMember(entry.name, dest_bucket, target, size, f"{entry.crc32:08x}"))

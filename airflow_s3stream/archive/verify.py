@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from airflow_s3stream.archive.bagit import BagCheck, BagLayout
 from airflow_s3stream.archive.report import Finding, VerificationReport
-from airflow_s3stream.archive.zip import MemberError, ZipArchive, ZipEntry, ZipLimits
+from airflow_s3stream.archive.zip import Expansion, MemberError, ZipArchive, ZipEntry, ZipLimits
 from airflow_s3stream.errors import BagError
 from airflow_s3stream.s3.reader import ByteSource, RangedReader, ReaderConfig
 
@@ -122,13 +122,14 @@ def verify_archive(source: ByteSource, config: VerifyConfig | None = None) -> Ve
 def _bag_check(archive: ZipArchive, mode: str, where: str) -> BagCheck | None:
     if mode == "zip":
         return None
-    names = [e.name for e in archive.entries]
-    layout = BagLayout.find(names)
+    layout = BagLayout.find(archive.directory.names())
     if layout is None:
         if mode == "bagit":
             raise BagError(f"{where}: not a bag: no bagit.txt at the root or in a single top-level directory")
         return None
-    return BagCheck(layout, names)
+    payload = layout.root + "data/"
+    # BagCheck needs only the tag-level names (to find the manifests), not every payload name.
+    return BagCheck(layout, [n for n in archive.directory.names() if not n.startswith(payload)])
 
 
 def _stream_members(
@@ -141,21 +142,22 @@ def _stream_members(
     for warning in archive.name_warnings():
         target = report.errors if warning.reason.startswith("unsafe") else report.warnings
         target.append(Finding(warning.member, warning.reason))
-    overlapping = archive.overlaps()
-    report.errors += [Finding(o.member, o.reason) for o in overlapping]
-    skip = {o.member for o in overlapping}
-    budget = [config.limits.max_total_uncompressed]
+    skip = bytearray(len(archive.directory))  # one byte per entry: overlapping members are not streamed
+    for index, overlap in archive.overlapping():
+        report.errors.append(Finding(overlap.member, overlap.reason))
+        skip[index] = 1
+    expansion = Expansion.of(config.limits)
     for entry in archive.in_archive_order():
         report.members_total += 1
-        if entry.is_dir or entry.name in skip:
+        if entry.is_dir or skip[entry.index]:
             continue
         try:
-            size, digests, content = _stream_one(archive, entry, check, config, budget, pool=pool)
+            size, digests, content = _stream_one(archive, entry, check, config, expansion, pool=pool)
         except MemberError as exc:
             report.errors.append(Finding(exc.member, exc.reason))
             if check is not None:
                 check.record_failure(entry.name)
-            if budget[0] < 0:  # the archive-wide bomb guard: stop expanding anything else
+            if expansion.tripped:  # an archive-wide bomb guard fired: expand nothing else
                 break
             continue
         report.members_checked += 1
@@ -172,7 +174,7 @@ def _stream_one(
     entry: ZipEntry,
     check: BagCheck | None,
     config: VerifyConfig,
-    budget: list[int],
+    expansion: Expansion,
     *,
     pool: ThreadPoolExecutor | None,
 ) -> tuple[int, dict[str, str], bytes | None]:
@@ -180,7 +182,7 @@ def _stream_one(
     keep = check is not None and check.keeps_content(entry.name) and entry.file_size <= config.max_tag_file_bytes
     content = bytearray() if keep else None
     size = 0
-    for chunk in archive.iter_data(entry, budget):
+    for chunk in archive.iter_data(entry, expansion):
         size += len(chunk)
         digests.update(chunk)
         if content is not None:

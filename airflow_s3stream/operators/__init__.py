@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from airflow_s3stream.operators.bag_package import S3ToBagItZipOperator
 from airflow_s3stream.operators.job_commit import S3StreamAbortOperator, S3StreamCommitOperator
 from airflow_s3stream.operators.multipart_upload import S3MultipartUploadOperator
 from airflow_s3stream.operators.postgres_to_s3 import PostgresToS3StreamOperator
@@ -13,6 +14,7 @@ __all__ = [
     "S3MultipartUploadOperator",
     "S3StreamAbortOperator",
     "S3StreamCommitOperator",
+    "S3ToBagItZipOperator",
     "S3ToPostgresStreamOperator",
     "S3ZipVerifyOperator",
 ]

@@ -246,7 +246,10 @@ class S3ToPostgresStreamOperator(BaseOperator):
             except ConfigurationError as exc:
                 raise ConfigurationError(f"{self.task_id}: {exc}") from exc
             hook = S3StreamHook(
-                aws_conn_id=self.aws_conn_id, max_pool_connections=max(10, self.reader_config.prefetch_blocks + 2)
+                aws_conn_id=self.aws_conn_id,
+                max_pool_connections=max(
+                    10, (self.reader_config.prefetch_blocks or self.reader_config.max_streams) + 2
+                ),
             )
             client = hook.get_s3_client()
             reader = dataclasses.replace(self.reader_config, retry=hook.retry_policy(self.max_attempts))

@@ -22,7 +22,7 @@ from airflow_s3stream.hooks.s3 import S3StreamHook
 from airflow_s3stream.operators.failures import named_failures
 from airflow_s3stream.operators.links import S3ObjectLink
 from airflow_s3stream.s3.objects import put_object
-from airflow_s3stream.s3.reader import DEFAULT_BLOCK_SIZE, ReaderConfig, S3ObjectSource
+from airflow_s3stream.s3.reader import DEFAULT_BLOCK_SIZE, DEFAULT_MAX_STREAMS, ReaderConfig, S3ObjectSource
 from airflow_s3stream.s3.retry import RetryPolicy
 
 __all__ = ["S3ZipVerifyOperator"]
@@ -41,8 +41,12 @@ class S3ZipVerifyOperator(BaseOperator):
     :param report_key: when set, the JSON report is also written to this key in ``s3_bucket``
         (templated), e.g. ``"{{ params.key }}.verification.json"``.
     :param block_size: bytes per read block / parallel GET (default 8 MiB).
-    :param prefetch_blocks: block GETs kept in flight ahead of the reader (0 = one streamed GET).
-    :param max_ratio: zip-bomb guard: largest expansion ratio of one member.
+    :param prefetch_blocks: parallel block GETs kept in flight ahead of the reader: ``None``
+        (default) chooses adaptively, starting with one streamed GET and doubling up to
+        ``max_streams`` while throughput grows; ``0`` = always one streamed GET; ``N`` = N GETs.
+    :param max_streams: ceiling of the adaptive choice (memory: up to (N + 2) x ``block_size``).
+    :param max_ratio: zip-bomb guard: largest expansion ratio, per member and for the whole archive
+        (default 200:1; deflate reaches ~1,032:1, lzma ~7,000:1, bzip2 ~1,180,000:1).
     :param max_total_uncompressed: zip-bomb guard: bytes all members may expand to.
     :param fail_on_invalid: fail the task (without retries) when the archive is invalid; the
         report still goes to XCom and to ``report_key``.
@@ -72,7 +76,8 @@ class S3ZipVerifyOperator(BaseOperator):
         mode: str = "auto",
         report_key: str | None = None,
         block_size: int = DEFAULT_BLOCK_SIZE,
-        prefetch_blocks: int = 0,
+        prefetch_blocks: int | None = None,
+        max_streams: int = DEFAULT_MAX_STREAMS,
         max_ratio: float = ZipLimits.max_ratio,
         max_total_uncompressed: int = ZipLimits.max_total_uncompressed,
         fail_on_invalid: bool = True,
@@ -89,6 +94,7 @@ class S3ZipVerifyOperator(BaseOperator):
             self.reader_config = ReaderConfig(
                 block_size=block_size,
                 prefetch_blocks=prefetch_blocks,
+                max_streams=max_streams,
                 retry=RetryPolicy(max_attempts=max_attempts or RetryPolicy.max_attempts),
             )
             self.limits = ZipLimits(max_ratio=max_ratio, max_total_uncompressed=max_total_uncompressed)
@@ -107,9 +113,8 @@ class S3ZipVerifyOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         if self.mode not in MODES:  # checked again once templates are rendered
             raise AirflowFailException(f"{self.task_id}: mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        hook = S3StreamHook(
-            aws_conn_id=self.aws_conn_id, max_pool_connections=max(10, self.reader_config.prefetch_blocks + 2)
-        )
+        streams = self.reader_config.prefetch_blocks or self.reader_config.max_streams
+        hook = S3StreamHook(aws_conn_id=self.aws_conn_id, max_pool_connections=max(10, streams + 2))
         reader = dataclasses.replace(self.reader_config, retry=hook.retry_policy(self.max_attempts))
         config = VerifyConfig(mode=self.mode, reader=reader, limits=self.limits)
         with named_failures(f"s3://{self.s3_bucket}/{self.s3_key}", reading=True):

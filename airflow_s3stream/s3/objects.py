@@ -30,6 +30,7 @@ __all__ = [
     "delete_keys",
     "head_object",
     "list_keys",
+    "list_objects",
     "parse_s3_uri",
     "put_object",
 ]
@@ -123,6 +124,12 @@ def check_bucket(client: Any, bucket: str, retry: RetryPolicy) -> None:
 
 def list_keys(client: Any, bucket: str, prefix: str, retry: RetryPolicy) -> Iterator[str]:
     """Every key under ``prefix``, in S3's (UTF-8 binary) order; each page request retried."""
+    for key, _ in list_objects(client, bucket, prefix, retry):
+        yield key
+
+
+def list_objects(client: Any, bucket: str, prefix: str, retry: RetryPolicy) -> Iterator[tuple[str, int]]:
+    """(key, size in bytes) of every object under ``prefix``, in S3's order; each page retried."""
     token: str | None = None
     while True:
         kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
@@ -132,7 +139,7 @@ def list_keys(client: Any, bucket: str, prefix: str, retry: RetryPolicy) -> Iter
             retry, functools.partial(client.list_objects_v2, **kwargs), f"ListObjectsV2 s3://{bucket}/{prefix}"
         )
         for obj in page.get("Contents", []):
-            yield str(obj["Key"])
+            yield str(obj["Key"]), int(obj.get("Size", 0))
         if not page.get("IsTruncated"):
             return
         token = page.get("NextContinuationToken")

@@ -3,14 +3,23 @@
 Opening costs a single suffix-range GET (``Range: bytes=-N``): it returns the object size (from
 ``Content-Range``), its ETag/VersionId and the last ``N`` bytes, which for a ZIP hold the
 end-of-central-directory records and usually the whole central directory. Later reads go
-through a sequential window: a streamed range GET from the read position, consumed block by
-block, so a whole pass over the object costs one more request however many members it has;
-with ``prefetch_blocks > 0`` the window is instead filled by bounded block GETs run in parallel
-(useful against real S3, where each GET has tens of ms of latency). Every GET after the first is
-pinned to the ETag seen at open (``If-Match``), so an object replaced mid-read raises
-:class:`~airflow_s3stream.errors.ObjectChangedError` instead of mixing two versions.
+through a sequential window, filled one of two ways:
 
-Memory is bounded by ``block_size * (prefetch_blocks + 2)`` plus the tail, whatever the size.
+- a streamed range GET from the read position, consumed block by block, so a whole pass over the
+  object costs one more request however many members it has (the cheapest, and enough when the
+  endpoint is close);
+- N ranged GETs of ``block_size`` bytes kept in flight ahead of the reader, handed back in order
+  (:mod:`~airflow_s3stream.s3.readahead`): what real S3, tens of ms and tens of MB/s per
+  connection away, needs.
+
+By default (``prefetch_blocks=None``) the reader starts streamed and moves to parallel GETs only
+when it measurably waits on I/O, doubling N while that pays (slow start); a number fixes N
+(0 = always streamed). Every GET after the first is pinned to the ETag seen at open
+(``If-Match``), so an object replaced mid-read raises
+:class:`~airflow_s3stream.errors.ObjectChangedError` instead of mixing two versions, and a body
+cut mid-way is resumed from the byte it stopped at, whichever way the window is filled.
+
+Memory is bounded by ``block_size * (N + 2)`` plus the tail, N at most ``max_streams``.
 
     with RangedReader(S3ObjectSource(client, "bucket", "big.zip")) as f:
         zipfile.ZipFile(f).namelist()
@@ -23,15 +32,14 @@ import io
 import os
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
 
 from airflow_s3stream.errors import ObjectChangedError, SourceError, TransientError
 from airflow_s3stream.s3.classify import classify, to_error
 from airflow_s3stream.s3.client import warn_if_retrying
+from airflow_s3stream.s3.readahead import ReadAhead, StreamController
 from airflow_s3stream.s3.retry import RetryPolicy
 
 __all__ = [
@@ -50,6 +58,7 @@ MiB = 1024 * KiB
 
 DEFAULT_BLOCK_SIZE = 8 * MiB  # the issue's GET budget is "archive size / 8 MiB + 4"
 DEFAULT_TAIL_SIZE = 1 * MiB  # EOCD + ZIP64 records + ~10,000 central-directory entries
+DEFAULT_MAX_STREAMS = 16  # adaptive read-ahead ceiling: at most 16 x 8 MiB in flight
 STREAM_CHUNK = 1 * MiB  # bytes pulled from an HTTP body per read() call
 SKIP_FORWARD_LIMIT = 8 * MiB  # a forward seek this short reads and drops bytes instead of a new GET
 
@@ -60,14 +69,18 @@ class ReaderConfig:
 
     :param block_size: bytes per window block and per parallel GET (bytes).
     :param tail_size: bytes fetched by the suffix-range GET at open.
-    :param prefetch_blocks: bounded block GETs kept in flight ahead of the read position
-        (0 = one streamed GET per sequential run, the cheapest against a local endpoint).
-    :param retry: policy for each GET and for resuming a stream cut mid-body.
+    :param prefetch_blocks: block GETs kept in flight ahead of the read position: ``None``
+        (default) chooses adaptively between the streamed GET and up to ``max_streams`` parallel
+        GETs; ``0`` is one streamed GET per sequential run (the cheapest against a near endpoint);
+        ``N`` keeps N parallel GETs in flight.
+    :param max_streams: the adaptive ceiling of parallel GETs.
+    :param retry: policy for each GET and for resuming a body cut mid-way.
     """
 
     block_size: int = DEFAULT_BLOCK_SIZE
     tail_size: int = DEFAULT_TAIL_SIZE
-    prefetch_blocks: int = 0
+    prefetch_blocks: int | None = None
+    max_streams: int = DEFAULT_MAX_STREAMS
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
     def __post_init__(self) -> None:
@@ -75,8 +88,16 @@ class ReaderConfig:
             raise ValueError(f"block_size must be at least 64 KiB, got {self.block_size}")
         if self.tail_size < 1 * KiB:
             raise ValueError(f"tail_size must be at least 1 KiB, got {self.tail_size}")
-        if not 0 <= self.prefetch_blocks <= 64:
-            raise ValueError(f"prefetch_blocks must be within 0..64, got {self.prefetch_blocks}")
+        if self.prefetch_blocks is not None and not 0 <= self.prefetch_blocks <= 64:
+            raise ValueError(f"prefetch_blocks must be None (adaptive) or within 0..64, got {self.prefetch_blocks}")
+        if not 2 <= self.max_streams <= 64:
+            raise ValueError(f"max_streams must be within 2..64, got {self.max_streams}")
+
+    def controller(self) -> StreamController:
+        """A fresh :class:`StreamController` for one reader."""
+        if self.prefetch_blocks is None:
+            return StreamController(max_streams=self.max_streams)
+        return StreamController(max_streams=max(self.prefetch_blocks, 2), fixed=self.prefetch_blocks)
 
 
 @dataclass
@@ -85,6 +106,8 @@ class ReaderStats:
 
     requests: int = 0
     bytes_fetched: int = 0
+    resumed: int = 0  # bodies cut mid-way and resumed from the byte they stopped at
+    streams: list[tuple[int, float]] = field(default_factory=list)  # adaptive windows: (N, MB/s)
 
 
 @dataclass(frozen=True)
@@ -241,13 +264,14 @@ class RangedReader(io.RawIOBase):
         self._tail = tail.data
         self._pos = 0
         # Sequential window: [_win_start, _win_start + len(_win)) buffered, then the stream.
-        self._win = b""
+        self._win: bytes | bytearray = b""
         self._win_start = 0
         self._stream: RangeStream | None = None
         self._stream_pos = 0  # next byte the stream will return
         self._stream_end = 0
-        self._pool: ThreadPoolExecutor | None = None
-        self._pending: deque[tuple[int, Future[bytes]]] = deque()
+        self.controller = self.config.controller()
+        self.stats.streams = self.controller.history
+        self._readahead: ReadAhead | None = None
 
     # --- io.RawIOBase -------------------------------------------------------------------
     def readable(self) -> bool:
@@ -279,7 +303,7 @@ class RangedReader(io.RawIOBase):
         if size is None or size < 0:
             size = self.size - self._pos
         size = min(size, max(0, self.size - self._pos))
-        parts: list[bytes] = []
+        parts: list[bytes | bytearray] = []
         while size > 0:
             chunk = self._read_some(self._pos, size)
             parts.append(chunk)
@@ -289,10 +313,9 @@ class RangedReader(io.RawIOBase):
 
     def close(self) -> None:
         self._drop_stream()
-        self._cancel_prefetch()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        if self._readahead is not None:
+            self._readahead.close()
+            self._readahead = None
         super().close()
 
     # --- internals ----------------------------------------------------------------------
@@ -304,7 +327,7 @@ class RangedReader(io.RawIOBase):
     def _retry(self, fn: Callable[[], Any], what: str) -> Any:
         return self.config.retry.call(fn, what=f"{self.source.describe()}: {what}")
 
-    def _read_some(self, pos: int, size: int) -> bytes:
+    def _read_some(self, pos: int, size: int) -> bytes | bytearray:
         if pos >= self.tail_start:
             return self._tail[pos - self.tail_start : pos - self.tail_start + size]
         win_end = self._win_start + len(self._win)
@@ -316,12 +339,19 @@ class RangedReader(io.RawIOBase):
 
     def _fill_window(self, pos: int) -> None:
         """Make the window a block that contains ``pos`` (never past the tail)."""
-        if self.config.prefetch_blocks > 0:
-            self._fill_from_prefetch(pos)
+        sequential = self._win_start + len(self._win) == pos
+        if not sequential:
+            self.controller.restart()
+        if self.controller.streams > 0:
+            self._drop_stream()
+            waited = self._fill_from_prefetch(pos)
         else:
-            self._fill_from_stream(pos)
+            waited = self._fill_from_stream(pos)
+        self.controller.observe(len(self._win), waited)
 
-    def _fill_from_stream(self, pos: int) -> None:
+    def _fill_from_stream(self, pos: int) -> float:
+        """Fill the window from the streamed GET; returns the seconds spent waiting on it."""
+        started = time.monotonic()
         block = self.config.block_size
         if self._stream is None or not (self._stream_pos <= pos <= self._stream_pos + SKIP_FORWARD_LIMIT):
             self._open_stream(pos)
@@ -335,6 +365,7 @@ class RangedReader(io.RawIOBase):
             parts.append(chunk)
             got += len(chunk)
         self._win, self._win_start = b"".join(parts), pos
+        return time.monotonic() - started
 
     def _open_stream(self, pos: int) -> None:
         self._drop_stream()
@@ -362,6 +393,8 @@ class RangedReader(io.RawIOBase):
                         f"after {attempts} attempts: {exc}"
                     ) from exc
                 time.sleep(self.config.retry.delay(attempts))
+                with self._lock:
+                    self.stats.resumed += 1
                 self._open_stream(self._stream_pos)
                 continue
             self._stream_pos += len(data)
@@ -374,41 +407,52 @@ class RangedReader(io.RawIOBase):
                 self._stream.close()
             self._stream = None
 
-    # parallel prefetch ------------------------------------------------------------------
-    def _fetch_block(self, start: int) -> bytes:
+    # parallel read-ahead ----------------------------------------------------------------
+    def _fetch_block(self, start: int) -> bytearray:
+        """The block at ``start``, by one pinned ranged GET; a body cut mid-way is resumed from
+        the byte it stopped at (up to the retry policy's attempts), never fetched again whole."""
         end = min(start + self.config.block_size, self.tail_start)
-
-        def once() -> bytes:
-            body = self.source.open_range(start, end)
+        buf = bytearray(end - start)
+        view = memoryview(buf)
+        got = attempts = 0
+        while got < len(buf):
+            at = start + got
+            before = got
             try:
-                data = body.read()
-            finally:
-                body.close()
-            if len(data) != end - start:
-                raise ConnectionError(f"short body: {len(data)} of {end - start} bytes at {start}")
-            return data
+                body = self.source.open_range(at, end)
+                self._count(0, request=True)
+                try:
+                    while got < len(buf):
+                        chunk = body.read(min(STREAM_CHUNK, len(buf) - got))
+                        if not chunk:
+                            raise ConnectionError(f"body ended early at byte {start + got}")
+                        view[got : got + len(chunk)] = chunk
+                        got += len(chunk)
+                        self._count(len(chunk), request=False)
+                finally:
+                    with contextlib.suppress(Exception):
+                        body.close()
+            except Exception as exc:
+                attempts += 1
+                if not classify(exc).retryable:
+                    raise
+                if attempts >= self.config.retry.max_attempts:
+                    raise TransientError(
+                        f"{self.source.describe()}: GET bytes={at}-{end - 1} failed after {attempts} attempts: {exc}"
+                    ) from exc
+                if got > before:  # bytes arrived before the cut: the next GET starts after them
+                    with self._lock:
+                        self.stats.resumed += 1
+                time.sleep(self.config.retry.delay(attempts))
+        view.release()
+        return buf
 
-        data: bytes = self._retry(once, f"GET bytes={start}-{end - 1}")
-        self._count(len(data))
-        return data
-
-    def _fill_from_prefetch(self, pos: int) -> None:
+    def _fill_from_prefetch(self, pos: int) -> float:
+        """Fill the window from the read-ahead queue; returns the seconds spent waiting on it."""
         block = self.config.block_size
         start = pos - pos % block
-        while self._pending and self._pending[0][0] != start:
-            if self._pending[0][0] > start:
-                self._cancel_prefetch()
-                break
-            self._pending.popleft()[1].cancel()
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.config.prefetch_blocks, thread_name_prefix="ranged-prefetch")
-        nxt = self._pending[-1][0] + block if self._pending else start
-        while len(self._pending) <= self.config.prefetch_blocks and nxt < self.tail_start:
-            self._pending.append((nxt, self._pool.submit(self._fetch_block, nxt)))
-            nxt += block
-        _, future = self._pending.popleft()
-        self._win, self._win_start = future.result(), start
-
-    def _cancel_prefetch(self) -> None:
-        while self._pending:
-            self._pending.popleft()[1].cancel()
+        if self._readahead is None:
+            self._readahead = ReadAhead(self._fetch_block, block, self.tail_start, self.controller.max_streams)
+        data, waited = self._readahead.take(start, self.controller.streams)
+        self._win, self._win_start = data, start
+        return waited

@@ -10,6 +10,7 @@ import io
 import itertools
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ EXPECTED_DAG_IDS = {
     "s3stream_export_partitioned",
     "s3stream_upload",
     "s3stream_postgres_to_s3_daily",
+    "s3stream_package_bag",
 }
 
 
@@ -377,3 +379,17 @@ def _asset_events(asset_name: str) -> list[dict[str, Any]]:
             .order_by(AssetEvent.id)
         ).all()
         return [dict(e.extra) for e in rows]
+
+
+def test_package_dag_seeds_the_sample_packages_it_verifies_it_and_writes_the_report(
+    example_dags: dict[str, Any], s3_client: Any, bucket: str
+) -> None:
+    state, tasks = _run(example_dags["s3stream_package_bag"], run_conf={"bucket": bucket})
+
+    assert (state, tasks) == ("success", {"seed_sample": "success", "package": "success", "verify": "success"})
+    report = json.loads(s3_client.get_object(Bucket=bucket, Key="bags/sample-bag.zip.verification.json")["Body"].read())
+    assert report["valid"] is True and report["mode"] == "bagit" and report["payload_files"] == 5
+    body = s3_client.get_object(Bucket=bucket, Key="bags/sample-bag.zip")["Body"].read()
+    with zipfile.ZipFile(io.BytesIO(body)) as zf:
+        info = zf.read("sample-bag/bag-info.txt").decode()
+    assert "Source-Organization: Example Archive" in info and "Payload-Oxum: " in info

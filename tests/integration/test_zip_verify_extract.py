@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 import zipfile
 from typing import Any
 
@@ -60,3 +61,18 @@ def test_unsafe_member_names_are_not_extracted(bucket: str, s3_client: Any) -> N
     s3_client.put_object(Bucket=bucket, Key="evil.zip", Body=zip_bytes({"../../etc/cron.d/x": b"evil"}))
     with pytest.raises(ArchiveError, match=r"contains a '\.\.' component; refusing to extract it"):
         extract(bucket, "evil.zip", "out/")
+
+
+def test_members_declaring_more_than_the_4_gib_default_are_refused_before_anything_is_written(
+    bucket: str, s3_client: Any
+) -> None:
+    data = bytearray(zip_bytes({"a.bin": b"a" * 1000, "b.bin": b"b" * 1000}))
+    pos = 0
+    while (pos := data.find(b"PK\x01\x02", pos)) >= 0:  # each directory entry claims 3 GiB uncompressed
+        struct.pack_into("<L", data, pos + 24, 3 * 1024 * MiB)
+        pos += 4
+    s3_client.put_object(Bucket=bucket, Key="claims.zip", Body=bytes(data))
+    with pytest.raises(ArchiveError, match=r"expand to 6442450944 bytes, more than max_total_uncompressed 4294967296"):
+        extract(bucket, "claims.zip", "out/")
+    assert "Contents" not in s3_client.list_objects_v2(Bucket=bucket, Prefix="out/")
+    assert not s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads")

@@ -300,3 +300,69 @@ def test_operator_validates_arguments_at_parse_time() -> None:
     with pytest.raises(ConfigurationError, match="s3_bucket and s3_key are required"):
         S3ZipVerifyOperator(task_id="v", s3_bucket="", s3_key="k")
     assert {"s3_bucket", "s3_key", "report_key"} <= set(S3ZipVerifyOperator.template_fields)
+
+
+# --- parallel read-ahead under faults, at the server ---------------------------------------------
+
+
+def _fault_every(kind: str, every: int, hit: set[str]) -> Callable[[S3Request], Any]:
+    """Every ``every``-th pinned GET is reset or cut, each range at most once (its retry then
+    succeeds, whichever thread sends it and whatever the other rule did)."""
+    from tests.support.s3proxy import Reset, Truncate
+
+    seen = {"n": 0}
+
+    def rule(r: S3Request) -> Any:
+        if r.op != "GetObject" or "if-match" not in r.headers or r.headers["range"] in hit:
+            return None
+        seen["n"] += 1
+        if seen["n"] % every:
+            return None
+        hit.add(r.headers["range"])
+        return Reset() if kind == "reset" else Truncate(after=20_000)
+
+    return rule
+
+
+@pytest.mark.parametrize("streams", [1, 4, 16])
+def test_parallel_read_ahead_reports_identically_under_resets_and_cut_bodies(
+    streams: int, *, bag_zip: bytes, bucket: str, s3_client: Any, proxied: Any, s3_proxy: S3Proxy
+) -> None:
+    s3_client.put_object(Bucket=bucket, Key="bag.zip", Body=bag_zip)
+    small = {"block_size": 64 * 1024, "tail_size": 64 * 1024}
+    clean = _verify(proxied, bucket, "bag.zip", prefetch_blocks=0, **small).to_dict()
+    s3_proxy.clear()
+    hit: set[str] = set()
+    s3_proxy.add_fault(_fault_every("reset", 5, hit))
+    s3_proxy.add_fault(_fault_every("cut", 3, hit))
+    report = _verify(proxied, bucket, "bag.zip", prefetch_blocks=streams, **small)
+    faults = [r.fault for r in _gets(s3_proxy) if r.fault]
+    assert "Reset" in faults and "Truncate" in faults, faults
+    assert report.valid, report.summary()
+    volatile = ("requests", "bytes_read", "seconds")
+    assert {k: v for k, v in report.to_dict().items() if k not in volatile} == {
+        k: v for k, v in clean.items() if k not in volatile
+    }
+    etag = s3_client.head_object(Bucket=bucket, Key="bag.zip")["ETag"]
+    assert all(r.headers.get("if-match") == etag for r in _gets(s3_proxy)[1:])  # every resume stays pinned
+
+
+@pytest.mark.parametrize("streams", [1, 4, 16])
+def test_a_412_mid_read_stops_parallel_read_ahead_with_object_changed(
+    streams: int, *, bag_zip: bytes, bucket: str, s3_client: Any, proxied: Any, s3_proxy: S3Proxy
+) -> None:
+    from airflow_s3stream.errors import ObjectChangedError
+
+    s3_client.put_object(Bucket=bucket, Key="bag.zip", Body=bag_zip)
+    pinned = {"n": 0}
+
+    def precondition_failed_from_the_sixth(r: S3Request) -> Any:
+        if r.op == "GetObject" and "if-match" in r.headers:
+            pinned["n"] += 1
+            if pinned["n"] >= 6:
+                return Status(412, "PreconditionFailed", "At least one of the pre-conditions did not hold")
+        return None
+
+    s3_proxy.add_fault(precondition_failed_from_the_sixth)
+    with pytest.raises(ObjectChangedError, match=r"bag\.zip: the object was replaced while being read"):
+        _verify(proxied, bucket, "bag.zip", prefetch_blocks=streams, block_size=64 * 1024, tail_size=64 * 1024)

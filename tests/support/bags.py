@@ -21,6 +21,7 @@ __all__ = [
     "SparseZeroWriter",
     "edit_zip",
     "make_bag",
+    "write_many_member_zip",
     "zip_bytes",
     "zip_dir",
     "zip_dir_infozip",
@@ -167,3 +168,51 @@ class SparseZeroWriter(io.RawIOBase):
             self._f.truncate(self._end)
             self._f.close()
         super().close()
+
+
+def write_many_member_zip(path: Path, count: int, *, shared: bool = False) -> int:
+    """Write a ZIP64 archive of ``count`` stored 1-byte members straight to ``path``; returns its size.
+
+    Built record by record (no zipfile: a million ``ZipInfo`` objects would take minutes). With
+    ``shared`` there is one local header and every directory entry points at it: the hostile
+    archive whose entries all overlap one member.
+    """
+    import struct
+    import zlib
+
+    crc = zlib.crc32(b"x")
+    local = struct.Struct("<4s2B4HL2L2H")
+    central = struct.Struct("<4s4B4HL2L5H2L")
+    offsets: list[int] = []
+    pos = 0
+    with open(path, "wb") as f:
+        batch: list[bytes] = []
+        for i in range(1 if shared else count):
+            name = b"d%04d/m%07d.txt" % (i // 1000, i)
+            batch.append(local.pack(b"PK\x03\x04", 20, 0, 0, 0, 0, 0x21, crc, 1, 1, len(name), 0) + name + b"x")
+            offsets.append(pos)
+            pos += local.size + len(name) + 1
+            if len(batch) >= 65536:
+                f.write(b"".join(batch))
+                batch.clear()
+        f.write(b"".join(batch))
+        batch.clear()
+        cd_start = pos
+        for i in range(count):
+            name = b"d%04d/m%07d.txt" % (i // 1000, i)
+            offset = offsets[0] if shared else offsets[i]
+            batch.append(
+                central.pack(b"PK\x01\x02", 20, 3, 20, 0, 0, 0, 0, 0x21, crc, 1, 1, len(name), 0, 0, 0, 0, 0, offset)
+                + name
+            )
+            pos += central.size + len(name)
+            if len(batch) >= 65536:
+                f.write(b"".join(batch))
+                batch.clear()
+        f.write(b"".join(batch))
+        cd_size = pos - cd_start
+        zip64_eocd = struct.pack("<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, count, count, cd_size, cd_start)
+        locator = struct.pack("<4sLQL", b"PK\x06\x07", 0, pos, 1)
+        eocd = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+        f.write(zip64_eocd + locator + eocd)
+        return pos + len(zip64_eocd) + len(locator) + len(eocd)

@@ -41,6 +41,7 @@ __all__ = [
     "S3Proxy",
     "S3Request",
     "Status",
+    "Truncate",
     "completed_uploads_gone",
     "upload_gone",
 ]
@@ -129,6 +130,14 @@ class Delay(Fault):
     """Wait ``seconds`` and then forward normally."""
 
     seconds: float
+
+
+@dataclass
+class Truncate(Fault):
+    """Forward, send the server's headers and the first ``after`` bytes of its body, then reset:
+    a body cut mid-way, as a dropped connection to S3 looks to the client."""
+
+    after: int = 0
 
 
 @dataclass
@@ -283,7 +292,31 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(fault, Corrupt) and body:
             pos = min(fault.offset, len(body) - 1)
             body = body[:pos] + bytes([body[pos] ^ 0xFF]) + body[pos + 1 :]
+        if isinstance(fault, Truncate):
+            self._forward_truncated(req, body, fault.after)
+            return
         self._forward(req, body, fault if isinstance(fault, (DropResponse, Hold)) else None)
+
+    def _forward_truncated(self, req: S3Request, body: bytes, after: int) -> None:
+        up = self.server.state.upstream
+        conn = http.client.HTTPConnection(up.hostname or "127.0.0.1", up.port or 80, timeout=300)
+        out_headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+        out_headers["Content-Length"] = str(len(body))
+        try:
+            conn.request(self.command, self.path, body=body, headers=out_headers)
+            resp = conn.getresponse()
+            req.status = resp.status
+            data = resp.read()
+            self.send_response(resp.status, resp.reason)
+            for k, v in resp.getheaders():
+                if k.lower() not in _HOP_BY_HOP | _OWN_HEADERS:
+                    self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(data[:after])
+            self.wfile.flush()
+            self._reset()
+        finally:
+            conn.close()
 
     def _reset(self) -> None:
         """Close the client's connection with an RST, without answering."""

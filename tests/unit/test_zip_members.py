@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from airflow_s3stream.archive.zip import MemberError, ZipArchive, ZipLimits
+from airflow_s3stream.archive.zip import DEFAULT_MAX_RATIO, Expansion, MemberError, ZipArchive, ZipLimits
 from tests.support.bags import zip_bytes
 
 CONTENT = b"The quick brown fox jumps over the lazy dog.\n" * 20_000 + os.urandom(50_000)
@@ -20,9 +20,9 @@ def _archive(data: bytes, limits: ZipLimits | None = None) -> ZipArchive:
     return ZipArchive.open(io.BytesIO(data), len(data), limits)
 
 
-def _read_all(archive: ZipArchive, name: str, budget: list[int] | None = None) -> bytes:
+def _read_all(archive: ZipArchive, name: str, expansion: Expansion | None = None) -> bytes:
     (entry,) = [e for e in archive.entries if e.name == name]
-    return b"".join(archive.iter_data(entry, budget))
+    return b"".join(archive.iter_data(entry, expansion))
 
 
 @pytest.mark.parametrize("method", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA])
@@ -33,7 +33,7 @@ def test_every_supported_method_streams_the_exact_bytes(method: int) -> None:
 
 
 def test_output_is_produced_in_bounded_chunks_even_for_highly_compressible_members() -> None:
-    archive = _archive(zip_bytes({"zeros": bytes(40 << 20)}))
+    archive = _archive(zip_bytes({"zeros": bytes(40 << 20)}), ZipLimits(max_ratio=2000))
     (entry,) = archive.entries
     sizes = [len(c) for c in archive.iter_data(entry)]
     assert sum(sizes) == 40 << 20 and max(sizes) <= 4 << 20
@@ -101,17 +101,44 @@ def test_unsupported_method_is_reported_for_that_member() -> None:
 
 def test_expansion_ratio_guard_stops_a_zip_bomb_member() -> None:
     archive = _archive(zip_bytes({"bomb": bytes(64 << 20)}), ZipLimits(max_ratio=100))
-    with pytest.raises(MemberError, match="expansion ratio exceeds 100:1"):
+    with pytest.raises(MemberError, match=r"member bomb: expansion ratio \d+:1 exceeds max_ratio 100:1"):
         _read_all(archive, "bomb")
+
+
+def test_default_ratio_guard_fires_for_a_deflate_bomb() -> None:
+    # deflate cannot exceed ~1,032:1, so a default above that (the old 1,100:1) never fired
+    assert DEFAULT_MAX_RATIO < 1032
+    archive = _archive(zip_bytes({"bomb.bin": bytes(32 << 20)}, zipfile.ZIP_DEFLATED))
+    with pytest.raises(MemberError, match=r"member bomb.bin: expansion ratio \d+:1 exceeds max_ratio 200:1"):
+        _read_all(archive, "bomb.bin")
+
+
+def test_ordinary_compressible_data_passes_the_default_ratio_guard() -> None:
+    lines = (b"%08d,2024-01-01T00:00:00Z,GET /api/items/%d 200 %d ms\n" % (i, i % 977, i % 89) for i in range(200_000))
+    text = b"".join(lines)
+    archive = _archive(zip_bytes({"access.log": text}, zipfile.ZIP_DEFLATED))
+    assert _read_all(archive, "access.log", Expansion.of(archive.limits)) == text
+
+
+def test_total_ratio_guard_catches_a_bomb_split_into_small_members() -> None:
+    # every member stays under ratio_floor (1 MiB), so only the archive-wide ratio can see the bomb
+    members = {f"part{i:03d}": bytes(768 << 10) for i in range(40)}
+    archive = _archive(zip_bytes(members, zipfile.ZIP_DEFLATED))
+    expansion = Expansion.of(archive.limits)
+    with pytest.raises(MemberError, match=r"archive-wide expansion ratio \d+:1 exceeds max_ratio 200:1"):
+        for name in members:
+            _read_all(archive, name, expansion)
+    assert expansion.tripped
 
 
 def test_total_uncompressed_budget_spans_members() -> None:
     limits = ZipLimits(max_total_uncompressed=150_000)
     archive = _archive(zip_bytes({"a": os.urandom(100_000), "b": os.urandom(100_000)}), limits)
-    budget = [limits.max_total_uncompressed]
-    _read_all(archive, "a", budget)
-    with pytest.raises(MemberError, match="member b: total uncompressed size exceeds 150000 bytes"):
-        _read_all(archive, "b", budget)
+    expansion = Expansion.of(limits)
+    _read_all(archive, "a", expansion)
+    with pytest.raises(MemberError, match="member b: total uncompressed size exceeds max_total_uncompressed 150000"):
+        _read_all(archive, "b", expansion)
+    assert expansion.tripped
 
 
 def test_declared_size_smaller_than_data_is_caught() -> None:

@@ -43,7 +43,8 @@ def test_random_seeks_and_reads_return_the_same_bytes_as_the_file(blob: tuple[Pa
 
 def test_open_costs_one_request_and_a_sequential_pass_one_more(blob: tuple[Path, bytes]) -> None:
     path, data = blob
-    with RangedReader(LocalFileSource(path), ReaderConfig(block_size=256 * KiB, tail_size=64 * KiB)) as reader:
+    config = ReaderConfig(block_size=256 * KiB, tail_size=64 * KiB, prefetch_blocks=0)
+    with RangedReader(LocalFileSource(path), config) as reader:
         assert reader.stats.requests == 1
         assert reader.read(len(data) - 100) == data[:-100]
         assert reader.stats.requests == 2
@@ -74,7 +75,8 @@ def test_missing_file_names_the_source(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"block_size": 1000}, {"tail_size": 10}, {"prefetch_blocks": -1}, {"prefetch_blocks": 65}]
+    "kwargs",
+    [{"block_size": 1000}, {"tail_size": 10}, {"prefetch_blocks": -1}, {"prefetch_blocks": 65}, {"max_streams": 1}],
 )
 def test_invalid_reader_config_is_rejected(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):

@@ -13,6 +13,7 @@ import codecs
 import re
 import unicodedata
 import urllib.parse
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from airflow_s3stream.archive.bagit.tagfiles import (
@@ -26,7 +27,7 @@ from airflow_s3stream.archive.bagit.tagfiles import (
     parse_manifest,
     parse_payload_oxum,
 )
-from airflow_s3stream.archive.report import Finding
+from airflow_s3stream.archive.report import Finding, Findings
 
 __all__ = ["SUPPORTED_ALGORITHMS", "BagCheck", "BagLayout", "BagResult"]
 
@@ -42,15 +43,27 @@ class BagLayout:
     root: str  # "" or "name/"
 
     @classmethod
-    def find(cls, names: list[str]) -> BagLayout | None:
-        """The layout if ``bagit.txt`` is at the root or in the only top-level directory, else None."""
-        if "bagit.txt" in names:
-            return cls("")
-        tops = {n.split("/", 1)[0] for n in names if n}
+    def find(cls, names: Iterable[str]) -> BagLayout | None:
+        """The layout if ``bagit.txt`` is at the root or in the only top-level directory, else None.
+
+        One pass over ``names`` (an iterator is fine), keeping at most two top-level names.
+        """
+        tops: set[str] = set()
+        declarations: set[str] = set()
+        for name in names:
+            if name == "bagit.txt":
+                return cls("")
+            if not name:
+                continue
+            top, _, rest = name.partition("/")
+            if len(tops) < 2:
+                tops.add(top)
+            if rest == "bagit.txt":
+                declarations.add(top)
         if len(tops) == 1:
-            top = next(iter(tops)) + "/"
-            if top + "bagit.txt" in names:
-                return cls(top)
+            top = next(iter(tops))
+            if top in declarations:
+                return cls(top + "/")
         return None
 
     def relative(self, name: str) -> str | None:
@@ -83,8 +96,8 @@ class BagCheck:
     member_names: list[str]
     payload_algorithms: list[str] = field(default_factory=list)
     tag_algorithms: list[str] = field(default_factory=list)
-    errors: list[Finding] = field(default_factory=list)
-    warnings: list[Finding] = field(default_factory=list)
+    errors: list[Finding] = field(default_factory=Findings)
+    warnings: list[Finding] = field(default_factory=Findings)
     _seen: dict[str, _Seen] = field(default_factory=dict)
     _failed: set[str] = field(default_factory=set)
     _content: dict[str, bytes] = field(default_factory=dict)

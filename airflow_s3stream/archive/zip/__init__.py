@@ -7,11 +7,24 @@ object such as :class:`~airflow_s3stream.s3.reader.RangedReader`.
 from __future__ import annotations
 
 from airflow_s3stream.archive.zip.archive import NameWarning, ZipArchive
-from airflow_s3stream.archive.zip.members import METHOD_NAMES, MemberError, ZipLimits, iter_member_data
+from airflow_s3stream.archive.zip.directory import CentralDirectory
+from airflow_s3stream.archive.zip.members import (
+    DEFAULT_MAX_RATIO,
+    METHOD_NAMES,
+    REACHABLE_RATIOS,
+    Expansion,
+    MemberError,
+    ZipLimits,
+    iter_member_data,
+)
 from airflow_s3stream.archive.zip.records import ZipEntry, unsafe_name_reason
 
 __all__ = [
+    "DEFAULT_MAX_RATIO",
     "METHOD_NAMES",
+    "REACHABLE_RATIOS",
+    "CentralDirectory",
+    "Expansion",
     "MemberError",
     "NameWarning",
     "ZipArchive",

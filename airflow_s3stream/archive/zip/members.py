@@ -20,7 +20,16 @@ from typing import Any, Protocol
 from airflow_s3stream.archive.zip.records import LOCAL_HEADER_SIZE, LOCAL_SIG, ZipEntry, parse_local_header
 from airflow_s3stream.errors import ArchiveError
 
-__all__ = ["METHOD_NAMES", "MemberError", "SeekableFile", "ZipLimits", "iter_member_data"]
+__all__ = [
+    "DEFAULT_MAX_RATIO",
+    "METHOD_NAMES",
+    "REACHABLE_RATIOS",
+    "Expansion",
+    "MemberError",
+    "SeekableFile",
+    "ZipLimits",
+    "iter_member_data",
+]
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -35,23 +44,54 @@ METHOD_STORED, METHOD_DEFLATE, METHOD_BZIP2, METHOD_LZMA = 0, 8, 12, 14  # APPNO
 METHOD_NAMES = {METHOD_STORED: "stored", METHOD_DEFLATE: "deflate", METHOD_BZIP2: "bzip2", METHOD_LZMA: "lzma"}
 
 
+DEFAULT_MAX_RATIO = 200.0  # uncompressed:compressed; deflate alone reaches ~1,030:1 on zeros
+# Ratios a method can reach (measured on 200 MiB of zeros, the best case for every method):
+# deflate 1,029:1 (its ceiling is ~1,032:1), lzma 7,071:1, bzip2 1,184,832:1.
+REACHABLE_RATIOS = {"deflate": 1032, "lzma": 7071, "bzip2": 1184832}
+
+
 @dataclass(frozen=True)
 class ZipLimits:
     """Zip-bomb guards.
 
-    :param max_ratio: largest uncompressed/compressed ratio accepted for a member once it has
-        produced more than ``ratio_floor`` bytes (deflate's own ceiling is about 1032:1).
+    :param max_ratio: largest expansion ratio accepted, uncompressed bytes produced divided by
+        compressed bytes read so far. Checked for each member once it has produced more than
+        ``ratio_floor`` bytes, and for the whole pass (all members together) once that has.
+        The default, 200:1, is far above ordinary data (text 3-10:1, logs up to ~50:1) and far
+        below what every method reaches on a bomb (deflate ~1,032:1, lzma ~7,000:1, bzip2
+        ~1,180,000:1), so a deflate bomb trips it too. Raise it for archives of zero-filled images.
     :param ratio_floor: below this many uncompressed bytes the ratio is not checked (bytes).
     :param max_total_uncompressed: bytes all members together may expand to.
     """
 
-    max_ratio: float = 1100.0
+    max_ratio: float = DEFAULT_MAX_RATIO
     ratio_floor: int = 1 * MiB
     max_total_uncompressed: int = 16 * TiB
 
     def __post_init__(self) -> None:
-        if self.max_ratio <= 1 or self.max_total_uncompressed <= 0 or self.ratio_floor < 0:
-            raise ValueError("ZipLimits: max_ratio must exceed 1 and the byte limits must be positive")
+        if self.max_ratio <= 1:
+            raise ValueError(f"max_ratio must exceed 1, got {self.max_ratio}")
+        if self.max_total_uncompressed <= 0:
+            raise ValueError(f"max_total_uncompressed must be positive, got {self.max_total_uncompressed}")
+        if self.ratio_floor < 0:
+            raise ValueError(f"ratio_floor must not be negative, got {self.ratio_floor}")
+
+
+@dataclass
+class Expansion:
+    """Running totals of one pass over many members: the archive-wide guards' state.
+
+    :attr:`tripped` is set once a limit of the whole pass fired; nothing more should be expanded.
+    """
+
+    left: int  # uncompressed bytes still allowed
+    produced: int = 0
+    consumed: int = 0
+    tripped: bool = False
+
+    @classmethod
+    def of(cls, limits: ZipLimits) -> Expansion:
+        return cls(limits.max_total_uncompressed)
 
 
 class SeekableFile(Protocol):
@@ -164,12 +204,12 @@ def _check_data_descriptor(fp: SeekableFile, entry: ZipEntry) -> None:
 
 
 def iter_member_data(
-    fp: SeekableFile, entry: ZipEntry, limits: ZipLimits | None = None, budget: list[int] | None = None
+    fp: SeekableFile, entry: ZipEntry, limits: ZipLimits | None = None, expansion: Expansion | None = None
 ) -> Iterator[bytes]:
     """Yield the uncompressed bytes of ``entry`` from ``fp``, checking them as they flow.
 
-    :param budget: a one-element list holding the bytes still allowed across all members
-        (decremented in place); see :attr:`ZipLimits.max_total_uncompressed`.
+    :param expansion: the running totals of the whole pass (updated in place); the archive-wide
+        guards (:attr:`ZipLimits.max_total_uncompressed`, the total ratio) apply only with it.
     :raises MemberError: encrypted or unsupported method (before any byte), local header
         mismatch, corrupt compressed data, zip-bomb limit, CRC-32 or size mismatch.
     """
@@ -189,19 +229,20 @@ def iter_member_data(
             raise MemberError(entry.name, f"data cut off after {consumed} of {entry.compressed_size} bytes (truncated)")
         left -= len(piece)
         consumed += len(piece)
+        if expansion is not None:
+            expansion.consumed += len(piece)
         for out in _decompress_steps(decomp, piece, entry, final=left == 0):
             produced += len(out)
             if produced > entry.file_size:
                 raise MemberError(entry.name, f"expands past its declared size of {entry.file_size} bytes")
             if produced > limits.ratio_floor and produced > limits.max_ratio * consumed:
-                raise MemberError(entry.name, f"expansion ratio exceeds {limits.max_ratio:g}:1 (zip bomb guard)")
-            if budget is not None:
-                budget[0] -= len(out)
-                if budget[0] < 0:
-                    raise MemberError(
-                        entry.name,
-                        f"total uncompressed size exceeds {limits.max_total_uncompressed} bytes (zip bomb guard)",
-                    )
+                raise MemberError(
+                    entry.name,
+                    f"expansion ratio {produced / consumed:.0f}:1 exceeds max_ratio {limits.max_ratio:g}:1 "
+                    "(zip bomb guard)",
+                )
+            if expansion is not None:
+                _charge(expansion, len(out), entry, limits)
             crc = zlib.crc32(out, crc)
             yield out
     if produced != entry.file_size:
@@ -210,6 +251,26 @@ def iter_member_data(
         raise MemberError(entry.name, f"CRC-32 mismatch (expected {entry.crc32:08x}, got {crc:08x})")
     if entry.has_data_descriptor:
         _check_data_descriptor(fp, entry)
+
+
+def _charge(expansion: Expansion, n: int, entry: ZipEntry, limits: ZipLimits) -> None:
+    """Count ``n`` more uncompressed bytes against the whole pass; raise when a pass-wide guard fires."""
+    expansion.left -= n
+    expansion.produced += n
+    if expansion.left < 0:
+        expansion.tripped = True
+        raise MemberError(
+            entry.name,
+            f"total uncompressed size exceeds max_total_uncompressed {limits.max_total_uncompressed} bytes "
+            "(zip bomb guard)",
+        )
+    if expansion.produced > limits.ratio_floor and expansion.produced > limits.max_ratio * expansion.consumed:
+        expansion.tripped = True
+        raise MemberError(
+            entry.name,
+            f"archive-wide expansion ratio {expansion.produced / max(1, expansion.consumed):.0f}:1 exceeds "
+            f"max_ratio {limits.max_ratio:g}:1 (zip bomb guard)",
+        )
 
 
 def _decompress_steps(decomp: Any, data: bytes, entry: ZipEntry, final: bool) -> Iterator[bytes]:

@@ -20,6 +20,7 @@ __all__ = [
     "parse_central_directory",
     "parse_local_header",
     "unsafe_name_reason",
+    "zip64_values",
 ]
 
 EOCD_SIG = b"PK\x05\x06"
@@ -68,6 +69,7 @@ class ZipEntry:
     header_offset: int
     is_dir: bool
     raw_name: bytes = field(repr=False, default=b"")
+    index: int = field(repr=False, compare=False, default=-1)  # position in the central directory (-1: unknown)
 
     @property
     def encrypted(self) -> bool:
@@ -148,7 +150,7 @@ def locate_central_directory(tail: bytes, tail_start: int, archive_size: int) ->
     return CentralDirectoryLocation(cd_offset + archive_start, cd_size, entries, zip64, archive_start)
 
 
-def _zip64_values(extra: bytes, needs: list[bool]) -> list[int]:
+def zip64_values(extra: bytes, needs: list[bool]) -> list[int]:
     """Values from the ZIP64 extra field for the fields flagged in ``needs`` (APPNOTE 4.5.3)."""
     pos = 0
     while pos + 4 <= len(extra):
@@ -192,7 +194,7 @@ def parse_central_directory(data: bytes, location: CentralDirectoryLocation) -> 
         if pos > len(data):
             raise ArchiveError(f"central directory entry {i} runs past the end of the directory")
         needs = [usize == 0xFFFFFFFF, csize == 0xFFFFFFFF, offset == 0xFFFFFFFF]
-        values = iter(_zip64_values(extra, needs))
+        values = iter(zip64_values(extra, needs))
         usize = next(values) if needs[0] else usize
         csize = next(values) if needs[1] else csize
         offset = next(values) if needs[2] else offset
@@ -208,6 +210,7 @@ def parse_central_directory(data: bytes, location: CentralDirectoryLocation) -> 
                 header_offset=offset + location.archive_start,
                 is_dir=name.endswith("/"),
                 raw_name=raw_name,
+                index=i,
             )
         )
     return entries
