@@ -9,6 +9,7 @@ the ZIP appears only when complete and a failed run leaves any previous object a
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 import time
 from collections.abc import Mapping, Sequence
@@ -20,6 +21,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow_s3stream.archive.package import COMPRESSIONS, PackageConfig, package_bag
 from airflow_s3stream.archive.sources import DEFAULT_PREFETCH_OBJECTS, s3_payload
 from airflow_s3stream.archive.verify import VerifyConfig, verify_archive
+from airflow_s3stream.budget import DEFAULT_MEMORY_BUDGET, MemoryBudget
 from airflow_s3stream.errors import ConfigurationError
 from airflow_s3stream.hooks.s3 import S3StreamHook
 from airflow_s3stream.operators.failures import named_failures
@@ -60,7 +62,10 @@ class S3ToBagItZipOperator(BaseOperator):
         an invalid bag fails the task.
     :param aws_conn_id: connection of the destination (and of the sources by default).
     :param source_aws_conn_id: connection of the sources when they are elsewhere.
-    :param part_size: multipart part size in bytes (default: the engine's).
+    :param memory_budget: bytes the task's buffers may take (default 128 MiB): part size and parts
+        in flight of the ZIP's upload are derived from it (:mod:`airflow_s3stream.budget`).
+    :param part_size: multipart part size in bytes (``None``: from ``memory_budget``).
+    :param max_concurrency: parts uploading at once (``None``: from ``memory_budget``).
     :param prefetch_objects: source objects opened ahead (many small objects on real S3).
 
     Returns ``{key, files, payload_bytes, zip_bytes, oxum, manifests: {alg: member}, seconds,
@@ -99,6 +104,8 @@ class S3ToBagItZipOperator(BaseOperator):
         aws_conn_id: str | None = "aws_default",
         source_aws_conn_id: str | None = None,
         part_size: int | None = None,
+        max_concurrency: int | None = None,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
         prefetch_objects: int = DEFAULT_PREFETCH_OBJECTS,
         **kwargs: Any,
     ) -> None:
@@ -121,7 +128,8 @@ class S3ToBagItZipOperator(BaseOperator):
         self.aws_conn_id, self.source_aws_conn_id = aws_conn_id, source_aws_conn_id
         self.prefetch_objects = prefetch_objects
         try:
-            self.multipart_config = MultipartConfig(part_size=part_size)
+            part_size, max_concurrency = MemoryBudget(memory_budget).parts(part_size, max_concurrency)
+            self.multipart_config = MultipartConfig(part_size=part_size, max_concurrency=max_concurrency)
             self._package_config()  # what is not templated is checked now, at parse time
         except (ValueError, ConfigurationError) as exc:
             raise ConfigurationError(f"{self.task_id}: {exc}") from exc
@@ -163,7 +171,7 @@ class S3ToBagItZipOperator(BaseOperator):
             dest = dest_hook.get_s3_client()
             source = source_hook.get_s3_client() if source_hook else dest
             retry = (source_hook or dest_hook).retry_policy()
-            mp_config = MultipartConfig(part_size=self.multipart_config.part_size, retry=dest_hook.retry_policy())
+            mp_config = dataclasses.replace(self.multipart_config, retry=dest_hook.retry_policy())
             files = s3_payload(
                 source,
                 self.source_bucket,

@@ -17,12 +17,13 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_s3stream.archive.verify import MODES, VerifyConfig, verify_archive
 from airflow_s3stream.archive.zip import ZipLimits
+from airflow_s3stream.budget import DEFAULT_MEMORY_BUDGET, MemoryBudget
 from airflow_s3stream.errors import ConfigurationError
 from airflow_s3stream.hooks.s3 import S3StreamHook
 from airflow_s3stream.operators.failures import named_failures
 from airflow_s3stream.operators.links import S3ObjectLink
 from airflow_s3stream.s3.objects import put_object
-from airflow_s3stream.s3.reader import DEFAULT_BLOCK_SIZE, DEFAULT_MAX_STREAMS, ReaderConfig, S3ObjectSource
+from airflow_s3stream.s3.reader import DEFAULT_BLOCK_SIZE, ReaderConfig, S3ObjectSource
 from airflow_s3stream.s3.retry import RetryPolicy
 
 __all__ = ["S3ZipVerifyOperator"]
@@ -44,7 +45,9 @@ class S3ZipVerifyOperator(BaseOperator):
     :param prefetch_blocks: parallel block GETs kept in flight ahead of the reader: ``None``
         (default) chooses adaptively, starting with one streamed GET and doubling up to
         ``max_streams`` while throughput grows; ``0`` = always one streamed GET; ``N`` = N GETs.
-    :param max_streams: ceiling of the adaptive choice (memory: up to (N + 2) x ``block_size``).
+    :param max_streams: ceiling of the adaptive choice (memory: up to (N + 2) x ``block_size``);
+        ``None`` = as many as half of ``memory_budget`` holds (6 at the defaults).
+    :param memory_budget: bytes the task's buffers may take (default 128 MiB; :mod:`airflow_s3stream.budget`).
     :param max_ratio: zip-bomb guard: largest expansion ratio, per member and for the whole archive
         (default 200:1; deflate reaches ~1,032:1, lzma ~7,000:1, bzip2 ~1,180,000:1).
     :param max_total_uncompressed: zip-bomb guard: bytes all members may expand to.
@@ -77,7 +80,8 @@ class S3ZipVerifyOperator(BaseOperator):
         report_key: str | None = None,
         block_size: int = DEFAULT_BLOCK_SIZE,
         prefetch_blocks: int | None = None,
-        max_streams: int = DEFAULT_MAX_STREAMS,
+        max_streams: int | None = None,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
         max_ratio: float = ZipLimits.max_ratio,
         max_total_uncompressed: int = ZipLimits.max_total_uncompressed,
         fail_on_invalid: bool = True,
@@ -91,6 +95,8 @@ class S3ZipVerifyOperator(BaseOperator):
         if mode not in MODES and "{{" not in mode:
             raise ConfigurationError(f"{self.task_id}: mode must be one of {', '.join(MODES)}, got {mode!r}")
         try:
+            if max_streams is None:
+                max_streams = max(2, MemoryBudget(memory_budget).read_ahead(block_size) - 2)
             self.reader_config = ReaderConfig(
                 block_size=block_size,
                 prefetch_blocks=prefetch_blocks,

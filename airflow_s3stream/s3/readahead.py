@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 __all__ = ["GAIN", "ReadAhead", "StreamController"]
@@ -142,7 +142,9 @@ class ReadAhead:
             if self._pending[0][0] > start:
                 self.cancel()
                 break
-            self._pending.popleft()[1].cancel()
+            skipped = self._pending.popleft()[1]
+            if not skipped.cancel():
+                wait([skipped])
         if not self._pending:
             self._pending.append((start, self._pool.submit(self._fetch, start)))
         self._top_up(streams)
@@ -164,9 +166,14 @@ class ReadAhead:
             nxt += self.block_size
 
     def cancel(self) -> None:
-        """Drop every queued block (those already running finish and are discarded)."""
+        """Drop every queued block. Those already running are waited for and discarded, so the
+        blocks held never exceed the window (N in flight), even across restarts."""
+        running = []
         while self._pending:
-            self._pending.popleft()[1].cancel()
+            future = self._pending.popleft()[1]
+            if not future.cancel():
+                running.append(future)
+        wait(running)
 
     def close(self) -> None:
         self.cancel()

@@ -36,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
 
+from airflow_s3stream.budget import release_large_buffers
 from airflow_s3stream.errors import ObjectChangedError, SourceError, TransientError
 from airflow_s3stream.s3.classify import classify, to_error
 from airflow_s3stream.s3.client import warn_if_retrying
@@ -58,7 +59,7 @@ MiB = 1024 * KiB
 
 DEFAULT_BLOCK_SIZE = 8 * MiB  # the GET budget is "archive size / 8 MiB + 4"
 DEFAULT_TAIL_SIZE = 1 * MiB  # EOCD + ZIP64 records + ~10,000 central-directory entries
-DEFAULT_MAX_STREAMS = 16  # adaptive read-ahead ceiling: at most 16 x 8 MiB in flight
+DEFAULT_MAX_STREAMS = 6  # adaptive ceiling: (6 + 2) x 8 MiB = 64 MiB, half the default 128 MiB task budget
 STREAM_CHUNK = 1 * MiB  # bytes pulled from an HTTP body per read() call
 SKIP_FORWARD_LIMIT = 8 * MiB  # a forward seek this short reads and drops bytes instead of a new GET
 
@@ -252,6 +253,7 @@ class RangedReader(io.RawIOBase):
 
     def __init__(self, source: ByteSource, config: ReaderConfig | None = None) -> None:
         super().__init__()
+        release_large_buffers()  # block buffers freed by read-ahead threads go back to the OS
         self.source = source
         self.config = config or ReaderConfig()
         self.stats = ReaderStats()

@@ -37,6 +37,7 @@ def _config(streams: int | None, **kwargs: object) -> ReaderConfig:
 @pytest.mark.parametrize("streams", [0, 1, 4, 16])
 def test_resets_and_cut_bodies_leave_the_bytes_identical(blob: tuple[Path, bytes], streams: int) -> None:
     path, data = blob
+
     # the 1st and every 7th GET are cut 10,000 bytes into their body, the 2nd and every 5th reset
     # before answering (the streamed pass, N = 0, is a single GET: it meets the first two)
     def fault(n: int) -> str | None:

@@ -27,6 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from types import TracebackType
 from typing import Any
 
+from airflow_s3stream.budget import release_large_buffers
 from airflow_s3stream.errors import S3StreamError, UploadError
 from airflow_s3stream.progress import Progress, log_progress
 from airflow_s3stream.s3.classify import to_error
@@ -94,6 +95,7 @@ class MultipartWriter(io.BufferedIOBase):
         self._done = False
         self._aborted = False
         self._stage = stage
+        release_large_buffers()  # part buffers freed by upload threads go back to the OS
         self.result: UploadResult | None = None
         self.staged: StagedUpload | None = None
 
