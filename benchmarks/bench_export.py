@@ -157,9 +157,9 @@ def run_case(case: str, rows: int, endpoint: str, pg_uri: str) -> dict[str, Any]
         if case == "split_completed":
             opener = multipart_opener(client, BUCKET, options.content_type)  # completed as each part closes
         with psycopg.connect(pg_uri) as conn:
-            result = export_query(conn, client, sql=sql, bucket=BUCKET, key=key, options=options, open_object=opener)
-        stored = result.bytes
-        return {"seconds": time.monotonic() - started, "bytes": stored, "commit_ms": result.commit_ms}
+            exported = export_query(conn, client, sql=sql, bucket=BUCKET, key=key, options=options, open_object=opener)
+        stored = exported.bytes
+        return {"seconds": time.monotonic() - started, "bytes": stored, "commit_ms": exported.commit_ms}
     elif case.startswith("job_commit_"):
         from airflow_s3stream.export import ExportOptions, export_query
         from airflow_s3stream.export.job import commit_job

@@ -383,7 +383,13 @@ class Cluster:
                 self.cgroup_problem = f"no memory cgroup for the workers ({exc}); they run UNCAPPED"
         worker = Worker(name, hostname, cgroup)
         self.workers.append(worker)  # before the spawn, so that stop() removes its cgroup whatever happens
-        argv = [sys.executable, "-m", "airflow", "celery", "worker", "--celery-hostname", hostname]
+        argv, env = self.worker_launch(hostname)
+        proc = self.stack.spawn(name, cgroup.wrap(argv) if cgroup else argv, env)
+        worker.pid = proc.pid
+
+    def worker_launch(self, hostname: str) -> tuple[list[str], dict[str, str]]:
+        """The command line of the worker named ``hostname`` and what it adds to the environment."""
+        argv = [sys.executable, "-m", "airflow", *stack_spec.WORKER_COMMAND.split(), "--celery-hostname", hostname]
         env = {
             **stack_spec.WORKER_ENV,
             HOSTNAME_ENV: hostname,
@@ -391,8 +397,7 @@ class Cluster:
             # Each worker serves its task logs on a port of its own (8793 for all by default).
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
         }
-        proc = self.stack.spawn(name, cgroup.wrap(argv) if cgroup else argv, env)
-        worker.pid = proc.pid
+        return argv, env
 
     def _ready_probe(self, worker: Worker) -> Callable[[], bool | None]:
         def probe() -> bool | None:
