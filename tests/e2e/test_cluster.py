@@ -153,6 +153,9 @@ def _figures(cluster: Cluster, tis: list[dict[str, Any]]) -> dict[str, Any]:
                 "hostname": ti["hostname"],
                 "try_number": ti["try_number"],
                 "peak_rss_mib": round(peaks[ti["id"]].peak_bytes / MiB) if ti["id"] in peaks else None,
+                "worker_peak_while_running_mib": (
+                    round(peaks[ti["id"]].worker_peak_bytes / MiB) if ti["id"] in peaks else None
+                ),
             }
             for ti in tis
         },

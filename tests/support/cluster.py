@@ -114,6 +114,10 @@ class MemoryCgroup:
         """``argv`` run so that it joins this cgroup before it allocates anything (exec, same pid)."""
         return ["/bin/sh", "-c", f'echo $$ > {self.path / "cgroup.procs"} && exec "$@"', "sh", *argv]
 
+    def usage_bytes(self) -> int:
+        """What the cgroup is charged now (RSS and page cache)."""
+        return int(_read(self.path / ("memory.usage_in_bytes" if self.version == 1 else "memory.current")) or 0)
+
     def pids(self) -> list[int]:
         return [int(line) for line in _read(self.path / "cgroup.procs").split()]
 
@@ -224,11 +228,17 @@ def _libpq_uri(libpq_uri: str, database: str) -> str:
 
 @dataclass
 class TaskPeak:
-    """The highest resident set (``VmHWM``) seen of one task process on one worker."""
+    """One task process on one worker, as sampled.
+
+    ``peak_bytes`` is its highest resident set (``VmHWM``: it counts the pages it still shares
+    with the worker it was forked from); ``worker_peak_bytes`` the highest charge of the worker's
+    cgroup seen while it ran (0 when the worker is uncapped).
+    """
 
     ti_id: str
     worker: str
-    peak_bytes: int
+    peak_bytes: int = 0
+    worker_peak_bytes: int = 0
 
 
 @dataclass
@@ -239,10 +249,10 @@ class Worker:
     hostname: str
     cgroup: MemoryCgroup | None
     pid: int = 0
-    sampled_peak_bytes: int = 0  # sum of its processes' RSS, sampled: the figure when uncapped
+    sampled_peak_bytes: int = 0  # sum of its processes' PSS, sampled: the figure when uncapped
 
     def peak_bytes(self) -> int:
-        """The cgroup's own counter when capped, else the sampled sum of RSS."""
+        """The cgroup's own counter when capped, else the sampled sum of PSS."""
         return self.cgroup.peak_bytes() if self.cgroup else self.sampled_peak_bytes
 
     def oom_kills(self) -> int:
@@ -266,13 +276,18 @@ def _process_tree(pid: int) -> list[int]:
         return []
 
 
-def _status_kib(pid: int, field_name: str) -> int:
-    found = re.search(rf"^{field_name}:\s+(\d+) kB$", _read(Path(f"/proc/{pid}/status")), flags=re.MULTILINE)
-    return int(found.group(1)) if found else 0
+def _kib(pid: int, file: str, field_name: str) -> int:
+    """A ``<field>: N kB`` line of ``/proc/<pid>/<file>``, in bytes (0 if the process is gone)."""
+    found = re.search(rf"^{field_name}:\s+(\d+) kB$", _read(Path(f"/proc/{pid}/{file}")), flags=re.MULTILINE)
+    return int(found.group(1)) * 1024 if found else 0
 
 
 class _TaskSampler(threading.Thread):
-    """Reads, every ``SAMPLE_INTERVAL_S``, each worker's processes: task peaks and the RSS sum."""
+    """Reads, every ``SAMPLE_INTERVAL_S``, each worker's processes: task peaks and the PSS sum.
+
+    PSS (proportional set size) shares the pages that forked processes have in common among
+    them, so the sum is what the worker takes; a sum of RSS would count those pages many times.
+    """
 
     def __init__(self, workers: Sequence[Worker]) -> None:
         super().__init__(name="s3stream-cluster-sampler", daemon=True)
@@ -283,16 +298,17 @@ class _TaskSampler(threading.Thread):
     def run(self) -> None:
         while not self._stop_event.wait(SAMPLE_INTERVAL_S):
             for worker in self.workers:
-                rss = 0
+                charged = worker.cgroup.usage_bytes() if worker.cgroup else 0
+                pss = 0
                 for pid in _process_tree(worker.pid):
-                    rss += _status_kib(pid, "VmRSS") * 1024
+                    pss += _kib(pid, "smaps_rollup", "Pss")
                     title = _read(Path(f"/proc/{pid}/cmdline")).replace("\0", " ").strip()
                     if title.startswith(TASK_PROCESS_TITLE):
                         ti_id = title[len(TASK_PROCESS_TITLE) :].split()[0]
-                        peak = _status_kib(pid, "VmHWM") * 1024
-                        seen = self.peaks.setdefault(ti_id, TaskPeak(ti_id, worker.name, 0))
-                        seen.peak_bytes = max(seen.peak_bytes, peak)
-                worker.sampled_peak_bytes = max(worker.sampled_peak_bytes, rss)
+                        seen = self.peaks.setdefault(ti_id, TaskPeak(ti_id, worker.name))
+                        seen.peak_bytes = max(seen.peak_bytes, _kib(pid, "status", "VmHWM"))
+                        seen.worker_peak_bytes = max(seen.worker_peak_bytes, charged)
+                worker.sampled_peak_bytes = max(worker.sampled_peak_bytes, pss)
 
     def stop(self) -> None:
         self._stop_event.set()

@@ -38,6 +38,7 @@ def s3stream_compare_sql_to_s3() -> None:
         s3_key="{{ params.prefix }}/s3stream/orders",
         file_format="parquet",
         compression="zstd",
+        write_manifest=True,
         retries=0,
     )
     theirs = SqlToS3Operator(
