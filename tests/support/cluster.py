@@ -25,6 +25,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import sys
@@ -475,8 +476,12 @@ def running_cluster(
     worker_count: int = stack_spec.WORKER_COUNT,
     extra_dag_folders: Sequence[Path] = (),
     extra_env: Mapping[str, str] | None = None,
+    keep_home: bool = False,
 ) -> Iterator[Cluster]:
-    """A started cluster, stopped (processes, cgroups, database) however the block ends."""
+    """A started cluster, stopped (processes, cgroups, database) however the block ends.
+
+    Its ``AIRFLOW_HOME`` (config, component and task logs) is deleted afterwards unless ``keep_home``.
+    """
     owned = services is None
     services = services or DevServices(postgres=start_postgres(), s3=start_s3())
     memory = worker_memory or parse_memory(
@@ -498,6 +503,8 @@ def running_cluster(
         cluster.stop()
         if owned:
             services.stop()
+        if not keep_home:
+            shutil.rmtree(home, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -512,7 +519,8 @@ def main(argv: list[str] | None = None) -> int:
         client.create_bucket(Bucket=bucket)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with running_cluster(services, worker_count=args.workers, extra_env={"S3STREAM_BUCKET": bucket}) as cluster:
+    env = {"S3STREAM_BUCKET": bucket}
+    with running_cluster(services, worker_count=args.workers, extra_env=env, keep_home=True) as cluster:
         print(cluster.describe(), flush=True)
         print(f"bucket s3://{bucket} is ready; the example DAGs are in {DAGS_EXAMPLES}. Ctrl-C stops everything.")
         try:
@@ -522,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
             pass
         print("stopping every process of the cluster and removing its cgroups ...", flush=True)
     services.stop()
-    print("stopped.")
+    print(f"stopped. Logs are kept in {cluster.home}")
     return 0
 
 

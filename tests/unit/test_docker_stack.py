@@ -137,13 +137,6 @@ def test_make_cluster_runs_the_same_processes_settings_and_workers_as_the_stack(
     assert native_cluster.broker.kind == "redis"  # as in compose, whenever a Redis answers
 
 
-def test_make_cluster_worker_memory_reads_the_environment_in_binary_units() -> None:
-    assert parse_memory("768M") == parse_memory("768MiB") == parse_memory(str(768 * 1024**2)) == 768 * 1024**2
-    assert parse_memory("1G") == 1024**3
-    with pytest.raises(ValueError, match="S3STREAM_WORKER_MEMORY"):
-        parse_memory("lots")
-
-
 def test_connections_come_from_airflow_conn_variables_pointing_at_stack_services(
     compose_services: dict[str, Any],
 ) -> None:
