@@ -93,9 +93,9 @@ def run_once(services: Any, table: str, bucket: str, workers: int, partitions: i
                     "try_number": ti["try_number"],
                     "hostname": ti["hostname"],
                     "seconds": round(ti["duration"] or 0, 1),
-                    "peak_rss_mib": round(peaks[ti["id"]].peak_bytes / MiB) if ti["id"] in peaks else None,
+                    "peak_rss_mib": round(peaks[ti["pid"]].peak_bytes / MiB) if ti["pid"] in peaks else None,
                     "worker_peak_while_running_mib": (
-                        round(peaks[ti["id"]].worker_peak_bytes / MiB) if ti["id"] in peaks else None
+                        round(peaks[ti["pid"]].worker_peak_bytes / MiB) if ti["pid"] in peaks else None
                     ),
                 }
                 for ti in sorted(exports, key=lambda ti: ti["map_index"])

@@ -342,9 +342,7 @@ def main() -> int:
         staged = [r["mb_per_s"] for r in results if r["case"] == "split_staged"]
         if completed and staged:
             ratio = sum(staged) / sum(completed)
-            print(
-                f"  split csv: staged+commit / completed as written {ratio:.2f}  (>= 0.95; {len(staged)} rounds)"
-            )
+            print(f"  split csv: staged+commit / completed as written {ratio:.2f}  (>= 0.95; {len(staged)} rounds)")
         print(
             f"  peak RSS csv {args.rows:,} rows - idle interpreter  "
             f"{op_csv['peak_rss_mib'] - idle['peak_rss_mib']:.0f} MiB  (< 150 MiB)"

@@ -279,13 +279,13 @@ class AirflowStack:
 
         return wait_for(f"run {run_id} of {dag_id} to finish", probe, timeout_s, interval_s=2)
 
-    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
-        """The task's log text (best effort, for failure messages)."""
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1, map_index: int = -1) -> str:
+        """The task's log text (best effort, for failure messages); ``map_index`` for a mapped task."""
         try:
             body = self.api(
                 "GET",
                 f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
-                params={"full_content": True},
+                params={"full_content": True, "map_index": map_index},
             )
         except RuntimeError as exc:
             return str(exc)

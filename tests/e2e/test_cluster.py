@@ -128,38 +128,44 @@ def _label(ti: dict[str, Any]) -> str:
 
 
 def _logs(cluster: Cluster, dag_id: str, run_id: str, tis: list[dict[str, Any]]) -> str:
-    failed = [ti for ti in tis if ti["state"] != "success" or ti["try_number"] != 1]
+    """The log tails of the task instances that ran and did not succeed on their first try."""
+    failed = [ti for ti in tis if ti["try_number"] and (ti["state"] != "success" or ti["try_number"] != 1)]
     return "\n\n".join(
         f"--- {_label(ti)} ({ti['state']}, try {ti['try_number']}, on {ti['hostname']}):\n"
-        + cluster.stack.task_log(dag_id, run_id, _label(ti).split("[")[0], max(ti["try_number"], 1))[-3000:]
+        + cluster.stack.task_log(dag_id, run_id, ti["task_id"], ti["try_number"], ti["map_index"])[-3000:]
         for ti in failed
     )
 
 
-def _figures(cluster: Cluster, tis: list[dict[str, Any]]) -> dict[str, Any]:
-    """Each worker's peak (cgroup counter) and OOM kills, and each task process's sampled peak RSS."""
+def _tries(cluster: Cluster, dag_id: str, run_id: str, ti: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every try of ``ti`` so far (an OOM-killed first try included), oldest first."""
+    path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{ti['task_id']}"
+    path += f"/{ti['map_index']}/tries" if ti["map_index"] >= 0 else "/tries"
+    return sorted(cluster.stack.api("GET", path)["task_instances"], key=lambda t: t["try_number"])
+
+
+def _figures(cluster: Cluster, dag_id: str, run_id: str, tis: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each worker's peak (cgroup counter) and OOM kills; per task try, its process's sampled peaks."""
     peaks = cluster.task_peaks()
-    return {
-        "workers": {
-            w.hostname: {
-                "peak_mib": round(w.peak_bytes() / MiB),
-                "cap_mib": round(w.cgroup.limit_bytes / MiB) if w.cgroup else None,
-                "oom_kills": w.oom_kills(),
+    tasks = {}
+    for ti in tis:
+        for tried in _tries(cluster, dag_id, run_id, ti) if ti["try_number"] else []:
+            peak = peaks.get(tried["pid"]) if tried["pid"] else None
+            tasks[f"{_label(ti)} try {tried['try_number']}"] = {
+                "state": tried["state"],
+                "hostname": tried["hostname"],
+                "peak_rss_mib": round(peak.peak_bytes / MiB) if peak else None,
+                "worker_peak_while_running_mib": round(peak.worker_peak_bytes / MiB) if peak else None,
             }
-            for w in cluster.workers
-        },
-        "tasks": {
-            _label(ti): {
-                "hostname": ti["hostname"],
-                "try_number": ti["try_number"],
-                "peak_rss_mib": round(peaks[ti["id"]].peak_bytes / MiB) if ti["id"] in peaks else None,
-                "worker_peak_while_running_mib": (
-                    round(peaks[ti["id"]].worker_peak_bytes / MiB) if ti["id"] in peaks else None
-                ),
-            }
-            for ti in tis
-        },
+    workers = {
+        w.hostname: {
+            "peak_mib": round(w.peak_bytes() / MiB),
+            "cap_mib": round(w.cgroup.limit_bytes / MiB) if w.cgroup else None,
+            "oom_kills": w.oom_kills(),
+        }
+        for w in cluster.workers
     }
+    return {"workers": workers, "tasks": tasks}
 
 
 def _report(record_property: Callable[[str, object], None], name: str, figures: dict[str, Any]) -> None:
@@ -177,7 +183,9 @@ def _assert_fanout_ok(
     record_property: Callable[[str, object], None],
 ) -> list[Any]:
     tis = _task_instances(cluster, dag_id, run["dag_run_id"])
-    _report(record_property, dag_id, _figures(cluster, tis))
+    _report(record_property, dag_id, _figures(cluster, dag_id, run["dag_run_id"], tis))
+    if run["state"] not in ("success", "failed"):  # stopped at a retry: end it, so later tests run alone
+        cluster.stack.api("PATCH", f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}", json={"state": "failed"})
     logs = _logs(cluster, dag_id, run["dag_run_id"], tis)
     ooms = {w.hostname: w.oom_kills() for w in cluster.workers}
     assert run["state"] == "success", f"{dag_id}: {run['state']}; OOM kills {ooms}\n{logs}"
@@ -254,20 +262,22 @@ def test_sql_to_s3_operator_is_oom_killed_in_the_cap_where_ours_exports_the_same
     if any(w.cgroup is None for w in cluster.workers):
         pytest.fail(f"the comparison needs capped workers: {cluster.cgroup_problem}")
     cluster.reset_peaks()
-    kills_before = sum(w.oom_kills() for w in cluster.workers)
 
     run = _trigger(cluster, COMPARE_DAG, {"table": orders_3m, "bucket": cluster_bucket, "prefix": "cmp"})
 
     tis = {ti["task_id"]: ti for ti in _task_instances(cluster, COMPARE_DAG, run["dag_run_id"])}
-    figures = _figures(cluster, list(tis.values()))
-    figures["oom_kills_during_run"] = sum(w.oom_kills() for w in cluster.workers) - kills_before
+    figures = _figures(cluster, COMPARE_DAG, run["dag_run_id"], list(tis.values()))
+    figures["oom_kills_during_run"] = sum(w.oom_kills() for w in cluster.workers)
     _report(record_property, COMPARE_DAG, figures)
     ours, theirs = tis["s3stream_export"], tis["sql_to_s3"]
     assert (ours["state"], ours["try_number"]) == ("success", 1), cluster.stack.task_log(
         COMPARE_DAG, run["dag_run_id"], "s3stream_export"
     )
-    manifest = s3_client.get_object(Bucket=cluster_bucket, Key="cmp/s3stream/orders/_manifest.json")["Body"].read()
-    assert json.loads(manifest)["rows"] == ROWS
+    result = cluster.stack.api(
+        "GET", f"/dags/{COMPARE_DAG}/dagRuns/{run['dag_run_id']}/taskInstances/s3stream_export/xcomEntries/return_value"
+    )["value"]
+    manifest = s3_client.get_object(Bucket=cluster_bucket, Key=result["manifest_key"])["Body"].read()
+    assert result["rows"] == json.loads(manifest)["rows"] == ROWS
     assert run["state"] == "failed"
     assert (theirs["state"], theirs["try_number"]) == ("failed", 1)
     assert figures["oom_kills_during_run"] >= 1, "SqlToS3Operator failed, but not by the OOM killer"

@@ -236,6 +236,7 @@ class TaskPeak:
     cgroup seen while it ran (0 when the worker is uncapped).
     """
 
+    pid: int
     ti_id: str
     worker: str
     peak_bytes: int = 0
@@ -251,13 +252,15 @@ class Worker:
     cgroup: MemoryCgroup | None
     pid: int = 0
     sampled_peak_bytes: int = 0  # sum of its processes' PSS, sampled: the figure when uncapped
+    oom_kills_before: int = 0  # the cgroup's OOM-kill count at the last reset
 
     def peak_bytes(self) -> int:
         """The cgroup's own counter when capped, else the sampled sum of PSS."""
         return self.cgroup.peak_bytes() if self.cgroup else self.sampled_peak_bytes
 
     def oom_kills(self) -> int:
-        return self.cgroup.oom_kills() if self.cgroup else 0
+        """Processes of this worker ended by the OOM killer since the last :meth:`Cluster.reset_peaks`."""
+        return self.cgroup.oom_kills() - self.oom_kills_before if self.cgroup else 0
 
     def cap_text(self) -> str:
         return (
@@ -293,7 +296,7 @@ class _TaskSampler(threading.Thread):
     def __init__(self, workers: Sequence[Worker]) -> None:
         super().__init__(name="s3stream-cluster-sampler", daemon=True)
         self.workers = workers
-        self.peaks: dict[str, TaskPeak] = {}
+        self.peaks: dict[int, TaskPeak] = {}  # by the task process's pid, which Airflow records per try
         self._stop_event = threading.Event()
 
     def run(self) -> None:
@@ -306,7 +309,7 @@ class _TaskSampler(threading.Thread):
                     title = _read(Path(f"/proc/{pid}/cmdline")).replace("\0", " ").strip()
                     if title.startswith(TASK_PROCESS_TITLE):
                         ti_id = title[len(TASK_PROCESS_TITLE) :].split()[0]
-                        seen = self.peaks.setdefault(ti_id, TaskPeak(ti_id, worker.name))
+                        seen = self.peaks.setdefault(pid, TaskPeak(pid, ti_id, worker.name))
                         seen.peak_bytes = max(seen.peak_bytes, _kib(pid, "status", "VmHWM"))
                         seen.worker_peak_bytes = max(seen.worker_peak_bytes, charged)
                 worker.sampled_peak_bytes = max(worker.sampled_peak_bytes, pss)
@@ -423,16 +426,17 @@ class Cluster:
 
         return probe
 
-    def task_peaks(self) -> dict[str, TaskPeak]:
-        """The sampled peak RSS of every task process seen so far, by task instance id."""
+    def task_peaks(self) -> dict[int, TaskPeak]:
+        """Every task process seen so far, by pid (a task try's ``pid`` in the REST API)."""
         return dict(self._sampler.peaks) if self._sampler else {}
 
     def reset_peaks(self) -> None:
-        """Start new high-water marks for the workers (cgroup v1 counters and the sampled sums)."""
+        """Start new high-water marks and OOM-kill counts for the workers."""
         for worker in self.workers:
             worker.sampled_peak_bytes = 0
             if worker.cgroup:
                 worker.cgroup.reset_peak()
+                worker.oom_kills_before = worker.cgroup.oom_kills()
 
     def stop(self) -> None:
         """Stop every process (process group, then what is left in the cgroups), drop cgroups and DB."""
