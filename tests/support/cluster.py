@@ -188,7 +188,8 @@ def choose_broker(metadata_url: str, key_prefix: str) -> Broker:
     """Redis when ``S3STREAM_REDIS_URL`` is set or 127.0.0.1:6379 answers, else the Postgres DB.
 
     With Redis every key gets ``key_prefix``, so clusters sharing one Redis never take each
-    other's tasks. The SQLAlchemy transport keeps its queue tables in the cluster's own database.
+    other's tasks. The SQLAlchemy transport keeps its queue tables in the cluster's own database
+    and takes no transport options (kombu hands them to ``create_engine``).
     """
     url = os.environ.get("S3STREAM_REDIS_URL")
     if url is None and _redis_answers(*DEFAULT_REDIS):
@@ -197,6 +198,8 @@ def choose_broker(metadata_url: str, key_prefix: str) -> Broker:
         env = {
             "AIRFLOW__CELERY__BROKER_URL": url,
             "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX": key_prefix,
+            # Redis redelivers an unacknowledged task after this; Airflow's default is 24 h, said loudly.
+            "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "21600",
         }
         return Broker("redis", url, env)
     url = "sqla+" + metadata_url
@@ -361,7 +364,6 @@ class Cluster:
             "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles),
             "AIRFLOW__CORE__PARALLELISM": str(self.worker_count * stack_spec.WORKER_CONCURRENCY),
             "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "1800",
-            "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "21600",
         }
         pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
         env = {**airflow_connection_env(self.services), "PYTHONPATH": pythonpath, **self.extra_env}
