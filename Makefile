@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck pytest bench clean install
+.PHONY: demo cluster test lint typecheck pytest bench clean install
 
 install: $(STAMP)
 
@@ -22,6 +22,11 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/python -m tests.support.demo
+
+# Optional: the docker stack's processes natively (CeleryExecutor, two workers capped by
+# S3STREAM_WORKER_MEMORY, default 768 MiB, in memory cgroups when root). Runs until Ctrl-C.
+cluster: $(STAMP)
+	$(BIN)/python -m tests.support.cluster
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -4,6 +4,9 @@ Each component runs as its own ``airflow`` process, all in one new process group
 throwaway ``AIRFLOW_HOME``, a SQLite metadata DB, the LocalExecutor and the simple auth manager
 (every user an admin, so a JWT comes from ``GET /auth/token``). The REST API v2 is then driven
 exactly as the UI drives it. ``stop()`` ends the whole group by its id, never by name.
+
+``components`` and ``config`` change that shape (``make cluster``: Postgres, CeleryExecutor, a
+triggerer), and :meth:`AirflowStack.spawn` adds more processes to the group (Celery workers).
 """
 
 from __future__ import annotations
@@ -51,8 +54,18 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout_s: float, interva
 class AirflowStack:
     """api-server + scheduler + dag-processor over ``dags_folder``, reachable on a loopback port."""
 
-    def __init__(self, home: Path, dags_folder: Path, extra_env: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        home: Path,
+        dags_folder: Path,
+        extra_env: Mapping[str, str],
+        *,
+        components: tuple[str, ...] = COMPONENTS,
+        config: Mapping[str, str] | None = None,
+    ) -> None:
+        """``extra_env`` is added to every process; ``config`` overrides the defaults below."""
         self.home = home
+        self.components = components
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -79,9 +92,10 @@ class AirflowStack:
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
             "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+            **(config or {}),
         }
         self.env.pop("AIRFLOW__CORE__SQL_ALCHEMY_CONN", None)
-        self._processes: list[subprocess.Popen[bytes]] = []
+        self._processes: dict[str, subprocess.Popen[bytes]] = {}
         self._pgid: int | None = None
         self._token: str | None = None
 
@@ -105,29 +119,39 @@ class AirflowStack:
         """Migrate the DB, start every component in one process group, wait for the API."""
         self.home.mkdir(parents=True, exist_ok=True)
         self.airflow_cli("db", "migrate")
-        for name in COMPONENTS:
-            log = (self.home / f"{name}.log").open("wb")
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "airflow", name],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                # The first component leads a new group; the others join it, so one killpg ends all.
-                process_group=self._pgid or 0,
-            )
-            log.close()
-            if self._pgid is None:
-                self._pgid = proc.pid
-            self._processes.append(proc)
+        for name in self.components:
+            self.spawn(name, [sys.executable, "-m", "airflow", name])
         wait_for("the api-server to answer", self._api_ready, STARTUP_TIMEOUT_S)
 
+    def spawn(self, name: str, argv: list[str], env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start ``argv`` in the deployment's process group, logging to ``<home>/<name>.log``.
+
+        ``env`` is added to the deployment's environment. The process is watched like a component:
+        if it exits while the deployment runs, the next API wait fails naming it.
+        """
+        log = (self.home / f"{name}.log").open("wb")
+        proc = subprocess.Popen(
+            argv,
+            env={**self.env, **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            # The first process leads a new group; the others join it, so one killpg ends all.
+            process_group=self._pgid or 0,
+        )
+        log.close()
+        if self._pgid is None:
+            self._pgid = proc.pid
+        self._processes[name] = proc
+        return proc
+
     def _api_ready(self) -> bool | None:
-        self._check_alive()
+        self.check_alive()
         response = httpx.get(f"{self.base_url}/api/v2/monitor/health", timeout=5)
         return True if response.status_code == 200 else None
 
-    def _check_alive(self) -> None:
-        for proc, name in zip(self._processes, COMPONENTS, strict=True):
+    def check_alive(self) -> None:
+        """Raise, with its log tail, if any process of the deployment has exited."""
+        for name, proc in self._processes.items():
             if proc.poll() is not None:
                 raise RuntimeError(f"airflow {name} exited with {proc.returncode}:\n{self.log_tail(name)}")
 
@@ -144,13 +168,18 @@ class AirflowStack:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self._pgid, signal.SIGTERM)
         deadline = time.monotonic() + 30
-        for proc in self._processes:
+        for proc in self._processes.values():
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
         with contextlib.suppress(ProcessLookupError):  # task runners share the group too
             os.killpg(self._pgid, signal.SIGKILL)
-        for proc in self._processes:
+        for proc in self._processes.values():
             proc.wait(timeout=10)
+        # A task runner may lead a group of its own (Airflow's supervisor can put it there): end
+        # what is left of this deployment by pid, found by its AIRFLOW_HOME.
+        for pid in self.processes_using_home():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         self._pgid = None
 
     def group_alive(self) -> bool:
@@ -223,7 +252,7 @@ class AirflowStack:
         """Wait until the dag-processor has parsed ``dag_id``; raise on an import error for it."""
 
         def probe() -> dict[str, Any] | None:
-            self._check_alive()
+            self.check_alive()
             errors = self.api("GET", "/importErrors")["import_errors"]
             for error in errors:
                 if dag_id in error.get("filename", "") or dag_id in error.get("stack_trace", ""):
@@ -244,19 +273,19 @@ class AirflowStack:
         """Wait until the run reaches success or failed; return the run."""
 
         def probe() -> dict[str, Any] | None:
-            self._check_alive()
+            self.check_alive()
             run = dict(self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}"))
             return run if run["state"] in TERMINAL_RUN_STATES else None
 
         return wait_for(f"run {run_id} of {dag_id} to finish", probe, timeout_s, interval_s=2)
 
-    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
-        """The task's log text (best effort, for failure messages)."""
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1, map_index: int = -1) -> str:
+        """The task's log text (best effort, for failure messages); ``map_index`` for a mapped task."""
         try:
             body = self.api(
                 "GET",
                 f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
-                params={"full_content": True},
+                params={"full_content": True, "map_index": map_index},
             )
         except RuntimeError as exc:
             return str(exc)

@@ -1,4 +1,9 @@
-"""The docker stack, checked without a Docker engine: the compose file and Dockerfile as data."""
+"""The docker stack, checked without a Docker engine: the compose file and Dockerfile as data.
+
+The Airflow processes, their executor settings and the workers' concurrency and memory cap are
+read from :mod:`tests.support.stack_spec`, the description ``make cluster`` runs natively
+(:mod:`tests.support.cluster`): the compose file and the cluster are both checked against it.
+"""
 
 from __future__ import annotations
 
@@ -10,19 +15,18 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support import stack_spec
+from tests.support.cluster import Cluster, parse_memory
+from tests.support.devservices import DevServices, PostgresService, S3Service
+
 DOCKER = Path(__file__).resolve().parents[2] / "docker"
-AIRFLOW_SERVICES = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer")
-WORKERS = ("airflow-worker-1", "airflow-worker-2")
-MAX_WORKER_MEMORY = 768 * 1024 * 1024  # bytes; the small-worker claim the stack demonstrates
+AIRFLOW_SERVICES = tuple(component.service for component in stack_spec.AIRFLOW_COMPONENTS)
+WORKERS = stack_spec.WORKER_SERVICES
 PINNED_TAG = re.compile(r"^[\w./-]+:(?!latest$)[\w.-]*\d[\w.-]*$")  # a tag with a version number, not "latest"
 
 
 def _memory_bytes(value: str | int) -> int:
-    if isinstance(value, int):
-        return value
-    match = re.fullmatch(r"(\d+)\s*([kmg]?)i?b?", value.strip().lower())
-    assert match, f"unreadable memory size {value!r}"
-    return int(match.group(1)) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[match.group(2)]
+    return value if isinstance(value, int) else parse_memory(value)
 
 
 @pytest.fixture(scope="module")
@@ -44,13 +48,13 @@ def test_stack_has_every_airflow_component_celery_workers_and_backing_services(
     assert expected <= set(compose_services)
     commands = {name: compose_services[name].get("command") for name in (*AIRFLOW_SERVICES, *WORKERS)}
     assert commands == {
-        "airflow-apiserver": "api-server",
-        "airflow-scheduler": "scheduler",
-        "airflow-dag-processor": "dag-processor",
-        "airflow-triggerer": "triggerer",
-        "airflow-worker-1": "celery worker",
-        "airflow-worker-2": "celery worker",
+        **{component.service: component.command for component in stack_spec.AIRFLOW_COMPONENTS},
+        **dict.fromkeys(WORKERS, stack_spec.WORKER_COMMAND),
     }
+    assert "api-server" in commands.values() and "triggerer" in commands.values()
+    assert len(WORKERS) == stack_spec.WORKER_COUNT == 2
+    extra_workers = {name for name in compose_services if "worker" in name} - set(WORKERS)
+    assert not extra_workers, f"workers the shared description does not have: {extra_workers}"
 
 
 def test_every_image_is_pinned_to_a_version(compose_services: dict[str, Any]) -> None:
@@ -84,14 +88,53 @@ def test_airflow_services_build_the_package_image(compose_services: dict[str, An
         assert (DOCKER / service["build"]["context"] / "pyproject.toml").exists(), name
 
 
-def test_workers_are_celery_and_memory_limited_to_a_small_pod(compose_services: dict[str, Any]) -> None:
+def test_workers_are_celery_at_the_described_concurrency_and_memory_cap(compose_services: dict[str, Any]) -> None:
+    assert stack_spec.WORKER_MEMORY_BYTES // stack_spec.MiB == 768  # the small-worker claim the stack demonstrates
     for name in WORKERS:
         worker = compose_services[name]
         assert worker["environment"]["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
-        assert _memory_bytes(worker["mem_limit"]) <= MAX_WORKER_MEMORY, name
-        assert _memory_bytes(worker["deploy"]["resources"]["limits"]["memory"]) <= MAX_WORKER_MEMORY, name
+        # Set explicitly: Celery's default concurrency is the host's CPU count.
+        assert worker["environment"]["AIRFLOW__CELERY__WORKER_CONCURRENCY"] == str(stack_spec.WORKER_CONCURRENCY)
+        assert stack_spec.WORKER_ENV.items() <= worker["environment"].items(), name
+        assert _memory_bytes(worker["mem_limit"]) == stack_spec.WORKER_MEMORY_BYTES, name
+        assert _memory_bytes(worker["memswap_limit"]) == stack_spec.WORKER_MEMORY_BYTES, f"{name}: no swap"
+        limits = worker["deploy"]["resources"]["limits"]
+        assert _memory_bytes(limits["memory"]) == stack_spec.WORKER_MEMORY_BYTES, name
     for name in AIRFLOW_SERVICES:
         assert "mem_limit" not in compose_services[name], f"{name} is not a worker and needs no cap"
+        assert "AIRFLOW__CELERY__WORKER_CONCURRENCY" not in compose_services[name]["environment"], name
+
+
+def test_every_airflow_process_gets_the_described_settings(compose_services: dict[str, Any]) -> None:
+    for name in (*AIRFLOW_SERVICES, *WORKERS, "airflow-init"):
+        env = compose_services[name]["environment"]
+        assert stack_spec.COMMON_AIRFLOW_ENV.items() <= env.items(), name
+
+
+@pytest.fixture
+def native_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cluster:
+    """A ``make cluster`` deployment as configured, not started (no process, cgroup or database)."""
+    monkeypatch.setenv("S3STREAM_REDIS_URL", "redis://127.0.0.1:1/0")  # no probe of the machine's Redis
+    services = DevServices(
+        postgres=PostgresService(uri="postgresql://postgres@127.0.0.1:5432/postgres", origin="env"),
+        s3=S3Service("http://127.0.0.1:1", "key", "secret", "us-east-1", origin="env"),
+    )
+    return Cluster(services, tmp_path)
+
+
+def test_make_cluster_runs_the_same_processes_settings_and_workers_as_the_stack(
+    native_cluster: Cluster, compose_services: dict[str, Any]
+) -> None:
+    stack = native_cluster.stack
+    assert stack.components == tuple(compose_services[name]["command"] for name in AIRFLOW_SERVICES)
+    assert stack_spec.COMMON_AIRFLOW_ENV.items() <= stack.env.items()
+    assert native_cluster.worker_count == len(WORKERS)
+    assert native_cluster.worker_memory == _memory_bytes(compose_services[WORKERS[0]]["mem_limit"])
+    argv, env = native_cluster.worker_launch("w1")
+    assert " ".join(argv).endswith(f"-m airflow {compose_services[WORKERS[0]]['command']} --celery-hostname w1")
+    compose_worker_env = compose_services[WORKERS[0]]["environment"]
+    assert env["AIRFLOW__CELERY__WORKER_CONCURRENCY"] == compose_worker_env["AIRFLOW__CELERY__WORKER_CONCURRENCY"]
+    assert native_cluster.broker.kind == "redis"  # as in compose, whenever a Redis answers
 
 
 def test_connections_come_from_airflow_conn_variables_pointing_at_stack_services(
