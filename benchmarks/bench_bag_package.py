@@ -7,7 +7,7 @@
 2. ``S3ToBagItZipOperator`` (this package): one streamed pass, no disk.
 
 The S3 endpoint is the test suite's (moto in its own process, or ``S3STREAM_S3_ENDPOINT``). Every row
-runs in a fresh child process: seconds are its wall time, peak RSS its own ``ru_maxrss`` (above the
+runs in a fresh child process: seconds are its wall time, peak RSS its own ``VmHWM`` (above the
 same imports' idle baseline), local disk the bytes in its private temporary directory at its peak.
 """
 
@@ -36,11 +36,12 @@ BUCKET = "bench-bag-package"
 PREFIX = "incoming/acc-1/"
 CHILD_PRELUDE = textwrap.dedent(
     """
-    import json, os, resource, sys, time, threading
+    import json, os, sys, time, threading
+    from tests.support.memory import peak_rss_kib
     import boto3
     from airflow_s3stream.operators import S3ToBagItZipOperator
     args = json.loads(sys.argv[1])
-    idle = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    idle = peak_rss_kib() * 1024
     peak_disk = [0]
     def disk_used(path):
         return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
@@ -50,7 +51,7 @@ CHILD_PRELUDE = textwrap.dedent(
             time.sleep(0.2)
     threading.Thread(target=watch_disk, daemon=True).start()
     def done(**extra):
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        peak = peak_rss_kib() * 1024
         print(json.dumps({"peak_rss": peak, "idle": idle, "disk": peak_disk[0], **extra}))
     """
 )

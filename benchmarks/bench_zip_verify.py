@@ -18,7 +18,7 @@ endpoint, moto, loads a whole object into memory on every GET). The S3 endpoint 
 own process (``python -m tests.support.devservices s3``, or ``S3STREAM_S3_ENDPOINT``) behind
 the recording proxy of the test suite, which counts GETs and the bytes their ranges cover at the
 server. Every row runs in a fresh child process: seconds are its wall time, peak RSS its own
-``ru_maxrss``, local disk the bytes left in its private temporary directory at its peak.
+``VmHWM``, local disk the bytes left in its private temporary directory at its peak.
 """
 
 from __future__ import annotations
@@ -49,12 +49,13 @@ BUCKET = "bench-zip-verify"
 OPERATOR_IMPORTS = "import boto3\nfrom airflow_s3stream.operators import S3ZipVerifyOperator\n"
 CHILD_PRELUDE = textwrap.dedent(
     """
-    import json, os, resource, sys, time
+    import json, os, sys, time
+    from tests.support.memory import peak_rss_kib
     args = json.loads(sys.argv[1])
     def disk_used(path):
         return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
     def done(**extra):
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        peak = peak_rss_kib() * 1024
         print(json.dumps({"peak_rss": peak, **extra}))
     """
 )
@@ -146,7 +147,7 @@ CHILDREN = {
         from airflow_s3stream.archive.verify import VerifyConfig, verify_archive
         from airflow_s3stream.s3.reader import ReaderConfig
         from tests.support.latency import LatencySource
-        idle = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        idle = peak_rss_kib() * 1024
         source = LatencySource(args["path"], latency=args["latency"], bandwidth=args["bandwidth"])
         t = time.monotonic()
         r = verify_archive(source, VerifyConfig(mode="zip", reader=ReaderConfig(prefetch_blocks=args["streams"])))
@@ -159,7 +160,7 @@ CHILDREN = {
         """
         from airflow_s3stream.archive.verify import VerifyConfig, verify_archive
         from airflow_s3stream.s3.reader import LocalFileSource
-        idle = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        idle = peak_rss_kib() * 1024
         t = time.monotonic()
         r = verify_archive(LocalFileSource(args["path"]), VerifyConfig(mode="auto"))
         done(seconds=time.monotonic() - t, disk=0, valid=r.valid, idle=idle, members=r.members_total,
@@ -310,9 +311,9 @@ def latency_table(opts: argparse.Namespace) -> int:
               file=sys.stderr)  # fmt: skip
         base = {"path": str(path), "latency": opts.latency_ms / 1000, "bandwidth": opts.mb_per_s * 1e6}
         rows = []
-        for label, streams in [("single streamed GET", 0)] + [(f"fixed N={n}", n) for n in (2, 4, 8, 16)] + [
-            ("adaptive (default)", None)
-        ]:
+        for label, streams in (
+            [("single streamed GET", 0)] + [(f"fixed N={n}", n) for n in (2, 4, 8, 16)] + [("adaptive (default)", None)]
+        ):
             r = run_child("latency", {**base, "streams": streams}, env, work)
             r["mb_s"] = size / 1e6 / r["seconds"]
             rows.append((label, r))
