@@ -25,13 +25,14 @@ MiB = 1024 * 1024
 ROOT = Path(__file__).resolve().parents[2]
 
 CHILD = r"""
-import json, resource, sys
+import json, sys
 import boto3
+from tests.support.memory import peak_rss_kib
 from airflow_s3stream.operators import S3ZipVerifyOperator  # the idle baseline: what a worker imports anyway
 from airflow_s3stream.archive.verify import VerifyConfig, verify_archive
 from airflow_s3stream.s3.reader import LocalFileSource
 from airflow_s3stream.errors import ArchiveError
-idle = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+idle = peak_rss_kib()
 result = {}
 try:
     report = verify_archive(LocalFileSource(sys.argv[1]), VerifyConfig(mode=sys.argv[2]))
@@ -39,7 +40,7 @@ try:
               "errors": report.errors.total, "kept": len(report.errors), "first": str(report.errors[:1])}
 except ArchiveError as exc:
     result = {"raised": str(exc)}
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = peak_rss_kib()
 print(json.dumps({**result, "above_idle_mib": (peak - idle) / 1024}))
 """
 
