@@ -14,6 +14,7 @@ same imports' idle baseline), local disk the bytes in its private temporary dire
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -29,6 +30,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.support import devservices  # noqa: E402
 from tests.support.devservices import DEFAULT_REGION, MOTO_CREDENTIALS  # noqa: E402
 
 MiB = 1024**2
@@ -112,14 +114,8 @@ def main() -> int:
     if shutil.which("zip") is None:
         raise SystemExit("Info-ZIP `zip` is needed for the conventional row (apt-get install zip)")
     work = Path(tempfile.mkdtemp(prefix="bench-bag-package-"))
-    endpoint = os.environ.get("S3STREAM_S3_ENDPOINT")
-    server = None
-    if not endpoint:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.devservices", "s3"], stdout=subprocess.PIPE, text=True, cwd=ROOT
-        )
-        assert server.stdout is not None
-        endpoint = server.stdout.readline().strip()
+    services = contextlib.ExitStack()
+    endpoint = services.enter_context(devservices.s3_endpoint_process())
     try:
         import boto3
 
@@ -160,9 +156,7 @@ def main() -> int:
             rows.append((label, r))
             print(f"  {label}: {r}", file=sys.stderr)
     finally:
-        if server is not None:
-            server.terminate()
-            server.wait()
+        services.close()
         shutil.rmtree(work, ignore_errors=True)
     print(f"payload: {opts.files} files, {payload / 1e6:.1f} MB")
     print("| method | seconds | MB/s | peak RSS above idle MiB | local disk MB | ZIP MB |")

@@ -85,9 +85,7 @@ def run_case(case: str, rows: int, endpoint: str, pg_uri: str) -> dict[str, Any]
 
     sql = _query(rows)
     key = f"{case}/{rows}"
-    if case == "idle":
-        import pyarrow.parquet  # noqa: F401  the imports the operator run has
-
+    if case == "idle":  # what a CSV export's process imports, and a client: the idle task runtime
         from airflow_s3stream.operators import PostgresToS3StreamOperator
 
         _client(endpoint)
@@ -258,14 +256,8 @@ def main() -> int:
     from tests.support import devservices
 
     postgres = devservices.start_postgres()
-    server = None
-    endpoint = os.environ.get("S3STREAM_S3_ENDPOINT")
-    if not endpoint:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.devservices", "s3"], stdout=subprocess.PIPE, text=True
-        )
-        assert server.stdout is not None
-        endpoint = server.stdout.readline().strip()
+    services = contextlib.ExitStack()
+    endpoint = services.enter_context(devservices.s3_endpoint_process())
     try:
         s3 = devservices.S3Service(
             endpoint_url=endpoint,
@@ -365,9 +357,7 @@ def main() -> int:
             f"{op_csv['peak_rss_mib'] - idle['peak_rss_mib']:.0f} MiB  (< 150 MiB)"
         )
     finally:
-        if server is not None:
-            server.kill()
-            server.wait()
+        services.close()
         postgres.stop()
     return 0
 

@@ -25,6 +25,8 @@ import tempfile
 import time
 from typing import Any
 
+from tests.support import devservices
+
 MiB = 1024 * 1024
 BUCKET = "bench-upload"
 
@@ -176,16 +178,6 @@ def _make_file(path: str, size: int) -> None:
             written += n
 
 
-def _endpoint() -> tuple[str, subprocess.Popen[str] | None]:
-    if os.environ.get("S3STREAM_S3_ENDPOINT"):
-        return os.environ["S3STREAM_S3_ENDPOINT"], None
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.devservices", "s3"], stdout=subprocess.PIPE, text=True
-    )
-    assert server.stdout is not None
-    return server.stdout.readline().strip(), server
-
-
 ROWS: list[tuple[str, str, str, dict[str, Any]]] = [
     # label, method, file ("big" or "quarter"), options
     ("boto3 upload_file (defaults: 10 threads, 8 MiB)", "upload_file", "big", {}),
@@ -208,19 +200,24 @@ def main() -> None:
     parser.add_argument("--size-mb", type=int, default=1024, help="file size in MiB (default 1024)")
     parser.add_argument("--repeat", type=int, default=2, help="rounds over all rows; best MB/s is kept (default 2)")
     args = parser.parse_args()
-    endpoint, server = _endpoint()
+    with devservices.s3_endpoint_process() as endpoint:
+        best, resumed, size = _run_rows(endpoint, args.size_mb * MiB, args.repeat)
+    _print_table([(label, best[label]) for label, *_ in ROWS], size, resumed, args.repeat)
+
+
+def _run_rows(endpoint: str, size: int, repeat: int) -> tuple[dict[str, dict[str, Any]], dict[str, Any], int]:
+    """Every row, ``repeat`` interleaved rounds (best MB/s kept), then the kill -9 and resume."""
     client = _client(endpoint)
     client.create_bucket(Bucket=BUCKET)
     workdir = tempfile.mkdtemp(prefix="bench-upload-")
     files = {"big": os.path.join(workdir, "big.bin"), "quarter": os.path.join(workdir, "quarter.bin")}
-    size = args.size_mb * MiB
     _make_file(files["big"], size)
     _make_file(files["quarter"], size // 4)
     best: dict[str, dict[str, Any]] = {}
     try:
-        for round_ in range(args.repeat):  # interleaved rounds: load changes hit every row alike
+        for round_ in range(repeat):  # interleaved rounds: load changes hit every row alike
             # each round starts at another row, so no row always runs first against a fresh server
-            shift = round_ * len(ROWS) // max(1, args.repeat)
+            shift = round_ * len(ROWS) // max(1, repeat)
             for label, method, which, opts in ROWS[shift:] + ROWS[:shift]:
                 result = measure(method, endpoint, files[which], "obj", **opts)
                 result["size"] = os.path.getsize(files[which])
@@ -237,9 +234,7 @@ def main() -> None:
     finally:
         for path in files.values():
             os.unlink(path)
-        if server is not None:
-            server.terminate()
-    _print_table([(label, best[label]) for label, *_ in ROWS], size, resumed, args.repeat)
+    return best, resumed, size
 
 
 def _print_table(rows: list[tuple[str, dict[str, Any]]], size: int, resumed: dict[str, Any], repeat: int) -> None:

@@ -24,6 +24,7 @@ server. Every row runs in a fresh child process: seconds are its wall time, peak
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -39,6 +40,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.support import devservices  # noqa: E402
 from tests.support.bags import SparseZeroWriter, write_many_member_zip  # noqa: E402
 from tests.support.devservices import DEFAULT_REGION, MOTO_CREDENTIALS  # noqa: E402
 from tests.support.s3proxy import S3Proxy  # noqa: E402
@@ -248,19 +250,6 @@ def build_huge_bag_zip(root: Path, zeros: int) -> Path:
 # --- running rows -------------------------------------------------------------------------------
 
 
-def start_endpoint() -> tuple[str, subprocess.Popen[str] | None]:
-    if os.environ.get("S3STREAM_S3_ENDPOINT"):
-        return os.environ["S3STREAM_S3_ENDPOINT"], None
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.devservices", "s3"],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    assert proc.stdout is not None
-    return proc.stdout.readline().strip(), proc
-
-
 def range_bytes(header: str | None, size: int) -> int:
     """Bytes a GET with this Range header asks for (what the server sends back)."""
     if not header:
@@ -388,7 +377,8 @@ def main() -> int:
     huge_zeros = 64 * MiB if opts.quick else 4 * GiB + 128 * MiB
 
     work = Path(tempfile.mkdtemp(prefix="bench-zip-verify-"))
-    endpoint, server = start_endpoint()
+    services = contextlib.ExitStack()
+    endpoint = services.enter_context(devservices.s3_endpoint_process())
     try:
         import boto3
         from botocore.config import Config
@@ -462,9 +452,7 @@ def main() -> int:
             ours_huge = row("this core, LocalFileSource, bagit", "huge.zip", "local_core", path=str(huge))
             ours_huge["gets"], ours_huge["fetched"] = ours_huge["reported_requests"], ours_huge["bytes_read"]
     finally:
-        if server is not None:
-            server.terminate()
-            server.wait()
+        services.close()
         shutil.rmtree(work, ignore_errors=True)
 
     print_table(rows, sizes, idle, ours, ours_huge)

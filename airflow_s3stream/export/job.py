@@ -27,7 +27,6 @@ from typing import Any
 from airflow_s3stream.errors import ConfigurationError, DestinationError
 from airflow_s3stream.export.keys import commit_state_key, manifest_key
 from airflow_s3stream.export.manifest import build_manifest
-from airflow_s3stream.s3.classify import classify, to_error
 from airflow_s3stream.s3.multipart import MultipartConfig, abort_stale_uploads
 from airflow_s3stream.s3.multipart.cleanup import abort_upload
 from airflow_s3stream.s3.multipart.commit import (
@@ -38,6 +37,7 @@ from airflow_s3stream.s3.multipart.commit import (
     commit,
     finish_recorded_commit,
 )
+from airflow_s3stream.s3.objects import get_object_bytes
 
 __all__ = ["JobAbort", "JobCommit", "StagedFile", "abort_job", "commit_job", "staged_files"]
 
@@ -237,15 +237,11 @@ def abort_job(
 
 def _previous_files(client: Any, bucket: str, index_key: str, config: MultipartConfig) -> list[str]:
     """The keys the manifest being replaced lists (none when there is none, or it cannot be parsed)."""
-    what = f"reading the current manifest s3://{bucket}/{index_key}"
-    try:
-        raw = config.retry.call(
-            lambda: bytes(client.get_object(Bucket=bucket, Key=index_key)["Body"].read()), what=what
-        )
-    except Exception as exc:
-        if classify(exc).not_found:
-            return []
-        raise to_error(exc, what) from exc
+    raw = get_object_bytes(
+        client, bucket, index_key, config.retry, what=f"reading the current manifest s3://{bucket}/{index_key}"
+    )
+    if raw is None:
+        return []
     try:
         return [str(f["key"]) for f in json.loads(raw).get("files", [])]
     except (ValueError, TypeError, KeyError, AttributeError) as exc:

@@ -24,10 +24,11 @@ from airflow_s3stream.s3.classify import classify, to_error
 from airflow_s3stream.s3.retry import RetryPolicy, s3_call
 
 __all__ = [
-    "S3_MAX_DELETE_KEYS",
     "S3Object",
+    "S3_MAX_DELETE_KEYS",
     "check_bucket",
     "delete_keys",
+    "get_object_bytes",
     "head_object",
     "list_keys",
     "list_objects",
@@ -184,6 +185,17 @@ def delete_keys(client: Any, bucket: str, keys: Sequence[str], retry: RetryPolic
             named = ", ".join(f"s3://{bucket}/{e.get('Key')} ({e.get('Code')}: {e.get('Message')})" for e in errors[:5])
             more = f" and {len(errors) - 5} more" if len(errors) > 5 else ""
             raise UploadError(f"could not delete {named}{more}")
+
+
+def get_object_bytes(client: Any, bucket: str, key: str, retry: RetryPolicy, *, what: str) -> bytes | None:
+    """The whole body of a small object (a manifest, a commit state), retried; ``None`` when it
+    does not exist. Other failures raise the package's error naming ``what``."""
+    try:
+        return retry.call(lambda: bytes(client.get_object(Bucket=bucket, Key=key)["Body"].read()), what=what)
+    except Exception as exc:
+        if classify(exc).not_found:
+            return None
+        raise to_error(exc, what) from exc
 
 
 def put_object(client: Any, bucket: str, key: str, body: bytes, retry: RetryPolicy, **kwargs: Any) -> dict[str, Any]:

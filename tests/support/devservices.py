@@ -17,14 +17,18 @@ Run ``python -m tests.support.devservices s3`` to serve a moto endpoint from its
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
 import urllib.parse
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -206,6 +210,29 @@ def airflow_connection_env(
         f"AIRFLOW_CONN_{aws_conn_id.upper()}": json.dumps(aws),
         f"AIRFLOW_CONN_{postgres_conn_id.upper()}": pg_uri,
     }
+
+
+@contextlib.contextmanager
+def s3_endpoint_process() -> Iterator[str]:
+    """The URL of an S3 endpoint in a process of its own, for benchmarks (the endpoint's CPU then
+    does not share a GIL with what is measured): ``S3STREAM_S3_ENDPOINT`` when set, else a moto
+    server started here (``python -m tests.support.devservices s3``) and stopped on exit."""
+    configured = os.environ.get("S3STREAM_S3_ENDPOINT")
+    if configured:
+        yield configured
+        return
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.devservices", "s3"],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        assert server.stdout is not None
+        yield server.stdout.readline().strip()
+    finally:
+        server.terminate()
+        server.wait(30)
 
 
 def _serve_s3_forever() -> None:

@@ -45,12 +45,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_s3stream.errors import ChecksumMismatchError, UploadError
-from airflow_s3stream.s3.classify import classify, to_error
 from airflow_s3stream.s3.multipart.completion import complete_and_verify, confirm_completed
 from airflow_s3stream.s3.multipart.config import CHECKSUM_MD5, MultipartConfig
 from airflow_s3stream.s3.multipart.result import UploadResult
 from airflow_s3stream.s3.multipart.session import PartRecord, UploadSession
-from airflow_s3stream.s3.objects import delete_keys, put_object
+from airflow_s3stream.s3.objects import delete_keys, get_object_bytes, put_object
 
 __all__ = [
     "COMMIT_STATE_VERSION",
@@ -289,15 +288,11 @@ def finish_recorded_commit(client: Any, bucket: str, state_key: str, config: Mul
     aborted and the state deleted, and the caller's own export replaces whatever it left. An
     unreadable state is deleted with a warning.
     """
-    what = f"reading commit state s3://{bucket}/{state_key}"
-    try:
-        raw = config.retry.call(
-            lambda: bytes(client.get_object(Bucket=bucket, Key=state_key)["Body"].read()), what=what
-        )
-    except Exception as exc:
-        if classify(exc).not_found:
-            return None
-        raise to_error(exc, what) from exc
+    raw = get_object_bytes(
+        client, bucket, state_key, config.retry, what=f"reading commit state s3://{bucket}/{state_key}"
+    )
+    if raw is None:
+        return None
     try:
         plan = CommitPlan.from_json(raw)
     except (ValueError, KeyError, TypeError) as exc:
