@@ -6,7 +6,8 @@
    (size, ETag, checksum) before the transaction starts: a missing key fails here;
 2. in ONE transaction: look the table up, prepare the mode (``replace``: TRUNCATE, or a new table
    for the swap; ``upsert``: a temporary staging table; ``replace_interval``: DELETE the rows the
-   bound ``interval_filter`` matches, per source), COPY each file, reconcile the row counts with
+   bound ``interval_filter`` matches, per source, after taking the table's advisory lock so that
+   two loads replacing the same interval take turns), COPY each file, reconcile the row counts with
    the manifest, then finish the mode (``upsert``: ``INSERT ... ON CONFLICT DO UPDATE``; swap:
    drop the old table and rename the new one);
 3. commit. Any failure on the way (a rejected row, a lost connection, an S3 error, a count
@@ -41,6 +42,7 @@ __all__ = ["LoadResult", "LoadStep", "LoadedFile", "load_into_postgres"]
 
 SWAP_SUFFIX = "__s3stream_new"  # the new table of replace_via="swap" while it loads
 _UPSERT_STAGE = "_s3stream_upsert"
+INTERVAL_LOCK_PREFIX = "airflow_s3stream.load:"  # + the table's oid: the advisory lock replace_interval holds
 
 
 @dataclass(frozen=True)
@@ -276,6 +278,15 @@ def _prepare(conn: psycopg.Connection[Any], options: LoadOptions, target: Target
             sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(stage, target.ident)
         )
         return stage
+    elif options.mode == "replace_interval":
+        # Two loads replacing the same interval at once (a re-export while the first load runs)
+        # would each DELETE under a snapshot without the other's rows and both COPY: the rows
+        # would be there twice. Loads into one table take turns here; readers are not blocked.
+        conn.execute(
+            sql.SQL("SELECT pg_advisory_xact_lock(hashtextextended({} || {}::regclass::oid::text, 0))").format(
+                sql.Literal(INTERVAL_LOCK_PREFIX), sql.Literal(target.ident.as_string(conn))
+            )
+        )
     return target.ident
 
 
