@@ -39,10 +39,11 @@ OPERATOR_CHILD = textwrap.dedent(
 )
 ENGINE_CHILD = textwrap.dedent(
     """
-    import json, sys
+    import json, sys, tempfile
     import boto3, psycopg
     from botocore.config import Config
     from airflow_s3stream.load import LoadOptions, LoadStep, SourceSpec, load_into_postgres
+    tempfile.tempdir = "/nonexistent/s3stream-no-disk"  # a spool to local disk would fail here
     endpoint, key_id, secret, region, pg_uri, bucket, key, table = sys.argv[1:9]
     client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=key_id, aws_secret_access_key=secret,
                           region_name=region, config=Config(s3={"addressing_style": "path"},
@@ -107,7 +108,8 @@ def test_a_parquet_load_process_exits_cleanly_twenty_times_out_of_twenty(
     pg_conn: Any, pg_uri: str, bucket: str, s3: Any
 ) -> None:
     """pyarrow 26 aborts at exit (134) after reading Parquet from a Python file object; the load
-    reads through a native pyarrow file, so every run must exit 0."""
+    reads natively on pyarrow's S3FileSystem (no disk: the child has no usable temporary directory),
+    whose S3 layer pyarrow finalizes at exit, so every run must exit 0."""
     schema = str(pg_conn.execute("SELECT current_schema()").fetchone()[0])
     exported = export(bucket, "trap/orders", 3_000, "parquet")
     table = f"{schema}.trap"
