@@ -32,6 +32,7 @@ from airflow_s3stream.load.options import LoadOptions
 from airflow_s3stream.load.parquet_input import (
     ParquetInput,
     check_unchanged,
+    compact_arrow_memory,
     native_error,
     open_s3_parquet,
     spool,
@@ -122,6 +123,7 @@ class _ParquetReading:
     def filesystem(self, client: Any) -> Any:
         """The load's one ``pyarrow.fs.S3FileSystem``, made on first use."""
         if self._filesystem is None:
+            compact_arrow_memory()
             settings = self.settings or ArrowS3Settings.from_client(client, self.retry.max_attempts)
             self._filesystem = settings.filesystem()
         return self._filesystem
@@ -229,7 +231,9 @@ def _copy_parquet(run: _Run, file: LoadFile, parquet: ParquetInput) -> int:
 
 
 def _load_parquet_spooled(run: _Run, file: LoadFile, stream: Any) -> int:
-    with spool(stream, run.parquet.spool_dir) as path, ParquetInput(path, run.parquet.buffers.block_size) as parquet:
+    compact_arrow_memory()
+    read_size = run.parquet.buffers.parquet_read_size
+    with spool(stream, run.parquet.spool_dir) as path, ParquetInput(path, read_size) as parquet:
         return _copy_parquet(run, file, parquet)
 
 
@@ -239,7 +243,7 @@ def _load_parquet_native(run: _Run, file: LoadFile) -> tuple[int, int]:
     with open_s3_parquet(run.parquet.filesystem(run.client), file) as (native, etag):
         size = int(native.size())
         try:
-            with ParquetInput(native, run.parquet.buffers.block_size) as parquet:
+            with ParquetInput(native, run.parquet.buffers.parquet_read_size) as parquet:
                 total = max(parquet.num_rows, 1)
                 batch_rows = run.parquet.buffers.parquet_batch_rows(parquet.bytes_per_row)
                 sent = 0

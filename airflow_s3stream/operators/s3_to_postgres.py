@@ -102,18 +102,20 @@ class S3ToPostgresStreamOperator(BaseOperator):
     :param memory_budget: bytes the task's buffers may take (default 128 MiB, at least 32 MiB); the
         sizes below that are ``None`` follow from it (:mod:`airflow_s3stream.load.buffers`): a
         quarter for the S3 reader's window, a quarter for the decoded chunks queued ahead of the
-        COPY, a sixteenth for one Parquet batch. Explicit knobs win.
+        COPY; for Parquet, a 128th for each column-chunk read and for one Arrow batch. Explicit
+        knobs win.
     :param block_size: bytes per S3 ranged read and per Parquet column-chunk read (``None``: from
-        the budget, 8 MiB at 128 MiB). :param prefetch_blocks: parallel block GETs kept ahead (0: one
-        streamed GET per file). :param read_ahead: decoded 1 MiB chunks queued ahead of the COPY
-        (``None``: from the budget, 16 at 128 MiB). Memory is about
-        ``block_size x (prefetch_blocks + 2) + read_ahead MiB`` for CSV and JSON Lines.
-    :param parquet_batch_rows: rows per Arrow batch (``None``: a sixteenth of the budget in Arrow
+        the budget, 8 MiB for CSV and JSON Lines, 1 MiB for Parquet at 128 MiB).
+    :param prefetch_blocks: parallel block GETs kept ahead (0: one streamed GET per file).
+    :param read_ahead: decoded 1 MiB chunks queued ahead of the COPY (``None``: from the budget,
+        16 at 128 MiB). Memory is about ``block_size x (prefetch_blocks + 2) + read_ahead MiB`` for
+        CSV and JSON Lines.
+    :param parquet_batch_rows: rows per Arrow batch (``None``: a 128th of the budget in Arrow
         bytes, from the row width in the file's metadata, 1,024 to 65,536 rows).
     :param parquet_spool_dir: read Parquet by first copying each file into a temporary file in
-        this directory instead of natively from S3 with
-        ``pyarrow.fs.S3FileSystem`` (the default: no local disk). ZIP members that are Parquet are
-        always spooled (to this directory, else the system's temporary directory).
+        this directory instead of natively from S3 with ``pyarrow.fs.S3FileSystem`` (the default:
+        no local disk). ZIP members that are Parquet are always spooled (to this directory, else
+        the system's temporary directory).
     :param progress_interval: seconds between progress lines. :param max_attempts: tries per S3
         request (``None``: the connection's ``config_kwargs.retries``, else 6).
 
