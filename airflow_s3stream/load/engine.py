@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_s3stream.budget import MemoryBudget
-from airflow_s3stream.errors import LoadConnectionError, RowRejectedError
+from airflow_s3stream.errors import ConfigurationError, LoadConnectionError, RowRejectedError
 from airflow_s3stream.load.buffers import LoadBuffers
 from airflow_s3stream.load.byte_stream import DEFAULT_READ_AHEAD, ReadAhead, open_file
 from airflow_s3stream.load.copy_in import CsvDialect, copy_csv, copy_jsonl, copy_parquet, read_header
@@ -53,6 +53,7 @@ __all__ = ["LoadResult", "LoadStep", "LoadedFile", "load_into_postgres"]
 
 SWAP_SUFFIX = "__s3stream_new"  # the new table of replace_via="swap" while it loads
 _UPSERT_STAGE = "_s3stream_upsert"
+PARQUET_COPY_FORMATS = ("auto", "csv")
 INTERVAL_LOCK_PREFIX = "airflow_s3stream.load:"  # + the table's oid: the advisory lock replace_interval holds
 
 
@@ -118,6 +119,7 @@ class _ParquetReading:
     spool_dir: str | None
     buffers: LoadBuffers
     retry: RetryPolicy
+    copy_format: str = "auto"  # auto: binary COPY when exact (arrow_binary), else csv; csv: always csv
     _filesystem: Any = None
 
     def filesystem(self, client: Any) -> Any:
@@ -227,7 +229,12 @@ def _copy_parquet(run: _Run, file: LoadFile, parquet: ParquetInput) -> int:
     check_columns(run.target, columns, f"{where}: Parquet schema")
     run.note_columns(columns)
     batches = parquet.batches(columns, run.parquet.buffers.parquet_batch_rows(parquet.bytes_per_row))
-    return copy_parquet(run.conn, run.dest, columns, batches, where=where, on_bytes=run.on_bytes)
+    binary = None
+    if run.parquet.copy_format == "auto":
+        from airflow_s3stream.load.arrow_binary import binary_schema
+
+        binary = binary_schema(parquet.schema, columns, run.target.types_of(columns))
+    return copy_parquet(run.conn, run.dest, columns, batches, where=where, on_bytes=run.on_bytes, binary_schema=binary)
 
 
 def _load_parquet_spooled(run: _Run, file: LoadFile, stream: Any) -> int:
@@ -386,6 +393,7 @@ def load_into_postgres(
     arrow_s3: ArrowS3Settings | None = None,
     parquet_spool_dir: str | None = None,
     buffers: LoadBuffers | None = None,
+    parquet_copy: str = "auto",
 ) -> LoadResult:
     """Load every step's source into ``table`` in one transaction (see the module docstring).
 
@@ -401,6 +409,9 @@ def load_into_postgres(
         temporary directory when this is ``None``).
     :param buffers: the read-ahead depth, the Parquet batch size and column-chunk read size
         (default: the default memory budget's, with ``reader_config``'s block size and ``read_ahead``).
+    :param parquet_copy: ``auto``: binary COPY for a Parquet file whose every column has an exact
+        binary form for its target column (:mod:`~airflow_s3stream.load.arrow_binary`), else CSV;
+        ``csv``: always CSV.
     :raises SourceError, ChecksumMismatchError, ObjectChangedError: a source is missing or is not
         what its manifest lists (before the transaction starts).
     :raises RowRejectedError: Postgres rejected a row (naming the key, line and column), the table
@@ -420,7 +431,9 @@ def load_into_postgres(
     if buffers is None:
         block_size = reader_config.block_size if reader_config is not None else ReaderConfig().block_size
         buffers = LoadBuffers.from_budget(MemoryBudget(), block_size=block_size, read_ahead=read_ahead)
-    parquet = _ParquetReading(arrow_s3, parquet_spool_dir, buffers, retry)
+    if parquet_copy not in PARQUET_COPY_FORMATS:
+        raise ConfigurationError(f"parquet_copy {parquet_copy!r} is not one of {', '.join(PARQUET_COPY_FORMATS)}")
+    parquet = _ParquetReading(arrow_s3, parquet_spool_dir, buffers, retry, parquet_copy)
     label = ".".join(parts)
     progress = Progress(f"load into {label}", interval=progress_interval, report=on_progress, count_rows=True)
     deleted = 0

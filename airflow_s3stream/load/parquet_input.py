@@ -159,6 +159,11 @@ class ParquetInput:
         self._file = pq.ParquetFile(self._owned or source, pre_buffer=False, buffer_size=buffer_size)
 
     @property
+    def schema(self) -> Any:
+        """The file's Arrow schema (``pyarrow.Schema``)."""
+        return self._file.schema_arrow
+
+    @property
     def column_names(self) -> list[str]:
         return list(self._file.schema_arrow.names)
 

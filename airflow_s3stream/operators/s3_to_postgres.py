@@ -116,6 +116,9 @@ class S3ToPostgresStreamOperator(BaseOperator):
         this directory instead of natively from S3 with ``pyarrow.fs.S3FileSystem`` (the default:
         no local disk). ZIP members that are Parquet are always spooled (to this directory, else
         the system's temporary directory).
+    :param parquet_copy: ``auto`` (default): binary COPY for a Parquet file whose every loaded
+        column has an exact binary form for its target column (ints no wider, floats, bool, text,
+        bytea, date, timestamps to us, decimals into numeric), else CSV; ``csv``: always CSV.
     :param progress_interval: seconds between progress lines. :param max_attempts: tries per S3
         request (``None``: the connection's ``config_kwargs.retries``, else 6).
 
@@ -167,6 +170,7 @@ class S3ToPostgresStreamOperator(BaseOperator):
         read_ahead: int | None = None,
         parquet_batch_rows: int | None = None,
         parquet_spool_dir: str | None = None,
+        parquet_copy: str = "auto",
         progress_interval: float = 5.0,
         max_attempts: int | None = None,
         **kwargs: Any,
@@ -187,6 +191,8 @@ class S3ToPostgresStreamOperator(BaseOperator):
                 isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1
             ):
                 raise ConfigurationError(f"max_attempts must be a positive integer, got {max_attempts!r}")
+            if parquet_copy not in ("auto", "csv"):
+                raise ConfigurationError(f"parquet_copy {parquet_copy!r} is not one of auto, csv")
             self.buffers = LoadBuffers.from_budget(
                 MemoryBudget(memory_budget),
                 prefetch_blocks=prefetch_blocks,
@@ -216,7 +222,7 @@ class S3ToPostgresStreamOperator(BaseOperator):
         self.interval_filter, self.parameters = interval_filter, parameters
         self.source_from_asset_event = source_from_asset_event
         self.postgres_conn_id, self.aws_conn_id = postgres_conn_id, aws_conn_id
-        self.memory_budget, self.parquet_spool_dir = memory_budget, parquet_spool_dir
+        self.memory_budget, self.parquet_spool_dir, self.parquet_copy = memory_budget, parquet_spool_dir, parquet_copy
         self.progress_interval, self.max_attempts = progress_interval, max_attempts
         self._conn: Any = None  # the psycopg connection while execute() runs, for on_kill
 
@@ -288,6 +294,7 @@ class S3ToPostgresStreamOperator(BaseOperator):
                     progress_interval=self.progress_interval,
                     arrow_s3=hook.arrow_s3_settings(self.max_attempts),
                     parquet_spool_dir=self.parquet_spool_dir,
+                    parquet_copy=self.parquet_copy,
                 )
             finally:
                 self._conn = None

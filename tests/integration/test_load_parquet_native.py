@@ -118,3 +118,61 @@ def test_arrow_settings_come_from_the_connection_and_never_show_its_secret(s3: A
     assert (settings.endpoint_url, settings.region, settings.max_attempts) == (s3.endpoint_url, s3.region, 2)
     assert settings.access_key == s3.access_key_id and settings.secret_key == s3.secret_access_key
     assert "secret" not in repr(settings) and s3.secret_access_key not in repr(settings)
+
+
+def test_binary_copy_loads_the_same_rows_as_the_csv_path(pg_conn: Any, bucket: str, s3_client: Any) -> None:
+    import datetime as dt
+    import decimal
+
+    pg_conn.execute(
+        "CREATE TABLE typed (id int8, small int4, f float4, ok bool, name text, raw bytea, day date, "
+        "at timestamptz, amount numeric(12, 2))"
+    )
+    rows = 3_000
+    table = pa.table(
+        {
+            "id": pa.array(range(rows), pa.int32()),
+            "small": pa.array([i % 100 for i in range(rows)], pa.int16()),
+            "f": pa.array([i / 7 if i % 5 else None for i in range(rows)], pa.float32()),
+            "ok": [i % 2 == 0 for i in range(rows)],
+            "name": ['a,"b"\n' + "é" * (i % 3) if i % 4 else "" for i in range(rows)],
+            "raw": pa.array([bytes([i % 256, 0, 255]) for i in range(rows)], pa.binary()),
+            "day": pa.array([dt.date(2024, 1, 1) + dt.timedelta(days=i % 400) for i in range(rows)], pa.date32()),
+            "at": pa.array(
+                [dt.datetime(2024, 1, 1, tzinfo=dt.UTC) + dt.timedelta(milliseconds=i * 1001) for i in range(rows)],
+                pa.timestamp("ms", tz="UTC"),
+            ),
+            "amount": pa.array([decimal.Decimal(i) / 100 - 5 for i in range(rows)], pa.decimal128(12, 2)),
+        }
+    )
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    s3_client.put_object(Bucket=bucket, Key="typed.parquet", Body=sink.getvalue())
+    schema = pg_conn.execute("SELECT current_schema()").fetchone()[0]
+    pg_conn.execute("CREATE TABLE typed_csv (LIKE typed)")
+    for target, copy in (("typed", "auto"), ("typed_csv", "csv")):
+        S3ToPostgresStreamOperator(
+            task_id="load", s3_bucket=bucket, s3_key="typed.parquet", table=f"{schema}.{target}", parquet_copy=copy
+        ).execute({})
+    counts = [
+        pg_conn.execute(q).fetchone()[0]
+        for q in (
+            "SELECT count(*) FROM typed",
+            "SELECT count(*) FROM (SELECT * FROM typed EXCEPT ALL SELECT * FROM typed_csv) d",
+            "SELECT count(*) FROM (SELECT * FROM typed_csv EXCEPT ALL SELECT * FROM typed) d",
+        )
+    ]
+    assert counts == [rows, 0, 0]
+
+
+def test_a_row_rejected_in_binary_copy_names_the_key_row_and_column(
+    pg_conn: Any, table: str, bucket: str, s3_client: Any
+) -> None:
+    pg_conn.execute(f"ALTER TABLE {table} ALTER COLUMN name SET NOT NULL")
+    data = pa.table({"id": pa.array([1, 2, 3], pa.int64()), "name": ["a", "b", None]})
+    sink = io.BytesIO()
+    pq.write_table(data, sink)
+    s3_client.put_object(Bucket=bucket, Key="null.parquet", Body=sink.getvalue())
+    with pytest.raises(Exception, match=rf"s3://{bucket}/null\.parquet: row 3.*name"):
+        S3ToPostgresStreamOperator(task_id="load", s3_bucket=bucket, s3_key="null.parquet", table=table).execute({})
+    assert ids(pg_conn, table) == [-1]
