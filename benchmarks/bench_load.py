@@ -114,7 +114,10 @@ def run_case(case: str, rows: int, key: str) -> dict[str, Any]:
             sql_conn_id="postgres_default",
         ).execute({})
     elif case.startswith("operator"):
-        S3ToPostgresStreamOperator(task_id="load", s3_bucket=BUCKET, s3_key=key, table=TARGET).execute({})
+        copy = "csv" if case == "operator_parquet_text" else "auto"  # auto: binary COPY where exact
+        S3ToPostgresStreamOperator(
+            task_id="load", s3_bucket=BUCKET, s3_key=key, table=TARGET, parquet_copy=copy
+        ).execute({})
     else:
         raise SystemExit(f"unknown case {case}")
     return {"seconds": time.monotonic() - started}
@@ -257,7 +260,8 @@ def main() -> int:
             ("operator_csv", args.rows, KEYS["csv"], "operator csv"),
             ("operator_csv", args.small_rows, KEYS["csv"], "operator csv (small, memory check)"),
             ("operator_csv_zstd", args.rows, KEYS["csv_zstd"], "operator csv + zstd"),
-            ("operator_parquet", args.rows, KEYS["parquet"], "operator parquet"),
+            ("operator_parquet", args.rows, KEYS["parquet"], "operator parquet (binary COPY)"),
+            ("operator_parquet_text", args.rows, KEYS["parquet"], "operator parquet (text COPY)"),
         ]
         for case, rows, key, label in cases:
             truncate()

@@ -12,6 +12,7 @@ from typing import Any
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from botocore.config import Config
 
+from airflow_s3stream.s3.arrow_fs import ArrowS3Settings
 from airflow_s3stream.s3.client import DEFAULT_POOL_CONNECTIONS, configured_max_attempts, single_attempt_config
 from airflow_s3stream.s3.retry import RetryPolicy
 
@@ -56,6 +57,20 @@ class S3StreamHook(S3Hook):
         connection's ``config_kwargs.retries``, else the policy's default (6 attempts)."""
         attempts = max_attempts or self.max_attempts
         return RetryPolicy(max_attempts=attempts) if attempts else RetryPolicy()
+
+    def arrow_s3_settings(self, max_attempts: int | None = None) -> ArrowS3Settings:
+        """What ``pyarrow.fs.S3FileSystem`` needs to read as this connection: its (frozen)
+        credentials, region and S3 endpoint, and the tries per request of :meth:`retry_policy`.
+        ``get_credentials`` masks the secret key and token in task logs; the settings never show them."""
+        credentials = self.get_credentials()
+        return ArrowS3Settings(
+            access_key=credentials.access_key,
+            secret_key=credentials.secret_key,
+            session_token=credentials.token,
+            region=self.conn_region_name,
+            endpoint_url=self.conn_config.get_service_endpoint_url("s3"),
+            max_attempts=self.retry_policy(max_attempts).max_attempts,
+        )
 
     def get_s3_client(self) -> Any:
         """The boto3 S3 client the streaming core takes as its argument."""

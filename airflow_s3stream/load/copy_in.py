@@ -141,19 +141,38 @@ def copy_parquet(
     *,
     where: str,
     on_bytes: OnBytes,
+    binary_schema: Any = None,
 ) -> int:
-    """COPY Arrow ``batches`` (holding ``columns`` in order) into ``dest``; returns the rows added."""
+    """COPY Arrow ``batches`` (holding ``columns`` in order) into ``dest``; returns the rows added.
+
+    :param binary_schema: the Arrow schema of :func:`~airflow_s3stream.load.arrow_binary.binary_schema`:
+        binary COPY; ``None``: CSV (every type the export writes).
+    """
     import psycopg
     from psycopg import sql
 
-    from airflow_s3stream.load.arrow_text import batch_to_csv
+    if binary_schema is not None:
+        from airflow_s3stream.load.arrow_binary import BinaryEncoder
 
-    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(dest, _column_list(columns))
+        encoder = BinaryEncoder(binary_schema)
+        statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(dest, _column_list(columns))
 
-    def buffers() -> Iterator[memoryview]:
-        for batch in batches:
-            if batch.num_rows:
-                yield memoryview(batch_to_csv(batch))
+        def buffers() -> Iterator[Any]:
+            yield encoder.header()
+            for batch in batches:
+                if batch.num_rows:
+                    yield encoder.encode(batch)
+            yield encoder.trailer()
+
+    else:
+        from airflow_s3stream.load.arrow_text import batch_to_csv
+
+        statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(dest, _column_list(columns))
+
+        def buffers() -> Iterator[Any]:
+            for batch in batches:
+                if batch.num_rows:
+                    yield memoryview(batch_to_csv(batch))
 
     try:
         return _copy(conn, statement, buffers(), on_bytes)

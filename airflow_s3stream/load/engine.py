@@ -6,7 +6,8 @@
    (size, ETag, checksum) before the transaction starts: a missing key fails here;
 2. in ONE transaction: look the table up, prepare the mode (``replace``: TRUNCATE, or a new table
    for the swap; ``upsert``: a temporary staging table; ``replace_interval``: DELETE the rows the
-   bound ``interval_filter`` matches, per source), COPY each file, reconcile the row counts with
+   bound ``interval_filter`` matches, per source, after taking the table's advisory lock so that
+   two loads replacing the same interval take turns), COPY each file, reconcile the row counts with
    the manifest, then finish the mode (``upsert``: ``INSERT ... ON CONFLICT DO UPDATE``; swap:
    drop the old table and rename the new one);
 3. commit. Any failure on the way (a rejected row, a lost connection, an S3 error, a count
@@ -20,18 +21,29 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from airflow_s3stream.errors import LoadConnectionError, RowRejectedError
+from airflow_s3stream.budget import MemoryBudget
+from airflow_s3stream.errors import ConfigurationError, LoadConnectionError, RowRejectedError
+from airflow_s3stream.load.buffers import LoadBuffers
 from airflow_s3stream.load.byte_stream import DEFAULT_READ_AHEAD, ReadAhead, open_file
 from airflow_s3stream.load.copy_in import CsvDialect, copy_csv, copy_jsonl, copy_parquet, read_header
 from airflow_s3stream.load.formats import format_from_suffix
 from airflow_s3stream.load.manifest import Manifest
 from airflow_s3stream.load.options import LoadOptions
-from airflow_s3stream.load.parquet_input import ParquetInput, spool
+from airflow_s3stream.load.parquet_input import (
+    ParquetInput,
+    check_unchanged,
+    compact_arrow_memory,
+    native_error,
+    open_s3_parquet,
+    spool,
+)
 from airflow_s3stream.load.pg_errors import is_connection_failure, load_error
 from airflow_s3stream.load.sources import LoadFile, ResolvedSource, SourceSpec, resolve_source
 from airflow_s3stream.load.target import TargetTable, check_columns, split_table_name
 from airflow_s3stream.progress import MB, Progress, ProgressSnapshot
+from airflow_s3stream.s3.arrow_fs import ArrowS3Settings
 from airflow_s3stream.s3.reader import ReaderConfig
+from airflow_s3stream.s3.retry import RetryPolicy
 
 if TYPE_CHECKING:
     import psycopg
@@ -41,6 +53,8 @@ __all__ = ["LoadResult", "LoadStep", "LoadedFile", "load_into_postgres"]
 
 SWAP_SUFFIX = "__s3stream_new"  # the new table of replace_via="swap" while it loads
 _UPSERT_STAGE = "_s3stream_upsert"
+PARQUET_COPY_FORMATS = ("auto", "csv")
+INTERVAL_LOCK_PREFIX = "airflow_s3stream.load:"  # + the table's oid: the advisory lock replace_interval holds
 
 
 @dataclass(frozen=True)
@@ -98,6 +112,29 @@ class LoadResult:
 
 
 @dataclass
+class _ParquetReading:
+    """How Parquet files are read: natively from S3 (default) or spooled to ``spool_dir``."""
+
+    settings: ArrowS3Settings | None
+    spool_dir: str | None
+    buffers: LoadBuffers
+    retry: RetryPolicy
+    copy_format: str = "auto"  # auto: binary COPY when exact (arrow_binary), else csv; csv: always csv
+    _filesystem: Any = None
+
+    def filesystem(self, client: Any) -> Any:
+        """The load's one ``pyarrow.fs.S3FileSystem``, made on first use."""
+        if self._filesystem is None:
+            compact_arrow_memory()
+            settings = self.settings or ArrowS3Settings.from_client(client, self.retry.max_attempts)
+            self._filesystem = settings.filesystem()
+        return self._filesystem
+
+    def close(self) -> None:
+        self._filesystem = None  # dropped before interpreter exit finalizes pyarrow's S3 layer
+
+
+@dataclass
 class _Run:
     """The state of one load while it runs."""
 
@@ -109,6 +146,7 @@ class _Run:
     reader_config: ReaderConfig | None
     read_ahead: int
     progress: Progress
+    parquet: _ParquetReading
     loaded_columns: list[str] = field(default_factory=list)
     files: list[LoadedFile] = field(default_factory=list)
     rows: int = 0
@@ -182,20 +220,61 @@ def _load_text(run: _Run, file: LoadFile, file_format: str, manifest: Manifest |
         return copy_csv(run.conn, run.dest, columns, chunks, dialect=dialect, where=where, on_bytes=on_bytes)
 
 
-def _load_parquet(run: _Run, file: LoadFile, stream: Any) -> int:
+def _copy_parquet(run: _Run, file: LoadFile, parquet: ParquetInput) -> int:
     where = file.describe()
-    with spool(stream) as path, ParquetInput(path) as parquet:
-        columns = list(run.options.columns or parquet.column_names)
-        missing = [c for c in columns if c not in parquet.column_names]
-        if missing:
-            raise RowRejectedError(f"{where}: columns {missing} are not in the Parquet file")
-        check_columns(run.target, columns, f"{where}: Parquet schema")
-        run.note_columns(columns)
-        return copy_parquet(run.conn, run.dest, columns, parquet.batches(columns), where=where, on_bytes=run.on_bytes)
+    columns = list(run.options.columns or parquet.column_names)
+    missing = [c for c in columns if c not in parquet.column_names]
+    if missing:
+        raise RowRejectedError(f"{where}: columns {missing} are not in the Parquet file")
+    check_columns(run.target, columns, f"{where}: Parquet schema")
+    run.note_columns(columns)
+    batches = parquet.batches(columns, run.parquet.buffers.parquet_batch_rows(parquet.bytes_per_row))
+    binary = None
+    if run.parquet.copy_format == "auto":
+        from airflow_s3stream.load.arrow_binary import binary_schema
+
+        binary = binary_schema(parquet.schema, columns, run.target.types_of(columns))
+    return copy_parquet(run.conn, run.dest, columns, batches, where=where, on_bytes=run.on_bytes, binary_schema=binary)
 
 
-def _load_file(run: _Run, file: LoadFile, manifest: Manifest | None) -> LoadedFile:
+def _load_parquet_spooled(run: _Run, file: LoadFile, stream: Any) -> int:
+    compact_arrow_memory()
+    read_size = run.parquet.buffers.parquet_read_size
+    with spool(stream, run.parquet.spool_dir) as path, ParquetInput(path, read_size) as parquet:
+        return _copy_parquet(run, file, parquet)
+
+
+def _load_parquet_native(run: _Run, file: LoadFile) -> tuple[int, int]:
+    """(rows, stored bytes) of ``file`` read on pyarrow's S3 filesystem, its ETag checked around the read."""
+    base = run.stored
+    with open_s3_parquet(run.parquet.filesystem(run.client), file) as (native, etag):
+        size = int(native.size())
+        try:
+            with ParquetInput(native, run.parquet.buffers.parquet_read_size) as parquet:
+                total = max(parquet.num_rows, 1)
+                batch_rows = run.parquet.buffers.parquet_batch_rows(parquet.bytes_per_row)
+                sent = 0
+
+                def on_bytes(_: int) -> None:  # column chunks are read out of order: report by rows
+                    nonlocal sent
+                    sent += 1
+                    run.progress.set(run.rows, base + min(size, size * sent * batch_rows // total))
+
+                run.on_bytes = on_bytes
+                rows = _copy_parquet(run, file, parquet)
+        except (OSError, ValueError) as exc:  # pyarrow's I/O and decoding errors; psycopg's are neither
+            # Bytes of two versions do not decode: a replacement mid-read is the likelier cause.
+            check_unchanged(run.client, file, etag, run.parquet.retry)
+            raise native_error(exc, file) from exc
+    check_unchanged(run.client, file, etag, run.parquet.retry)
+    return rows, size
+
+
+def _read_file(run: _Run, file: LoadFile, manifest: Manifest | None) -> tuple[int, int]:
+    """(rows, stored bytes) of one file COPYed into ``run.dest``."""
     file_format = _file_format(run.options, manifest, file)
+    if file_format == "parquet" and not file.zip_member and run.parquet.spool_dir is None:
+        return _load_parquet_native(run, file)
     compression = _compression(run.options, manifest, file_format)
     with open_file(run.client, file, compression, run.reader_config) as opened:
         base = run.stored
@@ -205,10 +284,14 @@ def _load_file(run: _Run, file: LoadFile, manifest: Manifest | None) -> LoadedFi
 
         run.on_bytes = on_bytes
         if file_format == "parquet":
-            rows = _load_parquet(run, file, opened.stream)
+            rows = _load_parquet_spooled(run, file, opened.stream)
         else:
             rows = _load_text(run, file, file_format, manifest, opened.stream)
-        size = opened.size
+        return rows, opened.size
+
+
+def _load_file(run: _Run, file: LoadFile, manifest: Manifest | None) -> LoadedFile:
+    rows, size = _read_file(run, file, manifest)
     if file.rows is not None and rows != file.rows:
         raise RowRejectedError(f"{file.describe()}: loaded {rows} rows, the manifest lists {file.rows}")
     run.rows += rows
@@ -276,6 +359,15 @@ def _prepare(conn: psycopg.Connection[Any], options: LoadOptions, target: Target
             sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(stage, target.ident)
         )
         return stage
+    elif options.mode == "replace_interval":
+        # Two loads replacing the same interval at once (a re-export while the first load runs)
+        # would each DELETE under a snapshot without the other's rows and both COPY: the rows
+        # would be there twice. Loads into one table take turns here; readers are not blocked.
+        conn.execute(
+            sql.SQL("SELECT pg_advisory_xact_lock(hashtextextended({} || {}::regclass::oid::text, 0))").format(
+                sql.Literal(INTERVAL_LOCK_PREFIX), sql.Literal(target.ident.as_string(conn))
+            )
+        )
     return target.ident
 
 
@@ -298,6 +390,10 @@ def load_into_postgres(
     read_ahead: int = DEFAULT_READ_AHEAD,
     on_progress: Callable[[ProgressSnapshot], None] | None = None,
     progress_interval: float = 5.0,
+    arrow_s3: ArrowS3Settings | None = None,
+    parquet_spool_dir: str | None = None,
+    buffers: LoadBuffers | None = None,
+    parquet_copy: str = "auto",
 ) -> LoadResult:
     """Load every step's source into ``table`` in one transaction (see the module docstring).
 
@@ -305,7 +401,17 @@ def load_into_postgres(
     :param steps: the sources, in load order; with ``replace_interval`` each step's parameters
         are bound into ``options.interval_filter`` for that step's DELETE.
     :param reader_config: the S3 reader's block size, prefetch and retry policy.
-    :param read_ahead: decoded 1 MiB chunks read ahead of the COPY (memory: about this many MiB).
+    :param read_ahead: decoded 1 MiB chunks read ahead of the COPY (memory: about this many MiB),
+        when ``buffers`` is not given.
+    :param arrow_s3: how pyarrow reaches S3 for Parquet (default: the settings of ``client``).
+    :param parquet_spool_dir: read Parquet by spooling each file to a temporary file in this
+        directory instead of natively from S3 (ZIP members are always spooled, to the default
+        temporary directory when this is ``None``).
+    :param buffers: the read-ahead depth, the Parquet batch size and column-chunk read size
+        (default: the default memory budget's, with ``reader_config``'s block size and ``read_ahead``).
+    :param parquet_copy: ``auto``: binary COPY for a Parquet file whose every column has an exact
+        binary form for its target column (:mod:`~airflow_s3stream.load.arrow_binary`), else CSV;
+        ``csv``: always CSV.
     :raises SourceError, ChecksumMismatchError, ObjectChangedError: a source is missing or is not
         what its manifest lists (before the transaction starts).
     :raises RowRejectedError: Postgres rejected a row (naming the key, line and column), the table
@@ -320,8 +426,14 @@ def load_into_postgres(
         raise RowRejectedError(f"table {table}: nothing to load (no source given)")
     started = time.monotonic()
     parts = split_table_name(table)
-    retry = reader_config.retry if reader_config is not None else None
+    retry = reader_config.retry if reader_config is not None else RetryPolicy()
     resolved = [resolve_source(client, step.source, retry) for step in steps]
+    if buffers is None:
+        block_size = reader_config.block_size if reader_config is not None else ReaderConfig().block_size
+        buffers = LoadBuffers.from_budget(MemoryBudget(), block_size=block_size, read_ahead=read_ahead)
+    if parquet_copy not in PARQUET_COPY_FORMATS:
+        raise ConfigurationError(f"parquet_copy {parquet_copy!r} is not one of {', '.join(PARQUET_COPY_FORMATS)}")
+    parquet = _ParquetReading(arrow_s3, parquet_spool_dir, buffers, retry, parquet_copy)
     label = ".".join(parts)
     progress = Progress(f"load into {label}", interval=progress_interval, report=on_progress, count_rows=True)
     deleted = 0
@@ -333,7 +445,7 @@ def load_into_postgres(
                 if names:
                     check_columns(target, names, name)
             dest = _prepare(conn, options, target)
-            run = _Run(conn, client, options, target, dest, reader_config, read_ahead, progress)
+            run = _Run(conn, client, options, target, dest, reader_config, buffers.read_ahead, progress, parquet)
             for step, source in zip(steps, resolved, strict=True):
                 if options.mode == "replace_interval":
                     deleted += _delete_interval(run, step.parameters)
@@ -346,6 +458,8 @@ def load_into_postgres(
         if is_connection_failure(exc):
             raise LoadConnectionError(f"table {label}: {load_error(exc, 'load')}") from exc
         raise RowRejectedError(f"table {label}: {load_error(exc, 'load')}") from exc
+    finally:
+        parquet.close()
     progress.finish()
     return LoadResult(
         table=label,

@@ -1,15 +1,20 @@
-"""A Parquet file from S3 as Arrow record batches, read through pyarrow's own native file.
+"""A Parquet file from S3 as Arrow record batches, read through pyarrow's own native files.
 
 pyarrow 26 can abort the interpreter at exit ("terminate called without an active exception",
 exit code 134) after reading Parquet from a *Python* file object (``io.BytesIO``, an open file,
-an S3 stream): its reader threads still hold the Python file when the interpreter finalizes.
-Reading by path does not. So a Parquet file is first streamed from S3 (through the package's
-``RangedReader``, ETag-pinned) into a temporary local file, then opened with ``pyarrow.OSFile``, a
-native file: pyarrow never touches a Python object for I/O. Parquet needs its footer before any
-row group anyway, so nothing is lost by not overlapping this read with the COPY.
+an S3 stream). So Parquet is only ever read from a pyarrow ``NativeFile``:
 
-Memory stays bounded: one row group's column chunks plus ``batch_rows`` rows at a time; the
-spool costs disk (the file's size) in ``tempfile.gettempdir()`` and is removed at once.
+* by default, :func:`open_s3_parquet` opens the object on ``pyarrow.fs.S3FileSystem``
+  (:mod:`airflow_s3stream.s3.arrow_fs`): ranged GETs in C++, no local disk. pyarrow's GETs
+  cannot carry ``If-Match``, so the ETag is checked instead: the one pyarrow's own HeadObject
+  saw against the listed one (manifest, or the HEAD when the source was resolved) before a byte
+  is read, and a HeadObject after the last batch. A change fails the load naming the key
+  (:class:`~airflow_s3stream.errors.ObjectChangedError`), inside its transaction: nothing commits;
+* a ZIP member, or any file when ``parquet_spool_dir`` is given, is streamed from the package's
+  reader into a temporary local file (:func:`spool`) and opened with ``pyarrow.OSFile``.
+
+Memory stays bounded either way: one row group's column chunks (read in ``buffer_size`` pieces)
+plus ``batch_rows`` rows at a time.
 """
 
 from __future__ import annotations
@@ -21,15 +26,63 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from typing import Any, BinaryIO
 
-__all__ = ["DEFAULT_BATCH_ROWS", "ParquetInput", "spool"]
+from airflow_s3stream.errors import ObjectChangedError, SourceError, TransientError
+from airflow_s3stream.load.sources import LoadFile
+from airflow_s3stream.s3.objects import head_object
+from airflow_s3stream.s3.retry import RetryPolicy
+
+__all__ = [
+    "DEFAULT_BATCH_ROWS",
+    "ParquetInput",
+    "check_unchanged",
+    "compact_arrow_memory",
+    "native_error",
+    "open_s3_parquet",
+    "spool",
+]
 
 DEFAULT_BATCH_ROWS = 64 * 1024  # rows per Arrow batch (one COPY write each)
 _SPOOL_CHUNK = 1024 * 1024  # bytes per copy step into the temporary file
 
 
+def compact_arrow_memory() -> None:
+    """Keep Arrow's allocations from lingering in the task process (call before reading Parquet).
+
+    Arrow's default pool in the wheels, mimalloc, keeps freed batches resident (~35 MiB more peak
+    RSS over a 1M-row load), and once Arrow has allocated through it, switching pools from Python
+    leaves the C++ allocations (the S3 reads, the CSV writer) on it. So while pyarrow is not
+    imported yet, jemalloc is chosen before it is (``ARROW_DEFAULT_MEMORY_POOL``, which this process
+    and its children keep) and its decay set to 0: freed pages go back at once. When pyarrow was
+    imported already, the export's :func:`compact_memory_pool` is the fallback. A pool the user
+    chose through the variable is left alone.
+    """
+    import sys
+
+    chosen = os.environ.get("ARROW_DEFAULT_MEMORY_POOL")
+    if "pyarrow" not in sys.modules and not chosen:
+        os.environ["ARROW_DEFAULT_MEMORY_POOL"] = "jemalloc"  # a build without it warns and keeps its own
+    import pyarrow as pa
+
+    if chosen:
+        return
+    if pa.default_memory_pool().backend_name == "jemalloc":
+        pa.jemalloc_set_decay_ms(0)
+        return
+    from airflow_s3stream.export.arrow_types import compact_memory_pool
+
+    compact_memory_pool()
+
+
+def _strip(etag: str | bytes | None) -> str | None:
+    if etag is None:
+        return None
+    text = etag.decode() if isinstance(etag, bytes) else etag
+    return text.strip('"') or None
+
+
 @contextlib.contextmanager
 def spool(stream: BinaryIO, directory: str | None = None) -> Iterator[str]:
-    """Copy ``stream`` into a temporary file; yields its path, removes it afterwards."""
+    """Copy ``stream`` into a temporary file in ``directory``; yields its path, removes it afterwards."""
     fd, path = tempfile.mkstemp(prefix="s3stream-load-", suffix=".parquet", dir=directory)
     try:
         with os.fdopen(fd, "wb") as out:
@@ -40,15 +93,75 @@ def spool(stream: BinaryIO, directory: str | None = None) -> Iterator[str]:
             os.unlink(path)
 
 
-class ParquetInput:
-    """A local Parquet file opened as a native ``pyarrow.OSFile``: its schema and its batches."""
+def native_error(exc: Exception, file: LoadFile) -> Exception:
+    """pyarrow's error for ``file`` as the package's: missing, denied and undecodable are not
+    retried; an S3 failure that outlived pyarrow's retries is :class:`TransientError`."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, FileNotFoundError) or "NO_SUCH" in text or "HTTP status 404" in text:
+        return SourceError(f"{file.uri}: no such object ({text})")
+    if "ACCESS_DENIED" in text or "HTTP status 403" in text:
+        return SourceError(f"{file.uri}: access denied ({text})")
+    if "AWS Error" in text or "curlCode" in text:
+        return TransientError(f"{file.uri}: S3 read failed after pyarrow's retries: {text}")
+    return SourceError(f"{file.uri}: not a readable Parquet file: {text}")
 
-    def __init__(self, path: str) -> None:
+
+@contextlib.contextmanager
+def open_s3_parquet(filesystem: Any, file: LoadFile) -> Iterator[tuple[Any, str | None]]:
+    """Open ``file`` on the pyarrow S3 ``filesystem``; yields ``(native file, ETag)``.
+
+    :raises ObjectChangedError: the object's ETag (or size) is not the one listed for it.
+    :raises SourceError: no such object, or access denied.
+    :raises TransientError: S3 kept failing through pyarrow's retries.
+    """
+    try:
+        native = filesystem.open_input_file(f"{file.bucket}/{file.key}")
+    except OSError as exc:
+        raise native_error(exc, file) from exc
+    try:
+        metadata = native.metadata() or {}
+        etag = _strip(metadata.get(b"ETag") or metadata.get("ETag"))
+        size = native.size()
+        listed = _strip(file.etag)
+        if listed and etag and listed != etag:
+            raise ObjectChangedError(f"{file.uri}: ETag {etag} is not the listed {listed} (replaced since listed)")
+        if file.size >= 0 and size != file.size:
+            raise ObjectChangedError(f"{file.uri}: {size} bytes now, {file.size} when listed")
+        yield native, etag or listed
+    finally:
+        native.close()
+
+
+def check_unchanged(client: Any, file: LoadFile, etag: str | None, retry: RetryPolicy) -> None:
+    """HeadObject ``file`` after it was read: raise :class:`ObjectChangedError` unless it still
+    has ``etag`` (pyarrow's ranged GETs are not pinned to it, so a replacement mid-read would
+    otherwise mix two versions)."""
+    head = head_object(client, file.bucket, file.key, retry, reading=True)
+    if head is None:
+        raise ObjectChangedError(f"{file.uri}: deleted while it was being read")
+    now = _strip(str(head.get("ETag") or ""))
+    if etag and now != etag:
+        raise ObjectChangedError(f"{file.uri}: replaced while it was being read (ETag {etag}, now {now})")
+
+
+class ParquetInput:
+    """A Parquet file over a pyarrow ``NativeFile`` (S3 or local): its schema and its batches.
+
+    :param source: a ``pyarrow.NativeFile``, or a local path (opened as ``pyarrow.OSFile``).
+    :param buffer_size: bytes per read of a column chunk (0: each chunk in one read).
+    """
+
+    def __init__(self, source: Any, buffer_size: int = 0) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        self._native = pa.OSFile(path, "rb")
-        self._file = pq.ParquetFile(self._native, pre_buffer=False)
+        self._owned = pa.OSFile(source, "rb") if isinstance(source, str) else None
+        self._file = pq.ParquetFile(self._owned or source, pre_buffer=False, buffer_size=buffer_size)
+
+    @property
+    def schema(self) -> Any:
+        """The file's Arrow schema (``pyarrow.Schema``)."""
+        return self._file.schema_arrow
 
     @property
     def column_names(self) -> list[str]:
@@ -58,13 +171,22 @@ class ParquetInput:
     def num_rows(self) -> int:
         return int(self._file.metadata.num_rows)
 
+    @property
+    def bytes_per_row(self) -> float:
+        """Uncompressed bytes per row, as the row groups' metadata records them (0.0 when empty)."""
+        metadata = self._file.metadata
+        rows = metadata.num_rows
+        total = sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
+        return total / rows if rows else 0.0
+
     def batches(self, columns: Sequence[str], batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[Any]:
         """Record batches of ``columns`` (in that order), ``batch_rows`` rows at most each."""
         return self._file.iter_batches(batch_size=batch_rows, columns=list(columns), use_threads=False)
 
     def close(self) -> None:
         self._file.close()
-        self._native.close()
+        if self._owned is not None:
+            self._owned.close()
 
     def __enter__(self) -> ParquetInput:
         return self

@@ -32,10 +32,16 @@ def split_table_name(table: str | Sequence[str]) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class TargetTable:
-    """A table: its name parts and its columns in table order."""
+    """A table: its name parts, its columns in table order and their types (``pg_type.typname``)."""
 
     parts: tuple[str, ...]
     columns: tuple[str, ...]
+    types: tuple[str, ...] = ()
+
+    def types_of(self, names: Sequence[str]) -> list[str]:
+        """The type names of the columns ``names`` (each a column of the table)."""
+        by_name = dict(zip(self.columns, self.types, strict=True))
+        return [by_name[n] for n in names]
 
     @property
     def ident(self) -> sql.Identifier:
@@ -60,15 +66,15 @@ class TargetTable:
         try:
             with conn.transaction():  # a savepoint: the caller's transaction survives a missing table
                 rows = conn.execute(
-                    "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
-                    "AND NOT attisdropped ORDER BY attnum",
+                    "SELECT a.attname, t.typname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+                    "WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
                     (quoted,),
                 ).fetchall()
         except psycopg.errors.UndefinedTable as exc:
             raise RowRejectedError(f"table {'.'.join(parts)} does not exist") from exc
         except psycopg.errors.InvalidSchemaName as exc:
             raise RowRejectedError(f"table {'.'.join(parts)}: schema {parts[0]!r} does not exist") from exc
-        return cls(parts, tuple(str(r[0]) for r in rows))
+        return cls(parts, tuple(str(r[0]) for r in rows), tuple(str(r[1]) for r in rows))
 
 
 def check_columns(table: TargetTable, names: Sequence[str], where: str) -> None:

@@ -15,16 +15,17 @@ from typing import Any, ClassVar
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_s3stream.budget import DEFAULT_MEMORY_BUDGET, MemoryBudget
 from airflow_s3stream.errors import ConfigurationError
 from airflow_s3stream.hooks.postgres import PostgresStreamHook
 from airflow_s3stream.hooks.s3 import S3StreamHook
 from airflow_s3stream.load import LoadOptions, LoadStep, SourceSpec, load_into_postgres
-from airflow_s3stream.load.byte_stream import DEFAULT_READ_AHEAD
+from airflow_s3stream.load.buffers import LoadBuffers
 from airflow_s3stream.load.target import split_table_name
 from airflow_s3stream.operators.failures import named_failures
 from airflow_s3stream.operators.links import S3ObjectLink
 from airflow_s3stream.progress import ProgressSnapshot
-from airflow_s3stream.s3.reader import DEFAULT_BLOCK_SIZE, ReaderConfig
+from airflow_s3stream.s3.reader import ReaderConfig
 
 __all__ = ["S3ToPostgresStreamOperator", "asset_event_steps"]
 
@@ -98,9 +99,26 @@ class S3ToPostgresStreamOperator(BaseOperator):
     :param encoding: the files' encoding, as Postgres names it (``UTF8``).
     :param ignore_unknown_keys: JSON Lines: skip keys that are not columns instead of failing.
     :param postgres_conn_id: Airflow ``postgres`` connection. :param aws_conn_id: Airflow ``aws`` connection.
-    :param block_size: bytes per S3 ranged read (8 MiB). :param prefetch_blocks: parallel block GETs
-        kept ahead (0: one streamed GET per file). :param read_ahead: decoded 1 MiB chunks queued ahead
-        of the COPY. Memory is about ``block_size x (prefetch_blocks + 2) + read_ahead MiB``.
+    :param memory_budget: bytes the task's buffers may take (default 128 MiB, at least 32 MiB); the
+        sizes below that are ``None`` follow from it (:mod:`airflow_s3stream.load.buffers`): a
+        quarter for the S3 reader's window, a quarter for the decoded chunks queued ahead of the
+        COPY; for Parquet, a 128th for each column-chunk read and for one Arrow batch. Explicit
+        knobs win.
+    :param block_size: bytes per S3 ranged read and per Parquet column-chunk read (``None``: from
+        the budget, 8 MiB for CSV and JSON Lines, 1 MiB for Parquet at 128 MiB).
+    :param prefetch_blocks: parallel block GETs kept ahead (0: one streamed GET per file).
+    :param read_ahead: decoded 1 MiB chunks queued ahead of the COPY (``None``: from the budget,
+        16 at 128 MiB). Memory is about ``block_size x (prefetch_blocks + 2) + read_ahead MiB`` for
+        CSV and JSON Lines.
+    :param parquet_batch_rows: rows per Arrow batch (``None``: a 128th of the budget in Arrow
+        bytes, from the row width in the file's metadata, 1,024 to 65,536 rows).
+    :param parquet_spool_dir: read Parquet by first copying each file into a temporary file in
+        this directory instead of natively from S3 with ``pyarrow.fs.S3FileSystem`` (the default:
+        no local disk). ZIP members that are Parquet are always spooled (to this directory, else
+        the system's temporary directory).
+    :param parquet_copy: ``auto`` (default): binary COPY for a Parquet file whose every loaded
+        column has an exact binary form for its target column (ints no wider, floats, bool, text,
+        bytea, date, timestamps to us, decimals into numeric), else CSV; ``csv``: always CSV.
     :param progress_interval: seconds between progress lines. :param max_attempts: tries per S3
         request (``None``: the connection's ``config_kwargs.retries``, else 6).
 
@@ -146,9 +164,13 @@ class S3ToPostgresStreamOperator(BaseOperator):
         ignore_unknown_keys: bool = False,
         postgres_conn_id: str = "postgres_default",
         aws_conn_id: str | None = "aws_default",
-        block_size: int = DEFAULT_BLOCK_SIZE,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
+        block_size: int | None = None,
         prefetch_blocks: int = 0,
-        read_ahead: int = DEFAULT_READ_AHEAD,
+        read_ahead: int | None = None,
+        parquet_batch_rows: int | None = None,
+        parquet_spool_dir: str | None = None,
+        parquet_copy: str = "auto",
         progress_interval: float = 5.0,
         max_attempts: int | None = None,
         **kwargs: Any,
@@ -169,8 +191,15 @@ class S3ToPostgresStreamOperator(BaseOperator):
                 isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1
             ):
                 raise ConfigurationError(f"max_attempts must be a positive integer, got {max_attempts!r}")
-            if not isinstance(read_ahead, int) or read_ahead < 1:
-                raise ConfigurationError(f"read_ahead must be a positive integer, got {read_ahead!r}")
+            if parquet_copy not in ("auto", "csv"):
+                raise ConfigurationError(f"parquet_copy {parquet_copy!r} is not one of auto, csv")
+            self.buffers = LoadBuffers.from_budget(
+                MemoryBudget(memory_budget),
+                prefetch_blocks=prefetch_blocks,
+                block_size=block_size,
+                read_ahead=read_ahead,
+                batch_rows=parquet_batch_rows,
+            )
             self.options = LoadOptions.of(
                 mode=mode,
                 file_format=file_format,
@@ -186,14 +215,15 @@ class S3ToPostgresStreamOperator(BaseOperator):
                 interval_filter=interval_filter,
                 replace_via=replace_via,
             )
-            self.reader_config = ReaderConfig(block_size=block_size, prefetch_blocks=prefetch_blocks)
+            self.reader_config = ReaderConfig(block_size=self.buffers.block_size, prefetch_blocks=prefetch_blocks)
         except (ConfigurationError, ValueError) as exc:
             raise ConfigurationError(f"{self.task_id}: {exc}") from exc
         self.table, self.s3_bucket, self.s3_key, self.zip_member = table, s3_bucket, s3_key, zip_member
         self.interval_filter, self.parameters = interval_filter, parameters
         self.source_from_asset_event = source_from_asset_event
         self.postgres_conn_id, self.aws_conn_id = postgres_conn_id, aws_conn_id
-        self.read_ahead, self.progress_interval, self.max_attempts = read_ahead, progress_interval, max_attempts
+        self.memory_budget, self.parquet_spool_dir, self.parquet_copy = memory_budget, parquet_spool_dir, parquet_copy
+        self.progress_interval, self.max_attempts = progress_interval, max_attempts
         self._conn: Any = None  # the psycopg connection while execute() runs, for on_kill
 
     @property
@@ -262,9 +292,12 @@ class S3ToPostgresStreamOperator(BaseOperator):
                     steps=steps,
                     options=options,
                     reader_config=reader,
-                    read_ahead=self.read_ahead,
+                    buffers=self.buffers,
                     on_progress=self._log_progress,
                     progress_interval=self.progress_interval,
+                    arrow_s3=hook.arrow_s3_settings(self.max_attempts),
+                    parquet_spool_dir=self.parquet_spool_dir,
+                    parquet_copy=self.parquet_copy,
                 )
             finally:
                 self._conn = None

@@ -194,3 +194,49 @@ def test_asset_events_each_replace_their_own_interval(pg_conn: Any, schema: str,
     assert [f["key"] for f in result["files"]] == ["d2.csv", "d3.csv"]  # in event order
     assert result["deleted_rows"] == 2 and result["rows"] == 3
     assert [r[0] for r in rows(pg_conn, schema)] == [1, 20, 21, 30]
+
+
+def test_two_loads_replacing_the_same_interval_at_once_take_turns(
+    pg_conn: Any, pg_uri: str, schema: str, bucket: str, s3_client: Any
+) -> None:
+    """A re-export loaded while the first load of the day is still open must not double the day."""
+    import threading
+    import time
+
+    import psycopg
+
+    from airflow_s3stream.hooks.s3 import S3StreamHook
+    from airflow_s3stream.load import LoadOptions, LoadStep, SourceSpec, load_into_postgres
+
+    put(s3_client, bucket, "day2.csv", DAY2)
+    options = LoadOptions(mode="replace_interval", interval_filter="created_at >= %(start)s AND created_at < %(end)s")
+    day = {"start": "2024-01-02T00:00:00+00:00", "end": "2024-01-03T00:00:00+00:00"}
+    first = psycopg.connect(pg_uri)
+    try:
+        first.execute("SELECT 1")  # an open transaction: the load's becomes a savepoint, uncommitted
+        load_into_postgres(
+            first,
+            S3StreamHook().get_s3_client(),
+            table=f"{schema}.orders",
+            steps=[LoadStep(SourceSpec(bucket, "day2.csv"), day)],
+            options=options,
+        )
+        outcome: dict[str, Any] = {}
+        second = threading.Thread(target=lambda: outcome.setdefault("result", replace_day(bucket, schema)))
+        second.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # the second load waits for the first's lock
+            waiting = pg_conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'advisory' "
+                "AND query LIKE '%pg_advisory_xact_lock%'"
+            ).fetchone()[0]
+            if waiting:
+                break
+            time.sleep(0.1)
+        assert waiting, "the second load did not wait for the first"
+        first.commit()
+    finally:
+        first.close()
+    second.join(timeout=60)
+    assert outcome["result"]["deleted_rows"] == 2  # it saw the first load's rows and replaced them
+    assert [r[0] for r in rows(pg_conn, schema)] == [1, 3, 20, 21]

@@ -1,4 +1,5 @@
-"""The load as a task process sees it: flat memory at two sizes, and a clean exit after Parquet.
+"""The load as a task process sees it: flat memory at two sizes within the default memory budget,
+and a clean exit after Parquet.
 
 Each load runs in a fresh child process (the operator for memory, with the session's
 ``AIRFLOW_CONN_*``; the engine for the 20 Parquet runs, to keep them quick). The child reports its
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from airflow_s3stream.budget import DEFAULT_MEMORY_BUDGET
 from airflow_s3stream.operators import PostgresToS3StreamOperator
 
 MiB = 1024 * 1024
@@ -37,12 +39,21 @@ OPERATOR_CHILD = textwrap.dedent(
     print(json.dumps({**result, "peak_rss_kib": int(hwm.split()[1])}))
     """
 )
+IDLE_CHILD = textwrap.dedent(
+    """
+    import json
+    from airflow_s3stream.operators import S3ToPostgresStreamOperator
+    hwm = [line for line in open("/proc/self/status") if line.startswith("VmHWM:")][0]
+    print(json.dumps({"peak_rss_kib": int(hwm.split()[1])}))
+    """
+)
 ENGINE_CHILD = textwrap.dedent(
     """
-    import json, sys
+    import json, sys, tempfile
     import boto3, psycopg
     from botocore.config import Config
     from airflow_s3stream.load import LoadOptions, LoadStep, SourceSpec, load_into_postgres
+    tempfile.tempdir = "/nonexistent/s3stream-no-disk"  # a spool to local disk would fail here
     endpoint, key_id, secret, region, pg_uri, bucket, key, table = sys.argv[1:9]
     client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=key_id, aws_secret_access_key=secret,
                           region_name=region, config=Config(s3={"addressing_style": "path"},
@@ -83,8 +94,13 @@ def export(bucket: str, key: str, rows: int, file_format: str) -> dict[str, Any]
 
 @pytest.mark.slow
 @pytest.mark.parametrize("file_format", ["csv", "parquet"])
-def test_peak_memory_is_flat_across_a_tenfold_row_count(pg_conn: Any, bucket: str, file_format: str) -> None:
+def test_peak_memory_is_flat_across_a_tenfold_row_count_and_within_the_default_budget(
+    pg_conn: Any, bucket: str, file_format: str
+) -> None:
     schema = str(pg_conn.execute("SELECT current_schema()").fetchone()[0])
+    status, out = run_child(IDLE_CHILD)
+    assert status == 0, out[-2000:]
+    idle_rss = result_of(out)["peak_rss_kib"] / 1024
     measured = {}
     for rows in (100_000, 1_000_000):
         exported = export(bucket, f"mem/{rows}", rows, file_format)
@@ -100,6 +116,10 @@ def test_peak_memory_is_flat_across_a_tenfold_row_count(pg_conn: Any, bucket: st
     (small_rss, small_bytes), (large_rss, large_bytes) = measured[100_000], measured[1_000_000]
     assert large_bytes > 8 * small_bytes > 3 * MiB  # the large load really moved ten times the data
     assert large_rss <= 1.25 * small_rss, (small_rss, large_rss)
+    # The default memory_budget (128 MiB) bounds what a 1M-row load adds to an idle process that
+    # has imported the operator: buffers, and the fixed costs of pyarrow, botocore and psycopg.
+    print(f"{file_format}: idle {idle_rss:.1f} MiB, 100k {small_rss:.1f} MiB, 1M {large_rss:.1f} MiB")
+    assert large_rss - idle_rss <= DEFAULT_MEMORY_BUDGET / MiB, (idle_rss, large_rss)
 
 
 @pytest.mark.slow
@@ -107,7 +127,8 @@ def test_a_parquet_load_process_exits_cleanly_twenty_times_out_of_twenty(
     pg_conn: Any, pg_uri: str, bucket: str, s3: Any
 ) -> None:
     """pyarrow 26 aborts at exit (134) after reading Parquet from a Python file object; the load
-    reads through a native pyarrow file, so every run must exit 0."""
+    reads natively on pyarrow's S3FileSystem (no disk: the child has no usable temporary directory),
+    whose S3 layer pyarrow finalizes at exit, so every run must exit 0."""
     schema = str(pg_conn.execute("SELECT current_schema()").fetchone()[0])
     exported = export(bucket, "trap/orders", 3_000, "parquet")
     table = f"{schema}.trap"

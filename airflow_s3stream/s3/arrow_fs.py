@@ -1,0 +1,79 @@
+"""pyarrow's own S3 filesystem, configured like the boto3 client the rest of the package uses.
+
+Parquet needs random access (the footer first, then column chunks). pyarrow reading through a
+*Python* file object can abort the interpreter at exit (pyarrow 26: "terminate called without an
+active exception", exit code 134), and spooling to local disk needs disk the size of the file.
+``pyarrow.fs.S3FileSystem`` reads S3 natively (C++, ranged GETs), with no Python object and no disk.
+
+:class:`ArrowS3Settings` carries what it needs: credentials (never in ``repr``, never logged),
+region, endpoint and the number of tries per request (the filesystem's standard retry strategy is
+the one retry layer for these GETs). pyarrow finalizes its S3 layer itself at interpreter exit
+(``atexit``: ``ensure_s3_finalized``); nothing here keeps a filesystem alive beyond one load.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["ArrowS3Settings"]
+
+DEFAULT_CONNECT_TIMEOUT_S = 10.0
+DEFAULT_REQUEST_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class ArrowS3Settings:
+    """How to reach S3 from pyarrow: the same identity, region and endpoint as the boto3 client.
+
+    :param endpoint_url: ``None`` for AWS, else ``http(s)://host:port`` (MinIO, moto, Ceph ...).
+    :param max_attempts: tries per request, the first included.
+    """
+
+    access_key: str | None = field(default=None, repr=False)
+    secret_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
+    region: str | None = None
+    endpoint_url: str | None = None
+    max_attempts: int = 6
+    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
+    request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
+
+    @classmethod
+    def from_client(cls, client: Any, max_attempts: int = 6) -> ArrowS3Settings:
+        """The settings of a boto3 S3 client: its endpoint, region and (frozen) credentials."""
+        credentials = client._request_signer._credentials  # botocore keeps no public accessor
+        frozen = credentials.get_frozen_credentials() if credentials is not None else None
+        endpoint = str(client.meta.endpoint_url or "")
+        host = urllib.parse.urlsplit(endpoint).hostname or ""
+        is_aws = host.endswith(".amazonaws.com") or host.endswith(".amazonaws.com.cn")
+        return cls(
+            access_key=frozen.access_key if frozen else None,
+            secret_key=frozen.secret_key if frozen else None,
+            session_token=frozen.token if frozen else None,
+            region=client.meta.region_name,
+            endpoint_url=None if is_aws or not endpoint else endpoint,
+            max_attempts=max_attempts,
+        )
+
+    def filesystem(self) -> Any:
+        """A new ``pyarrow.fs.S3FileSystem`` (read-only use: no bucket creation or deletion)."""
+        import pyarrow.fs as pafs
+
+        kwargs: dict[str, Any] = {}
+        if self.endpoint_url:
+            parts = urllib.parse.urlsplit(self.endpoint_url)
+            kwargs["scheme"] = parts.scheme or "https"
+            kwargs["endpoint_override"] = parts.netloc + parts.path.rstrip("/")
+        if self.access_key and self.secret_key:
+            kwargs.update(access_key=self.access_key, secret_key=self.secret_key)
+            if self.session_token:
+                kwargs["session_token"] = self.session_token
+        return pafs.S3FileSystem(
+            region=self.region or "us-east-1",
+            connect_timeout=self.connect_timeout_s,
+            request_timeout=self.request_timeout_s,
+            retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=self.max_attempts),
+            **kwargs,
+        )
