@@ -22,7 +22,13 @@ from dataclasses import dataclass
 
 from airflow_s3stream.errors import ConfigurationError
 
-__all__ = ["DEFAULT_MEMORY_BUDGET", "MIN_MEMORY_BUDGET", "MemoryBudget", "release_large_buffers"]
+__all__ = [
+    "DEFAULT_MEMORY_BUDGET",
+    "MIN_MEMORY_BUDGET",
+    "MemoryBudget",
+    "compact_arrow_memory",
+    "release_large_buffers",
+]
 
 MiB = 1024 * 1024
 DEFAULT_MEMORY_BUDGET = 128 * MiB  # bytes a task may add to its worker (an idle Airflow 3 worker takes ~300 MiB)
@@ -110,4 +116,32 @@ def release_large_buffers() -> None:
         libc = ctypes.CDLL(name)
         libc.mallopt(M_MMAP_THRESHOLD, LARGE_BUFFER)
     except (OSError, AttributeError):
+        return
+
+
+def compact_arrow_memory() -> None:
+    """Keep Arrow's freed memory from lingering in the task process (call before Arrow work).
+
+    Arrow's default pool in the wheels, mimalloc, keeps freed batches resident (35-50 MiB more peak
+    RSS over a 1M-row export or load). While pyarrow is not imported yet, jemalloc is chosen
+    before it is (``ARROW_DEFAULT_MEMORY_POOL``, which this process and its children keep), so
+    Arrow's C++ allocations use it too; once imported, jemalloc becomes the default pool from
+    Python. Either way its decay is set to 0: freed pages go back at once. A pool the user chose
+    through the variable, or a build without jemalloc, is left alone.
+    """
+    import os
+    import sys
+
+    chosen = os.environ.get("ARROW_DEFAULT_MEMORY_POOL")
+    if chosen:
+        return
+    if "pyarrow" not in sys.modules:
+        os.environ["ARROW_DEFAULT_MEMORY_POOL"] = "jemalloc"  # a build without it warns and keeps its own
+    import pyarrow as pa
+
+    try:
+        if pa.default_memory_pool().backend_name != "jemalloc":
+            pa.set_memory_pool(pa.jemalloc_memory_pool())
+        pa.jemalloc_set_decay_ms(0)
+    except (NotImplementedError, pa.ArrowNotImplementedError):
         return

@@ -44,7 +44,6 @@ __all__ = [
     "ArrowColumn",
     "arrow_columns",
     "arrow_schema",
-    "compact_memory_pool",
     "convert_batch",
     "csv_convert_options",
     "projection_sql",
@@ -212,25 +211,3 @@ def convert_batch(mapped: list[ArrowColumn], batch: pa.RecordBatch, schema: pa.S
         except (pa.ArrowException, ValueError, TypeError) as exc:
             raise QueryError(f"column {m.column.name!r} ({m.column.type_name}): {exc}") from exc
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
-
-
-def compact_memory_pool() -> None:
-    """Make Arrow's default memory pool one that returns freed memory to the OS at once.
-
-    Arrow's default pool (mimalloc in the wheels) keeps what a finished row group freed; over an
-    export that adds about 50 MiB of RSS per task. jemalloc with a decay of 0 gives it back. This
-    is process-wide, which is what a task process wants; a pool chosen by the user through
-    ``ARROW_DEFAULT_MEMORY_POOL`` is left alone, as is a build without jemalloc.
-    """
-    import os
-
-    import pyarrow as pa
-
-    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
-        return
-    try:
-        pool = pa.jemalloc_memory_pool()
-        pa.jemalloc_set_decay_ms(0)
-    except (NotImplementedError, pa.ArrowNotImplementedError):
-        return
-    pa.set_memory_pool(pool)

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from airflow_s3stream.budget import compact_arrow_memory
 from airflow_s3stream.errors import ConfigurationError, DestinationError
 from airflow_s3stream.export.columns import Column, describe_query
 from airflow_s3stream.export.copy_stream import arrow_batches, copy_rows
@@ -198,9 +199,9 @@ def export_query(
     )
     try:
         if options.file_format == "parquet":
-            from airflow_s3stream.export.arrow_types import arrow_columns, arrow_schema, compact_memory_pool
+            from airflow_s3stream.export.arrow_types import arrow_columns, arrow_schema
 
-            compact_memory_pool()
+            compact_arrow_memory()
             mapped = arrow_columns(columns)
             schema = arrow_schema(mapped)
             with contextlib.closing(arrow_batches(conn, sql, parameters, mapped, schema)) as batches:

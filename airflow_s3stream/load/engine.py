@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from airflow_s3stream.budget import MemoryBudget
+from airflow_s3stream.budget import MemoryBudget, compact_arrow_memory
 from airflow_s3stream.errors import ConfigurationError, LoadConnectionError, RowRejectedError
 from airflow_s3stream.load.buffers import LoadBuffers
 from airflow_s3stream.load.byte_stream import DEFAULT_READ_AHEAD, ReadAhead, open_file
@@ -32,7 +32,6 @@ from airflow_s3stream.load.options import LoadOptions
 from airflow_s3stream.load.parquet_input import (
     ParquetInput,
     check_unchanged,
-    compact_arrow_memory,
     native_error,
     open_s3_parquet,
     spool,

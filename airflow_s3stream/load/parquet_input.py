@@ -35,7 +35,6 @@ __all__ = [
     "DEFAULT_BATCH_ROWS",
     "ParquetInput",
     "check_unchanged",
-    "compact_arrow_memory",
     "native_error",
     "open_s3_parquet",
     "spool",
@@ -43,34 +42,6 @@ __all__ = [
 
 DEFAULT_BATCH_ROWS = 64 * 1024  # rows per Arrow batch (one COPY write each)
 _SPOOL_CHUNK = 1024 * 1024  # bytes per copy step into the temporary file
-
-
-def compact_arrow_memory() -> None:
-    """Keep Arrow's allocations from lingering in the task process (call before reading Parquet).
-
-    Arrow's default pool in the wheels, mimalloc, keeps freed batches resident (~35 MiB more peak
-    RSS over a 1M-row load), and once Arrow has allocated through it, switching pools from Python
-    leaves the C++ allocations (the S3 reads, the CSV writer) on it. So while pyarrow is not
-    imported yet, jemalloc is chosen before it is (``ARROW_DEFAULT_MEMORY_POOL``, which this process
-    and its children keep) and its decay set to 0: freed pages go back at once. When pyarrow was
-    imported already, the export's :func:`compact_memory_pool` is the fallback. A pool the user
-    chose through the variable is left alone.
-    """
-    import sys
-
-    chosen = os.environ.get("ARROW_DEFAULT_MEMORY_POOL")
-    if "pyarrow" not in sys.modules and not chosen:
-        os.environ["ARROW_DEFAULT_MEMORY_POOL"] = "jemalloc"  # a build without it warns and keeps its own
-    import pyarrow as pa
-
-    if chosen:
-        return
-    if pa.default_memory_pool().backend_name == "jemalloc":
-        pa.jemalloc_set_decay_ms(0)
-        return
-    from airflow_s3stream.export.arrow_types import compact_memory_pool
-
-    compact_memory_pool()
 
 
 def _strip(etag: str | bytes | None) -> str | None:
