@@ -31,7 +31,7 @@ from typing import Any
 
 from tests.support import devservices
 
-__all__ = ["DEMO_DATABASE", "main"]
+__all__ = ["BUCKET", "DEMO_DATABASE", "SAMPLE_PREFIX", "load_demo_data", "main"]
 
 DAG_ID = "s3stream_postgres_to_s3_daily"
 TOUR_DAG_ID = "s3stream_demo_tour"
@@ -142,6 +142,21 @@ def _sample_files() -> dict[str, bytes]:
     return dict(module.SAMPLE_FILES)
 
 
+def load_demo_data(services: devservices.DevServices, rows: int) -> tuple[str, Any]:
+    """Create the demo database, the orders table, the bucket and the sample files; return (db URI, S3 client)."""
+    import psycopg
+
+    demo_uri = create_demo_database(services.postgres.uri)
+    with psycopg.connect(demo_uri, autocommit=True) as conn:
+        conn.execute(LOAD_SQL.replace("%(rows)s", str(int(rows))).encode())
+    client = services.s3.client()
+    if BUCKET not in [b["Name"] for b in client.list_buckets().get("Buckets", [])]:
+        client.create_bucket(Bucket=BUCKET)
+    for name, body in _sample_files().items():
+        client.put_object(Bucket=BUCKET, Key=SAMPLE_PREFIX + name, Body=body)
+    return demo_uri, client
+
+
 def _manifests(client: Any) -> list[tuple[str, dict[str, Any]]]:
     found = []
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="exports/"):
@@ -241,21 +256,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1_500_000, help="rows in the sample table (a third per day)")
     args = parser.parse_args(argv)
 
-    import psycopg
-
     say("[1/5] starting Postgres and S3 (S3STREAM_POSTGRES_URI / local 5432 / embedded; S3STREAM_S3_ENDPOINT / moto)")
     services = devservices.start_all()
-    demo_uri = create_demo_database(services.postgres.uri)
     say(f"  postgres ({services.postgres.origin}); the demo writes only to its own database {DEMO_DATABASE}")
     say(f"  s3 ({services.s3.origin}) at {services.s3.endpoint_url}, bucket {BUCKET}")
     say(f"[2/5] loading {args.rows:,} rows into {DEMO_DATABASE}.{TABLE} and sample files into S3")
-    with psycopg.connect(demo_uri, autocommit=True) as conn:
-        conn.execute(LOAD_SQL.replace("%(rows)s", str(int(args.rows))).encode())
-    client = services.s3.client()
-    if BUCKET not in [b["Name"] for b in client.list_buckets().get("Buckets", [])]:
-        client.create_bucket(Bucket=BUCKET)
-    for name, body in _sample_files().items():
-        client.put_object(Bucket=BUCKET, Key=SAMPLE_PREFIX + name, Body=body)
+    demo_uri, client = load_demo_data(services, args.rows)
 
     home = tempfile.mkdtemp(prefix="s3stream-demo-airflow-")
     upload_file = Path(home) / "demo-upload.bin"
