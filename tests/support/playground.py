@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import signal
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -45,7 +46,27 @@ def _package_sample_bag() -> dict[str, object]:
         checksums=["sha256"],
         bag_info={"Source-Organization": "make playground"},
     )
-    return dict(operator.execute({}))
+    # The operator's task-log lines (written straight to the console's descriptors) are noise
+    # here: keep them aside and show them only if packaging fails.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with tempfile.TemporaryFile() as aside:
+        os.dup2(aside.fileno(), 1)
+        os.dup2(aside.fileno(), 2)
+        try:
+            return dict(operator.execute({}))
+        except BaseException:
+            aside.seek(0)
+            os.write(saved[1], aside.read()[-8000:])
+            raise
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
 
 
 def main(argv: list[str] | None = None) -> int:
