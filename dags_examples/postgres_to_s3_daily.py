@@ -58,6 +58,19 @@ MiB = 1024 * 1024
 ORDERS_CSV = Asset(name="s3stream_orders_csv", uri=f"s3://{BUCKET}/exports/orders/")
 
 
+def warn_on_empty_interval(result: dict[str, Any], start: Any, end: Any) -> int:
+    """The export's row count; a warning naming the interval and the header-only file when it is 0."""
+    if result["rows"] == 0:
+        logging.getLogger(__name__).warning(
+            "no rows in [%s, %s): published a header-only file under s3://%s/%s",
+            start,
+            end,
+            result["bucket"],
+            result["files"][0]["key"] if result["files"] else "(nothing)",
+        )
+    return int(result["rows"])
+
+
 @dag(
     dag_id="s3stream_postgres_to_s3_daily",
     # Airflow 3's plain "@daily" runs at a point in time (data_interval_start == end); this
@@ -99,15 +112,7 @@ def postgres_to_s3_daily() -> None:
     @task
     def warn_if_empty(result: dict[str, Any], data_interval_start: Any = None, data_interval_end: Any = None) -> int:
         """Log a warning when the interval had no rows (a wrong day, or the source is late)."""
-        if result["rows"] == 0:
-            logging.getLogger(__name__).warning(
-                "no rows in [%s, %s): published a header-only file under s3://%s/%s",
-                data_interval_start,
-                data_interval_end,
-                result["bucket"],
-                result["files"][0]["key"] if result["files"] else "(nothing)",
-            )
-        return int(result["rows"])
+        return warn_on_empty_interval(result, data_interval_start, data_interval_end)
 
     warn_if_empty(export_csv.output)  # type: ignore[arg-type]  # an XComArg: the export's result
 
