@@ -140,6 +140,8 @@ def main(argv: list[str]) -> int:
         browser.screenshot(out / "trigger-form.png")
         browser.open(f"{base}/dags/{dag}/runs/{run_id}/tasks/verify", settle_s=5)
         browser.screenshot(out / "verify-run.png")
+        browser.open(f"{base}/dags/{dag}/runs/{run_id}/tasks/verify/details", settle_s=6)
+        browser.screenshot(out / "verify-extra-link.png")
         browser.open(f"{base}/dags/{dag}/runs/{run_id}/tasks/verify/xcom", settle_s=5)
         browser.screenshot(out / "verify-xcom.png")
     return 0
