@@ -13,8 +13,8 @@ Where it can open something a browser can actually show, and nowhere else:
   (``?``) is refused for the same reason.
 
 Airflow 3 computes the link on the worker right after the task ends and stores it in XCom, so the
-rendered ``s3_bucket``/``s3_key`` of the operator and its connection are at hand. In the UI it is
-a button in the task instance's header ("S3 object").
+rendered ``s3_bucket``/``s3_key`` of the operator and its connection are at hand. In Airflow
+3.3's UI it is a button under the task instance's Details tab, "Extra Links".
 """
 
 from __future__ import annotations
