@@ -333,7 +333,10 @@ def test_daily_export_dag_exports_exactly_its_interval_and_a_rerun_overwrites_th
 
     state, tasks = _run(dag, logical_date=dt.datetime(2024, 1, 2, tzinfo=dt.timezone.utc))
 
-    assert (state, tasks) == ("success", {"export_csv": "success", "export_parquet": "success"})
+    assert (state, tasks) == (
+        "success",
+        {"export_csv": "success", "export_parquet": "success", "warn_if_empty": "success"},
+    )
     first = {o["Key"]: o["LastModified"] for o in s3_client.list_objects_v2(Bucket=bucket)["Contents"]}
     days = {key.split("/")[2] for key in first}
     assert len(days) == 1
