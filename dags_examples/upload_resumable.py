@@ -41,6 +41,7 @@ MiB = 1024 * 1024
     schedule=None,
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
+    max_active_runs=1,  # two runs uploading one key would each resume the other's upload
     tags=["s3stream", "upload"],
     doc_md=__doc__,
     params={

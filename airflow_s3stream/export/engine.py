@@ -37,7 +37,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow_s3stream.budget import compact_arrow_memory
-from airflow_s3stream.errors import ConfigurationError, DestinationError
+from airflow_s3stream.errors import ConfigurationError, DestinationError, InvalidInputError
 from airflow_s3stream.export.columns import Column, describe_query
 from airflow_s3stream.export.copy_stream import arrow_batches, copy_rows
 from airflow_s3stream.export.keys import commit_state_key, manifest_key, part_key, single_key, stale_part_keys
@@ -168,6 +168,7 @@ def export_query(
     :raises DestinationError: bucket missing or not accessible (before the query runs).
     :raises QueryError: Postgres rejected the query, or a value cannot be represented (nothing written).
     :raises ExportConnectionError: the connection was lost mid-export (nothing left half-written).
+    :raises InvalidInputError: no rows and ``options.empty_result == "fail"`` (nothing written).
     """
     options.validate()
     if stage_only and options.write_manifest:
@@ -216,6 +217,8 @@ def export_query(
             has_header = options.file_format == "csv" and options.header
             with contextlib.closing(copy_rows(conn, statement, parameters, sql)) as copied:
                 rows = write_text(copied, parts, options, has_header=has_header, progress=progress.set)
+        if rows == 0 and options.empty_result == "fail":
+            raise InvalidInputError(_empty_result_message(sql, parameters))
     except BaseException as exc:
         parts.abort(exc)
         _discard(client, bucket, parts.files, config)
@@ -283,3 +286,12 @@ def _discard(client: S3Client, bucket: str, files: list[ExportedFile], config: M
     if written:
         log.warning("export failed; deleting %d object(s) this run completed", len(written))
         delete_keys(client, bucket, written, config.retry)
+
+
+def _empty_result_message(sql: str, parameters: Any) -> str:
+    """The ``empty_result="fail"`` error: the query (on one line, shortened) and its parameters (the interval)."""
+    query = " ".join(sql.split())
+    if len(query) > 300:
+        query = query[:297] + "..."
+    bound = f" with parameters {parameters!r}" if parameters else ""
+    return f"the query returned no rows (empty_result='fail'): {query}{bound}"

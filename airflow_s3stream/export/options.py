@@ -24,7 +24,7 @@ __all__ = [
 MiB = 1024 * 1024
 FILE_FORMATS = ("csv", "jsonl", "parquet")
 COMPRESSIONS = (None, "gzip", "zstd")
-EMPTY_RESULT_POLICIES = ("write_empty_file", "skip")
+EMPTY_RESULT_POLICIES = ("write_empty_file", "skip", "fail")
 
 _EXTENSIONS = {"csv": ".csv", "jsonl": ".jsonl", "parquet": ".parquet"}
 _COMPRESSION_SUFFIXES = {None: "", "gzip": ".gz", "zstd": ".zst"}
@@ -48,7 +48,8 @@ class ExportOptions:
     :param max_bytes_per_file: split into numbered parts; a part is closed at the first row (CSV/JSONL)
         or row group (Parquet) boundary once it holds this many bytes (after compression).
     :param max_rows_per_file: split into numbered parts of at most this many rows.
-    :param empty_result: ``write_empty_file`` (a CSV header / a Parquet file with the schema) or ``skip``.
+    :param empty_result: ``write_empty_file`` (a CSV header / a Parquet file with the schema), ``skip``
+        (publish nothing) or ``fail`` (raise :class:`~airflow_s3stream.errors.InvalidInputError`).
     :param write_manifest: write ``_manifest.json`` after every data file is complete (split: the
         last step of the commit, listing each file's key, rows, bytes, ETag and checksum).
     :param parquet_row_group_rows: rows per Parquet row group (a row group is held in memory);

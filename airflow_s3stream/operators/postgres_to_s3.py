@@ -54,7 +54,9 @@ class PostgresToS3StreamOperator(BaseOperator):
     :param null_string: CSV representation of NULL (``""``, as ``psql``'s ``\\copy``).
     :param max_bytes_per_file: split into parts of about this many stored bytes (``None``).
     :param max_rows_per_file: split into parts of at most this many rows (``None``).
-    :param empty_result: ``write_empty_file`` (default: header-only CSV / schema-only Parquet) or ``skip``.
+    :param empty_result: ``write_empty_file`` (default: header-only CSV / schema-only Parquet), ``skip``
+        (publish nothing) or ``fail`` (no rows fails the task without retry, naming the query and its
+        parameters, e.g. the interval; checked at DAG parse time).
     :param write_manifest: write ``_manifest.json`` last (files, rows, bytes, checksums, query, columns).
     :param memory_budget: bytes the task's buffers may take (default 128 MiB, at least 32 MiB):
         part size and parts in flight (half of it: 8 MiB parts, 7 in flight), the Parquet row group

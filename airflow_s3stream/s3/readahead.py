@@ -8,11 +8,11 @@ one being consumed).
 
 :class:`StreamController` chooses N the way TCP slow start probes a link: begin with the single
 streamed GET (the cheapest: one request per pass); once the reader measurably waits on it, switch
-to N = 2 block GETs and double N while each doubling raises the throughput the reader sees by at
-least ``GAIN`` and the reader still waits on I/O (when it does not, the verifier's CPU is the
-bottleneck and more streams would only cost memory). The first doubling that does not pay is
-undone and N stays there. The controller is pure arithmetic over (bytes, seconds) observations,
-so it is tested without any I/O.
+to N = 2 block GETs and double N (the last step up to ``max_streams`` only) while each step raises
+the throughput the reader sees by at least ``GAIN`` and the reader still waits on I/O (when it
+does not, the verifier's CPU is the bottleneck and more streams would only cost memory). The first
+step that does not pay is undone and N stays there. The controller is pure arithmetic over
+(bytes, seconds) observations, so it is tested without any I/O.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ __all__ = ["GAIN", "ReadAhead", "StreamController"]
 
 GAIN = 1.2  # a doubling of N must raise throughput by 20% for the probe to go on
 KEEP = 1.1  # the last doubling is kept (and the probe stops) if it still raised throughput by 10%
-IO_BOUND = 0.25  # the reader waited on I/O for at least this share of the window: more streams may help
+IO_BOUND = 0.10  # the reader waited on I/O for at least this share of the window: more streams may help
 STREAMED_PROBE_BLOCKS = 2  # blocks read through the streamed GET before the first decision
 
 
@@ -109,10 +109,11 @@ class StreamController:
             self.settled = True
             return
         self._previous, self._previous_streams = throughput, self.streams
-        if io_share < IO_BOUND or self.streams * 2 > self.max_streams:
+        following = min(self.streams * 2, self.max_streams)  # the last step may be less than a doubling
+        if io_share < IO_BOUND or following == self.streams:
             self.settled = True  # the verifier's CPU is the limit now, or the ceiling is reached
             return
-        self._set(self.streams * 2)
+        self._set(following)
 
     def _set(self, streams: int) -> None:
         self.streams = streams

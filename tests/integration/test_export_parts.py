@@ -8,7 +8,10 @@ import json
 from typing import Any
 
 import pyarrow.parquet as pq
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_s3stream.errors import ConfigurationError
 from airflow_s3stream.operators import PostgresToS3StreamOperator
 
 
@@ -100,3 +103,26 @@ def test_empty_result_can_write_nothing(bucket: str, s3_client: Any) -> None:
     result = run(bucket, numbers(0), key="e/none", empty_result="skip", file_format="jsonl")
     assert result["files"] == [] and result["rows"] == 0
     assert keys(s3_client, bucket) == []
+
+
+@pytest.mark.parametrize("file_format", ["csv", "parquet"])
+def test_empty_result_fail_fails_the_task_naming_the_query_and_interval(
+    bucket: str, s3_client: Any, file_format: str
+) -> None:
+    sql = "SELECT g AS id FROM generate_series(1, 10) g WHERE g > %(start)s AND g < %(end)s"
+    with pytest.raises(AirflowFailException) as failure:
+        run(bucket, sql, key="e/none", empty_result="fail", file_format=file_format, parameters={"start": 5, "end": 6})
+    message = str(failure.value)
+    assert "no rows" in message and "generate_series" in message and "'start': 5" in message, message
+    assert f"s3://{bucket}/e/none" in message
+    assert keys(s3_client, bucket) == []
+    assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_empty_result_fail_exports_rows_as_usual(bucket: str) -> None:
+    assert run(bucket, numbers(3), key="e/some", empty_result="fail")["rows"] == 3
+
+
+def test_empty_result_is_validated_at_parse_time() -> None:
+    with pytest.raises(ConfigurationError, match="fail"):
+        PostgresToS3StreamOperator(task_id="x", sql="SELECT 1", s3_bucket="b", s3_key="k", empty_result="error")

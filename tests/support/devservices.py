@@ -198,12 +198,10 @@ def airflow_connection_env(
 ) -> dict[str, str]:
     """``AIRFLOW_CONN_*`` variables that point Airflow's connections at ``services``."""
     s3 = services.s3
-    aws = {
-        "conn_type": "aws",
-        "login": s3.access_key_id,
-        "password": s3.secret_access_key,
-        "extra": {"endpoint_url": s3.endpoint_url, "region_name": s3.region},
-    }
+    extra = {"endpoint_url": s3.endpoint_url, "region_name": s3.region}
+    if s3.origin == "moto":  # moto serves objects without credentials, so a browser can open them
+        extra["s3stream_console_url"] = s3.endpoint_url + "/{bucket}/{key}"
+    aws = {"conn_type": "aws", "login": s3.access_key_id, "password": s3.secret_access_key, "extra": extra}
     pg = urllib.parse.urlsplit(services.postgres.uri)
     pg_uri = urllib.parse.urlunsplit(("postgres", pg.netloc, pg.path, pg.query, ""))
     return {

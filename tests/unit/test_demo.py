@@ -1,4 +1,4 @@
-"""``make demo`` finds the example DAGs wherever the checkout is."""
+"""``make demo`` finds the example DAGs wherever the checkout is, and keeps to its own database."""
 
 from __future__ import annotations
 
@@ -7,4 +7,20 @@ from tests.support import demo
 
 def test_demo_runs_the_dag_from_the_checkouts_example_dags() -> None:
     assert (demo.REPO / "dags_examples" / "postgres_to_s3_daily.py").is_file()
+    assert (demo.REPO / "tests" / "support" / "demo_dags" / "demo_tour.py").is_file()
     assert (demo.REPO / "Makefile").is_file()
+
+
+def test_demo_database_replaces_only_the_database_of_the_server_uri() -> None:
+    uri = "postgresql://postgres@%2Ftmp%2Fpg:5433/postgres?sslmode=disable"
+    assert demo.demo_database_uri(uri) == "postgresql://postgres@%2Ftmp%2Fpg:5433/s3stream_demo?sslmode=disable"
+
+
+def test_demo_advertises_no_option_it_does_not_have() -> None:
+    assert "--keep-running" not in (demo.REPO / "tests" / "support" / "demo.py").read_text()
+
+
+def test_makefile_never_runs_the_system_package_manager() -> None:
+    makefile = (demo.REPO / "Makefile").read_text()
+    recipe_lines = [line for line in makefile.splitlines() if line.startswith("\t")]
+    assert not [line for line in recipe_lines if "apt-get" in line and "echo" not in line]

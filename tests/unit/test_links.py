@@ -1,4 +1,4 @@
-"""The "S3 object" extra link: AWS console for AWS, the object URL for a custom endpoint."""
+"""The "S3 object" extra link: AWS console for AWS, a configured console template or nothing elsewhere."""
 
 from __future__ import annotations
 
@@ -44,11 +44,43 @@ def test_prefix_link_lists_the_prefix_in_the_bucket_view() -> None:
     assert urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)["prefix"] == ["exports/2024-01-01/"]
 
 
-def test_custom_endpoint_link_is_the_path_style_object_url_with_the_key_quoted() -> None:
-    url = s3_object_url("archives", "/bags/a b#1.zip", endpoint_url="http://seaweedfs:8333/")
-    assert url == "http://seaweedfs:8333/archives/bags/a%20b%231.zip"
-    listing = s3_object_url("archives", "exports/day=1/", endpoint_url="http://seaweedfs:8333", prefix=True)
-    assert listing == "http://seaweedfs:8333/archives?prefix=exports%2Fday%3D1%2F"
+def test_custom_endpoint_link_fills_the_console_template_with_the_key_quoted() -> None:
+    template = "http://seaweedfs:8888/buckets/{bucket}/{key}"
+    url = s3_object_url("archives", "/bags/a b#1.zip", endpoint_url="http://seaweedfs:8333/", console_url=template)
+    assert url == "http://seaweedfs:8888/buckets/archives/bags/a%20b%231.zip"
+    listing = s3_object_url(
+        "archives", "exports/day=1", endpoint_url="http://seaweedfs:8333", prefix=True, console_url=template
+    )
+    assert listing == "http://seaweedfs:8888/buckets/archives/exports/day%3D1/"
+    assert "?" not in url + listing
+
+
+def test_custom_endpoint_without_a_console_template_has_no_link_rather_than_a_403() -> None:
+    assert s3_object_url("archives", "bags/a.zip", endpoint_url="http://seaweedfs:8333") == ""
+    assert s3_object_url("archives", "exports/", endpoint_url="http://minio:9000", prefix=True) == ""
+
+
+def test_a_console_template_with_a_query_string_or_unknown_fields_gives_no_link() -> None:
+    for template in ("http://minio:9001/browser/{bucket}?path={key}", "http://x/{bucket}/{key}/{region}"):
+        assert s3_object_url("b", "k", endpoint_url="http://minio:9000", console_url=template) == "", template
+
+
+@pytest.mark.parametrize("configured", [True, False])
+def test_link_on_a_custom_endpoint_is_present_only_when_configured_and_never_presigned(
+    monkeypatch: pytest.MonkeyPatch, configured: bool
+) -> None:
+    extra: dict[str, str] = {"endpoint_url": "http://seaweedfs:8333", "region_name": "us-east-1"}
+    if configured:
+        extra["s3stream_console_url"] = "http://seaweedfs:8888/buckets/{bucket}/{key}"
+    conn = {"conn_type": "aws", "login": "AKIDEXAMPLE", "password": "secret-example", "extra": extra}
+    monkeypatch.setenv("AIRFLOW_CONN_S3STREAM_SEAWEED", json.dumps(conn))
+    op = _WritesObject(task_id="t", s3_bucket="bkt", s3_key="dir/a.zip", aws_conn_id="s3stream_seaweed")
+    url = S3ObjectLink().get_link(op, ti_key=None)
+    if configured:
+        assert url == "http://seaweedfs:8888/buckets/bkt/dir/a.zip"
+    else:
+        assert url == ""
+    assert "?" not in url and "Signature" not in url and "AKIDEXAMPLE" not in url
 
 
 def test_link_reads_the_operators_bucket_key_and_connection_endpoint(airflow_connections: dict[str, str]) -> None:
@@ -101,7 +133,7 @@ def test_every_operator_offers_the_link_and_the_export_links_to_its_prefix_listi
     for op in (export, upload, verify):
         assert [link.name for link in op.operator_extra_links] == ["S3 object"], op.task_id
     link = S3ObjectLink()
-    assert link.get_link(export, ti_key=None) == f"{endpoint}/b?prefix=exp%2Fday%3D1%2Forders"
+    assert link.get_link(export, ti_key=None) == f"{endpoint}/b/exp/day%3D1/orders/"
     assert link.get_link(upload, ti_key=None) == f"{endpoint}/b/up/x.bin"
     assert link.get_link(verify, ti_key=None) == f"{endpoint}/b/a.zip"
 

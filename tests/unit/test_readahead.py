@@ -120,6 +120,14 @@ def test_adaptive_doubles_while_throughput_grows_and_settles_at_the_cpu_limit() 
     assert controller.settled and controller.streams == 8, controller.history
 
 
+def test_adaptive_reaches_a_ceiling_that_is_not_a_power_of_two() -> None:
+    clock = _Clock()
+    controller = StreamController(max_streams=6, clock=clock)
+    # the default budget's ceiling: 2 -> 4 -> 6, not stuck at 4 because 8 would be past it
+    _simulate(controller, clock, {n: 40.0 * max(1, n) for n in (0, 2, 4, 6)}, cpu_mb_per_s=1000)
+    assert controller.settled and controller.streams == 6, controller.history
+
+
 def test_adaptive_stays_on_one_streamed_get_when_the_cpu_is_the_bottleneck() -> None:
     clock = _Clock()
     controller = StreamController(max_streams=16, clock=clock)
