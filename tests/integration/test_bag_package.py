@@ -7,6 +7,7 @@ checked three ways: by the package's verifier in S3, by bagit-python after unzip
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import random
@@ -208,3 +209,35 @@ def test_arguments_are_validated_at_parse_time() -> None:
     # templated values are checked once rendered, not at parse time
     templated: dict[str, Any] = {**base, "bag_info": "{{ params.info }}", "compression": "{{ params.c }}"}
     S3ToBagItZipOperator(**templated)
+
+
+@pytest.mark.slow
+def test_a_member_over_4_gib_from_a_local_source_is_packaged_with_zip64_and_verifies(tmp_path: Path) -> None:
+    from airflow_s3stream.archive.package import PackageConfig, package_bag
+    from airflow_s3stream.archive.sources import local_payload
+    from airflow_s3stream.s3.reader import LocalFileSource
+
+    payload = tmp_path / "payload"
+    (payload / "scans").mkdir(parents=True)
+    big = payload / "scans" / "über-große.img"
+    with open(big, "wb") as f:  # sparse: 4 GiB + 1 MiB of zeros without the disk
+        f.truncate(4 * 1024**3 + 1024**2)
+    (payload / "empty.txt").write_bytes(b"")
+    (payload / "notes.txt").write_bytes("café\n".encode())
+    target = tmp_path / "bag.zip"
+
+    with open(target, "wb") as sink:
+        result = package_bag(local_payload(payload), sink, PackageConfig(bag_name="big-bag", checksums=("sha256",)))
+
+    assert result.payload_bytes == 4 * 1024**3 + 1024**2 + len("café\n".encode())
+    assert result.oxum == f"{result.payload_bytes}.3"
+    with zipfile.ZipFile(target) as zf:  # the standard library reads the ZIP64 sizes back
+        info = zf.getinfo("big-bag/data/scans/über-große.img")
+        assert info.file_size == 4 * 1024**3 + 1024**2 and info.compress_size < 16 * 1024**2
+    # zeros deflate about 1,000:1, past the default zip-bomb guard (200:1): this bag's owner raises it
+    bomb_guard = VerifyConfig(mode="bagit").limits
+    assert not verify_archive(LocalFileSource(target), VerifyConfig(mode="bagit")).valid
+    limits = dataclasses.replace(bomb_guard, max_ratio=2000)
+    report = verify_archive(LocalFileSource(target), VerifyConfig(mode="bagit", limits=limits))
+    assert report.valid, report.summary()
+    assert report.payload_files == 3 and report.payload_bytes == result.payload_bytes
