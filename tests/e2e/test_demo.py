@@ -98,6 +98,7 @@ def test_make_demo_from_a_fresh_copy_shows_every_operator_and_keeps_to_its_own_d
     for label in OPERATOR_LINES:
         assert sum(line.startswith(label) for line in output.splitlines()) == 1, (label, output)
     assert "INVALID" in output and "s3stream_demo" in output
+    assert "through the example verify DAG: s3stream_verify_archive" in output  # the DAG users trigger
     assert "Why 2023-12-31" in output
     assert "apt-get install" not in output.replace("e.g. apt-get install zip", "")
 

@@ -7,7 +7,8 @@
 3. in a throwaway ``AIRFLOW_HOME`` with SQLite: ``airflow db migrate``, then the real CLI:
    ``airflow dags test s3stream_postgres_to_s3_daily 2024-01-01`` (the export example DAG), then
    ``airflow dags test s3stream_demo_tour`` (:mod:`tests.support.demo_dags.demo_tour`: load the export
-   back, package a BagIt bag, verify it, verify a tampered copy, upload a file in parts);
+   back, package a BagIt bag, make a tampered copy, upload a file in parts), then the example verify
+   DAG ``s3stream_verify_archive`` on the bag and on the tampered copy;
 4. print one block per operator, then what to do next.
 
     python -m tests.support.demo [--rows 1500000]
@@ -35,6 +36,9 @@ __all__ = ["BUCKET", "DEMO_DATABASE", "SAMPLE_PREFIX", "load_demo_data", "main"]
 
 DAG_ID = "s3stream_postgres_to_s3_daily"
 TOUR_DAG_ID = "s3stream_demo_tour"
+VERIFY_DAG_ID = "s3stream_verify_archive"
+BAG_KEY = "archives/sample-bag.zip"  # written by the tour's package task; the verify DAG's default key
+TAMPERED_KEY = "archives/sample-bag-tampered.zip"  # written by the tour's tamper task
 LOGICAL_DATE = "2024-01-01"
 BUCKET = "s3stream"  # the example DAGs' default bucket, so their trigger forms work as they are
 DEMO_DATABASE = "s3stream_demo"  # created by the demo; the only database it writes to
@@ -227,25 +231,35 @@ def _print_tour(xcoms: dict[str, Any], client: Any) -> None:
         f"s3://{BUCKET}/{bag.get('key', '?')} ({bag.get('zip_bytes', 0):,} bytes, "
         f"{bag.get('files', '?')} payload files, Payload-Oxum {bag.get('oxum')})"
     )
-    report = xcoms.get("verify") or {}
-    say(
-        f"[S3ZipVerifyOperator] s3://{BUCKET}/{bag.get('key', '?')}: "
-        f"{'VALID' if report.get('valid') else 'INVALID'} as {report.get('mode')}, "
-        f"{report.get('members_checked')} members checked (CRC-32, sha256 manifest, Payload-Oxum); "
-        f"report beside it as .verification.json"
-    )
-    bad = xcoms.get("verify_tampered") or {}
-    first = (bad.get("errors") or [{}])[0]
-    reason = f"{first.get('member')}: {first.get('reason')}" if first.get("member") else first.get("reason")
-    say(
-        f"  and a copy with one byte changed: {'VALID' if bad.get('valid') else 'INVALID'}, "
-        f"{bad.get('error_count', 0)} error(s), first: {reason}"
-    )
     upload = xcoms.get("upload") or {}
     say(
         f"[S3MultipartUploadOperator] uploaded a {upload.get('size', 0) / 1e6:.0f} MB generated file to "
         f"s3://{BUCKET}/{upload.get('key')} in {upload.get('parts')} parts with {upload.get('checksum_algorithm')} "
         f"checksums ({upload.get('checksum_type')}), verified after completion"
+    )
+
+
+def _report(client: Any, key: str) -> dict[str, Any]:
+    """The verify DAG's report beside ``key`` ({} when it wrote none)."""
+    try:
+        body = client.get_object(Bucket=BUCKET, Key=key + ".verification.json")["Body"].read()
+    except client.exceptions.NoSuchKey:
+        return {}
+    return dict(json.loads(body))
+
+
+def _print_verify(report: dict[str, Any], bad: dict[str, Any]) -> None:
+    say(
+        f"[S3ZipVerifyOperator] s3://{BUCKET}/{BAG_KEY}: "
+        f"{'VALID' if report.get('valid') else 'INVALID'} as {report.get('mode')}, "
+        f"{report.get('members_checked')} members checked (CRC-32, sha256 manifest, Payload-Oxum); "
+        f"report beside it as .verification.json"
+    )
+    first = (bad.get("errors") or [{}])[0]
+    reason = f"{first.get('member')}: {first.get('reason')}" if first.get("member") else first.get("reason")
+    say(
+        f"  and s3://{BUCKET}/{TAMPERED_KEY}, one byte changed: {'VALID' if bad.get('valid') else 'INVALID'}, "
+        f"{bad.get('error_count', 0)} error(s), first: {reason} (the verify DAG's run fails, as it should)"
     )
 
 
@@ -256,11 +270,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1_500_000, help="rows in the sample table (a third per day)")
     args = parser.parse_args(argv)
 
-    say("[1/5] starting Postgres and S3 (S3STREAM_POSTGRES_URI / local 5432 / embedded; S3STREAM_S3_ENDPOINT / moto)")
+    say("[1/6] starting Postgres and S3 (S3STREAM_POSTGRES_URI / local 5432 / embedded; S3STREAM_S3_ENDPOINT / moto)")
     services = devservices.start_all()
     say(f"  postgres ({services.postgres.origin}); the demo writes only to its own database {DEMO_DATABASE}")
     say(f"  s3 ({services.s3.origin}) at {services.s3.endpoint_url}, bucket {BUCKET}")
-    say(f"[2/5] loading {args.rows:,} rows into {DEMO_DATABASE}.{TABLE} and sample files into S3")
+    say(f"[2/6] loading {args.rows:,} rows into {DEMO_DATABASE}.{TABLE} and sample files into S3")
     demo_uri, client = load_demo_data(services, args.rows)
 
     home = tempfile.mkdtemp(prefix="s3stream-demo-airflow-")
@@ -285,12 +299,12 @@ def main(argv: list[str] | None = None) -> int:
         "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p),
     }
     env.pop("AIRFLOW__CORE__SQL_ALCHEMY_CONN", None)
-    say(f"[3/5] preparing Airflow's metadata DB (AIRFLOW_HOME={home})")
+    say(f"[3/6] preparing Airflow's metadata DB (AIRFLOW_HOME={home})")
     status, _, idle_mib, output = _airflow(["db", "migrate"], env, "airflow db migrate")
     if status != 0:
         say(output[-4000:])
         return status
-    say(f"[4/5] running the export example DAG: airflow dags test {DAG_ID} {LOGICAL_DATE}")
+    say(f"[4/6] running the export example DAG: airflow dags test {DAG_ID} {LOGICAL_DATE}")
     status, seconds, peak_mib, output = _airflow(["dags", "test", DAG_ID, LOGICAL_DATE], env, "exporting")
     log_path = Path(home) / "demo-dags-test.log"
     log_path.write_text(output)
@@ -307,20 +321,33 @@ def main(argv: list[str] | None = None) -> int:
     _print_export(client, manifests, seconds)
 
     say()
-    say(f"[5/5] running every other operator: airflow dags test {TOUR_DAG_ID} (tests/support/demo_dags/demo_tour.py)")
+    say(f"[5/6] running every other operator: airflow dags test {TOUR_DAG_ID} (tests/support/demo_dags/demo_tour.py)")
     env["S3STREAM_DEMO_MANIFEST"] = csv_manifest
     env["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "tests" / "support" / "demo_dags")
     status, _, tour_peak_mib, output = _airflow(
-        ["dags", "test", TOUR_DAG_ID], env, "load back, package, verify, tamper and verify, upload"
+        ["dags", "test", TOUR_DAG_ID], env, "load back, package, tamper a copy, upload"
     )
     tour_log = Path(home) / "demo-tour.log"
     tour_log.write_text(output)
     xcoms = _xcoms(home, TOUR_DAG_ID)
-    if status != 0 or not {"load_back", "package", "verify", "verify_tampered", "upload"} <= set(xcoms):
+    if status != 0 or not {"load_back", "package", "tamper", "upload"} <= set(xcoms):
         say(output[-6000:])
         say(f"the tour DAG failed (exit {status}, results from {sorted(xcoms)}); full log: {tour_log}")
         return status or 1
     _print_tour(xcoms, client)
+
+    say()
+    say(f"[6/6] verifying the bag and its tampered copy through the example verify DAG: {VERIFY_DAG_ID}")
+    env["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags_examples")
+    reports = {}
+    for key in (BAG_KEY, TAMPERED_KEY):
+        conf = {"bucket": BUCKET, "key": key, "mode": "bagit", "write_report": True}
+        _airflow(["dags", "test", VERIFY_DAG_ID, "-c", json.dumps(conf)], env, f"verifying s3://{BUCKET}/{key}")
+        reports[key] = _report(client, key)
+    if not reports[BAG_KEY].get("valid") or reports[TAMPERED_KEY].get("valid", True):
+        say(f"unexpected verification results: {reports}; logs under {home}")
+        return 1
+    _print_verify(reports[BAG_KEY], reports[TAMPERED_KEY])
 
     say()
     say(

@@ -9,9 +9,8 @@ not an example to copy (those are in ``dags_examples/``). The demo passes, in th
 * ``load_back``: :class:`S3ToPostgresStreamOperator` loads the export back through its manifest;
 * ``package``: :class:`S3ToBagItZipOperator` packages ``samples/sample-bag/`` into
   ``archives/sample-bag.zip`` (what the verify DAG checks by default);
-* ``verify``: :class:`S3ZipVerifyOperator` checks it as a BagIt bag and writes the report;
-* ``tamper`` + ``verify_tampered``: a copy with one payload byte changed, verified with
-  ``fail_on_invalid=False`` so the demo can show the reason without failing the run;
+* ``tamper``: a copy of it with one payload byte changed, ``archives/sample-bag-tampered.zip``
+  (the demo then verifies both through the example verify DAG, ``s3stream_verify_archive``);
 * ``upload``: :class:`S3MultipartUploadOperator` uploads the generated file in parts.
 """
 
@@ -28,7 +27,6 @@ from airflow_s3stream.operators import (
     S3MultipartUploadOperator,
     S3ToBagItZipOperator,
     S3ToPostgresStreamOperator,
-    S3ZipVerifyOperator,
 )
 
 BUCKET = os.environ.get("S3STREAM_BUCKET", "s3stream")
@@ -58,10 +56,6 @@ def s3stream_demo_tour() -> None:
         checksums=["sha256"],
         bag_info={"Source-Organization": "make demo"},
     )
-    verify = S3ZipVerifyOperator(
-        task_id="verify", s3_bucket=BUCKET, s3_key=BAG_KEY, mode="bagit", report_key=BAG_KEY + ".verification.json"
-    )
-
     @task
     def tamper() -> str:
         """Copy the bag with one byte of one payload member changed (its CRC-32 and digest no longer match)."""
@@ -79,15 +73,7 @@ def s3stream_demo_tour() -> None:
         client.put_object(Bucket=BUCKET, Key=TAMPERED_KEY, Body=bytes(body))
         return info.filename
 
-    verify_tampered = S3ZipVerifyOperator(
-        task_id="verify_tampered",
-        s3_bucket=BUCKET,
-        s3_key=TAMPERED_KEY,
-        mode="bagit",
-        fail_on_invalid=False,  # the demo shows the reason; a real DAG lets the task fail
-        report_key=TAMPERED_KEY + ".verification.json",
-    )
-    package >> verify >> tamper() >> verify_tampered
+    package >> tamper()
 
     S3MultipartUploadOperator(
         task_id="upload",
