@@ -38,24 +38,14 @@ import tempfile
 import time
 from typing import Any
 
+from benchmarks.orders import orders_table_sql
+
 MiB = 1024 * 1024
 # the defaults before memory_budget: 16 MiB parts, 8 in flight, 128k-row Parquet row groups
 BEFORE_BUDGET = {"part_size": 16 * MiB, "max_concurrency": 8, "parquet_row_group_rows": 128 * 1024}
 SPLIT_MIB = int(os.environ.get("BENCH_SPLIT_MIB", "32"))  # set by --split-mib for the children
 BUCKET = "bench-export"
 TABLE = "bench_export"
-TABLE_SQL = f"""
-DROP TABLE IF EXISTS {TABLE};
-CREATE UNLOGGED TABLE {TABLE} AS
-SELECT g::int8 AS id,
-       md5(g::text) AS customer,
-       (g % 100000 * 1.37)::numeric(12, 2) AS amount,
-       timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second' AS created_at,
-       (ARRAY['new', 'paid', 'shipped', 'returned'])[1 + g % 4] AS status,
-       'note, "quoted" ' || md5((g * 7)::text) AS note
-FROM generate_series(1, %s) g;
-ANALYZE {TABLE};
-"""
 
 
 def _client(endpoint: str) -> Any:
@@ -271,7 +261,7 @@ def main() -> int:
             client.create_bucket(Bucket=BUCKET)
         print(f"loading {args.rows:,} rows into {TABLE} ...", file=sys.stderr, flush=True)
         with psycopg.connect(postgres.uri, autocommit=True) as conn:
-            conn.execute(TABLE_SQL.replace("%s", str(args.rows)).encode())
+            conn.execute(orders_table_sql(TABLE, args.rows).encode())
         env = {
             **os.environ,
             **devservices.airflow_connection_env(devservices.DevServices(postgres=postgres, s3=s3)),

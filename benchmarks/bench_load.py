@@ -34,21 +34,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.orders import orders_table_sql
+from tests.support.memory import peak_rss_kib
+
 BUCKET = "bench-load"
 SOURCE, TARGET = "bench_load_src", "bench_load_dst"
-SOURCE_SQL = f"""
-DROP TABLE IF EXISTS {SOURCE};
-CREATE UNLOGGED TABLE {SOURCE} AS
-SELECT g::int8 AS id,
-       md5(g::text) AS customer,
-       (g % 100000 * 1.37)::numeric(12, 2) AS amount,
-       timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second' AS created_at,
-       (ARRAY['new', 'paid', 'shipped', 'returned'])[1 + g % 4] AS status,
-       'note, "quoted" ' || md5((g * 7)::text) AS note
-FROM generate_series(1, %s) g;
-DROP TABLE IF EXISTS {TARGET};
-CREATE TABLE {TARGET} (LIKE {SOURCE});
-"""
 COLUMNS = ["id", "customer", "amount", "created_at", "status", "note"]
 KEYS = {"csv": "src/rows{n}.csv", "csv_zstd": "src/rows{n}.csv.zst", "parquet": "src/rows{n}.parquet"}
 
@@ -65,11 +55,6 @@ def find_psql() -> str | None:
         if path.exists():
             return str(path)
     return None
-
-
-def _peak_rss_kib() -> int:
-    with open("/proc/self/status") as status:
-        return int(next(line for line in status if line.startswith("VmHWM:")).split()[1])
 
 
 # -- what each child process runs ------------------------------------------------------------
@@ -162,7 +147,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.child:
         result = run_case(args.child, args.rows, args.key)
-        print(json.dumps({**result, "peak_rss_kib": _peak_rss_kib()}), flush=True)
+        print(json.dumps({**result, "peak_rss_kib": peak_rss_kib()}), flush=True)
         return 0
 
     import psycopg
@@ -201,7 +186,8 @@ def main() -> int:
         print(f"building {args.rows:,} rows and their exports ...", file=sys.stderr, flush=True)
         sizes = sorted({args.rows, args.small_rows, args.s3tosql_rows})
         with psycopg.connect(postgres.uri, autocommit=True) as conn:
-            conn.execute(SOURCE_SQL.replace("%s", str(max(sizes))).encode())
+            conn.execute(orders_table_sql(SOURCE, max(sizes)).encode())
+            conn.execute(f"DROP TABLE IF EXISTS {TARGET}; CREATE TABLE {TARGET} (LIKE {SOURCE})".encode())
         from airflow_s3stream.operators import PostgresToS3StreamOperator
 
         csv_bytes: dict[int, int] = {}
