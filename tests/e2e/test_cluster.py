@@ -28,7 +28,7 @@ import psycopg
 import pytest
 
 from tests.e2e.airflow_stack import wait_for
-from tests.support import stack_spec
+from tests.support import devservices, stack_spec
 from tests.support.bags import make_bag, zip_dir
 from tests.support.cluster import Cluster, running_cluster
 from tests.support.devservices import DevServices
@@ -48,15 +48,8 @@ MiB = stack_spec.MiB
 
 @pytest.fixture(scope="module")
 def cluster_bucket(s3_client: Any) -> Iterator[str]:
-    name = f"cluster-{uuid.uuid4().hex[:16]}"
-    s3_client.create_bucket(Bucket=name)
-    yield name
-    for page in s3_client.get_paginator("list_objects_v2").paginate(Bucket=name):
-        for obj in page.get("Contents", []):
-            s3_client.delete_object(Bucket=name, Key=obj["Key"])
-    for upload in s3_client.list_multipart_uploads(Bucket=name).get("Uploads", []):
-        s3_client.abort_multipart_upload(Bucket=name, Key=upload["Key"], UploadId=upload["UploadId"])
-    s3_client.delete_bucket(Bucket=name)
+    with devservices.throwaway_bucket(s3_client, "cluster") as name:
+        yield name
 
 
 @pytest.fixture(scope="module")

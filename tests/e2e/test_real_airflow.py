@@ -23,6 +23,7 @@ import pytest
 
 from tests.e2e.airflow_stack import AirflowStack, wait_for
 from tests.e2e.conftest import DAGS_EXAMPLES
+from tests.support import devservices
 from tests.support.bags import make_bag, zip_dir
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -35,15 +36,8 @@ BACKFILL_DAYS = ("2024-01-01", "2024-01-02", "2024-01-03")
 @pytest.fixture(scope="module")
 def export_bucket(s3_client: Any) -> Iterator[str]:
     """The bucket the daily export DAG writes to in this deployment (``S3STREAM_BUCKET``)."""
-    name = f"e2e-{uuid.uuid4().hex[:16]}"
-    s3_client.create_bucket(Bucket=name)
-    yield name
-    for page in s3_client.get_paginator("list_objects_v2").paginate(Bucket=name):
-        for obj in page.get("Contents", []):
-            s3_client.delete_object(Bucket=name, Key=obj["Key"])
-    for upload in s3_client.list_multipart_uploads(Bucket=name).get("Uploads", []):
-        s3_client.abort_multipart_upload(Bucket=name, Key=upload["Key"], UploadId=upload["UploadId"])
-    s3_client.delete_bucket(Bucket=name)
+    with devservices.throwaway_bucket(s3_client, "e2e") as name:
+        yield name
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,7 @@ import sys
 import tempfile
 import threading
 import urllib.parse
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -256,3 +257,20 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main(sys.argv))
+
+
+@contextlib.contextmanager
+def throwaway_bucket(client: Any, prefix: str) -> Iterator[str]:
+    """A new bucket ``<prefix>-<random>`` for the block; afterwards its objects and open uploads are
+    removed and the bucket deleted (the session's endpoint keeps no data between tests)."""
+    name = f"{prefix}-{uuid.uuid4().hex[:16]}"
+    client.create_bucket(Bucket=name)
+    try:
+        yield name
+    finally:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
+            for obj in page.get("Contents", []):
+                client.delete_object(Bucket=name, Key=obj["Key"])
+        for upload in client.list_multipart_uploads(Bucket=name).get("Uploads", []):
+            client.abort_multipart_upload(Bucket=name, Key=upload["Key"], UploadId=upload["UploadId"])
+        client.delete_bucket(Bucket=name)

@@ -56,6 +56,7 @@ def s3stream_demo_tour() -> None:
         checksums=["sha256"],
         bag_info={"Source-Organization": "make demo"},
     )
+
     @task
     def tamper() -> str:
         """Copy the bag with one byte of one payload member changed (its CRC-32 and digest no longer match)."""
