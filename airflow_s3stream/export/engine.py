@@ -200,9 +200,9 @@ def export_query(
     )
     try:
         if options.file_format == "parquet":
+            compact_arrow_memory()  # before pyarrow's first import: it picks Arrow's C++ pool
             from airflow_s3stream.export.arrow_types import arrow_columns, arrow_schema
 
-            compact_arrow_memory()
             mapped = arrow_columns(columns)
             schema = arrow_schema(mapped)
             with contextlib.closing(arrow_batches(conn, sql, parameters, mapped, schema)) as batches:

@@ -4,7 +4,9 @@ Each export runs in a fresh subprocess (``PostgresToS3StreamOperator.execute({})
 session's ``AIRFLOW_CONN_*``); its peak RSS is the child's own ``VmHWM``
 (:mod:`tests.support.memory`). Ten times the rows must not cost more than a quarter more memory,
 and at the default ``memory_budget`` (128 MiB) no format adds more than the budget to an idle
-process that has imported what the task imports.
+process that has imported what the task imports (for Parquet, pyarrow's libraries too). The exporting child
+imports pyarrow only inside the export, as a task does, so Arrow's allocator is chosen as in
+production (jemalloc for Arrow's C++ allocations too, not only for those made from Python).
 """
 
 from __future__ import annotations
@@ -21,23 +23,26 @@ import pytest
 MiB = 1024 * 1024
 CHILD = textwrap.dedent(
     """
-    import json, sys
+    import json, os, sys
     from airflow_s3stream.operators import PostgresToS3StreamOperator
     from tests.support.memory import peak_rss_kib
-    import pyarrow.parquet
     from airflow_s3stream.hooks.s3 import S3StreamHook
     bucket, rows, fmt, knobs = sys.argv[1], int(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4])
     if rows == 0:  # the idle task runtime: the same imports and an S3 client, no export
+        if fmt.startswith("parquet"):
+            import pyarrow.parquet  # its libraries loaded too: the tasks of a worker share them
         S3StreamHook().get_s3_client()
         print(json.dumps({"rows": 0, "peak_kib": peak_rss_kib()}))
         raise SystemExit(0)
+    assert "pyarrow" not in sys.modules  # as in a task: the export imports pyarrow itself
     fmt, _, compression = fmt.partition("+")
     sql = ("SELECT g AS id, md5(g::text) AS customer, g * 1.25 AS amount, now() AS ts, "
            "repeat('x', 40) AS pad FROM generate_series(1, %(n)s) g")
     op = PostgresToS3StreamOperator(task_id="mem", sql=sql, parameters={"n": rows}, s3_bucket=bucket,
                                     s3_key=f"mem/{fmt}/{rows}", file_format=fmt, compression=compression or None,
                                     **knobs)
-    print(json.dumps({**op.execute({}), "peak_kib": peak_rss_kib()}))
+    result = op.execute({})
+    print(json.dumps({**result, "peak_kib": peak_rss_kib(), "arrow_pool": os.environ.get("ARROW_DEFAULT_MEMORY_POOL")}))
     """
 )
 
@@ -79,9 +84,11 @@ def test_peak_memory_is_flat_across_a_tenfold_row_count(bucket: str, file_format
 @pytest.mark.slow
 @pytest.mark.parametrize("file_format", ["csv", "csv+zstd", "jsonl", "parquet", "parquet+zstd"])
 def test_default_budget_adds_at_most_128_mib_over_an_idle_task(bucket: str, file_format: str) -> None:
-    idle_rss, _ = run_export(bucket, 0, "csv", {})
+    idle_rss, _ = run_export(bucket, 0, file_format, {})
     rss, result = run_export(bucket, 1_000_000, file_format, {})
     assert result["rows"] == 1_000_000
+    if file_format.startswith("parquet"):  # Arrow's C++ pool was chosen before pyarrow was first imported
+        assert result["arrow_pool"] == "jemalloc", result["arrow_pool"]
     print(f"\n{file_format}: idle {idle_rss:.0f} MiB, export {rss:.0f} MiB, added {rss - idle_rss:.0f} MiB")
     assert rss - idle_rss <= 128, (idle_rss, rss)
 
