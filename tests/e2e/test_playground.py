@@ -3,6 +3,7 @@ and Ctrl-C (SIGINT) leaves no process behind."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -67,15 +68,21 @@ def test_playground_serves_the_ui_runs_the_verify_dag_with_its_defaults_and_stop
     log = tmp_path / "playground.out"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     env["PYTHONPATH"] = str(demo.REPO)
+    # Started with SIGINT ignored, as a script's background job (CI) starts it: it must still stop
+    # on SIGINT. An ignored signal is inherited across exec, and Python keeps it ignored.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.playground", "--rows", "20000"],
-            cwd=demo.REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # as a terminal's Ctrl-C would reach it: SIGINT to this process
-        )
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "tests.support.playground", "--rows", "20000"],
+                cwd=demo.REPO,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # as a terminal's Ctrl-C would reach it: SIGINT to this process
+            )
+        finally:
+            signal.signal(signal.SIGINT, previous)
     try:
 
         def ready() -> str | None:
@@ -114,6 +121,20 @@ def test_playground_serves_the_ui_runs_the_verify_dag_with_its_defaults_and_stop
         assert left == [], [Path(f"/proc/{pid}/cmdline").read_bytes()[:200] for pid in left]
         assert "stopped." in log.read_text()
     finally:
-        if proc.poll() is None:
+        _stop_after_a_failure(proc, log)
+
+
+def _stop_after_a_failure(proc: subprocess.Popen[bytes], log: Path) -> None:
+    """Leave no process behind when an assertion failed: SIGTERM lets the playground stop its
+    Airflow processes (their own process group); what is still alive after that is killed."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=90)
+        except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+    home = re.search(r"AIRFLOW_HOME=(\S+?)\)", log.read_text()) if log.exists() else None
+    for pid in _with_home(home.group(1)) if home else ():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)

@@ -525,6 +525,7 @@ def main(argv: list[str] | None = None) -> int:
         client.create_bucket(Bucket=bucket)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C, even when started with SIGINT ignored
     env = {"S3STREAM_BUCKET": bucket}
     with running_cluster(services, worker_count=args.workers, extra_env=env, keep_home=True) as cluster:
         print(cluster.describe(), flush=True)

@@ -78,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt  # SIGTERM ends the playground as Ctrl-C does, even mid-startup
 
     signal.signal(signal.SIGTERM, interrupt)
+    # Python leaves SIGINT ignored when it starts ignored (a background job of a script): Ctrl-C
+    # and a SIGINT from a supervising process must still stop everything.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     from tests.e2e.airflow_stack import AirflowStack
 
