@@ -8,9 +8,10 @@ How the budget is shared (the rest is headroom for Python, pyarrow and botocore 
 
 * **part buffers**, half: ``(parts in flight + 1) x part size`` (the one being filled and those
   uploading); 128 MiB -> 8 MiB parts, 7 in flight;
-* **a Parquet row group**, a thirty-second of Arrow data (4 MiB at 128 MiB): while a group is
+* **a Parquet row group**, a sixteenth of Arrow data (8 MiB at 128 MiB): while a group is
   written, Arrow's writer holds several times that again (dictionaries, the buffered pages of each
-  column chunk, encoders), outside Arrow's memory pool. The rows per group follow from the
+  column chunk, encoders), outside Arrow's memory pool. Smaller groups save little more and make
+  readers fetch more, smaller column chunks. The rows per group follow from the
   measured width of a row in Arrow memory (wide rows, fewer rows), between 1,024 and 1,048,576;
 * **read-ahead**, half of it for readers: ``blocks x block size``;
 * **the compressor**, an eighth: zstd's window, hash and chain tables are shrunk (a smaller
@@ -68,7 +69,7 @@ class MemoryBudget:
     @property
     def row_group_bytes(self) -> int:
         """Bytes of Arrow data one Parquet row group may hold (the writer needs several times this)."""
-        return self.total // 32
+        return self.total // 16
 
     def row_group_rows(self, bytes_per_row: float) -> int:
         """Rows per Parquet row group for rows of ``bytes_per_row`` (measured in Arrow memory)."""
