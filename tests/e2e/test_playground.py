@@ -91,7 +91,7 @@ def test_playground_serves_the_ui_runs_the_verify_dag_with_its_defaults_and_stop
             return found.group(1) if found else None
 
         base = wait_for("the playground to be ready", ready, timeout_s=420, interval_s=2)
-        home = re.search(r"AIRFLOW_HOME=(\S+?)\)", log.read_text())
+        home = _airflow_home(log)
         assert home is not None
         assert httpx.get(f"{base}/api/v2/monitor/health", timeout=10).status_code == 200
 
@@ -110,18 +110,24 @@ def test_playground_serves_the_ui_runs_the_verify_dag_with_its_defaults_and_stop
         assert "sample-bag.zip" in links["extra_links"]["S3 object"]
         assert "?" not in links["extra_links"]["S3 object"]
 
-        started = _descendants(proc.pid) | _with_home(home.group(1))
+        started = _descendants(proc.pid) | _with_home(home)
         assert started
         os.kill(proc.pid, signal.SIGINT)
         assert proc.wait(timeout=120) == 0, log.read_text()[-3000:]
         deadline = time.monotonic() + 10
         while any(_alive(pid) for pid in started) and time.monotonic() < deadline:
             time.sleep(0.5)
-        left = sorted(pid for pid in started | _with_home(home.group(1)) if _alive(pid))
+        left = sorted(pid for pid in started | _with_home(home) if _alive(pid))
         assert left == [], [Path(f"/proc/{pid}/cmdline").read_bytes()[:200] for pid in left]
         assert "stopped." in log.read_text()
     finally:
         _stop_after_a_failure(proc, log)
+
+
+def _airflow_home(log: Path) -> str | None:
+    """The playground's AIRFLOW_HOME, as its output names it (None before it says)."""
+    found = re.search(r"AIRFLOW_HOME=(\S+?)\)", log.read_text()) if log.exists() else None
+    return found.group(1) if found else None
 
 
 def _stop_after_a_failure(proc: subprocess.Popen[bytes], log: Path) -> None:
@@ -134,7 +140,7 @@ def _stop_after_a_failure(proc: subprocess.Popen[bytes], log: Path) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    home = re.search(r"AIRFLOW_HOME=(\S+?)\)", log.read_text()) if log.exists() else None
-    for pid in _with_home(home.group(1)) if home else ():
+    home = _airflow_home(log)
+    for pid in _with_home(home) if home else ():
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
