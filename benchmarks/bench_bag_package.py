@@ -115,7 +115,7 @@ def main() -> int:
         raise SystemExit("Info-ZIP `zip` is needed for the conventional row (apt-get install zip)")
     work = Path(tempfile.mkdtemp(prefix="bench-bag-package-"))
     services = contextlib.ExitStack()
-    endpoint = services.enter_context(devservices.s3_endpoint_process())
+    endpoint = services.enter_context(devservices.s3_endpoint_process()).endpoint_url
     try:
         import boto3
 

@@ -247,7 +247,7 @@ def main() -> int:
 
     postgres = devservices.start_postgres()
     services = contextlib.ExitStack()
-    endpoint = services.enter_context(devservices.s3_endpoint_process())
+    endpoint = services.enter_context(devservices.s3_endpoint_process()).endpoint_url
     try:
         s3 = devservices.S3Service(
             endpoint_url=endpoint,

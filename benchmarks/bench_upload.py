@@ -200,8 +200,8 @@ def main() -> None:
     parser.add_argument("--size-mb", type=int, default=1024, help="file size in MiB (default 1024)")
     parser.add_argument("--repeat", type=int, default=2, help="rounds over all rows; best MB/s is kept (default 2)")
     args = parser.parse_args()
-    with devservices.s3_endpoint_process() as endpoint:
-        best, resumed, size = _run_rows(endpoint, args.size_mb * MiB, args.repeat)
+    with devservices.s3_endpoint_process() as service:
+        best, resumed, size = _run_rows(service.endpoint_url, args.size_mb * MiB, args.repeat)
     _print_table([(label, best[label]) for label, *_ in ROWS], size, resumed, args.repeat)
 
 

@@ -378,7 +378,7 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="bench-zip-verify-"))
     services = contextlib.ExitStack()
-    endpoint = services.enter_context(devservices.s3_endpoint_process())
+    endpoint = services.enter_context(devservices.s3_endpoint_process()).endpoint_url
     try:
         import boto3
         from botocore.config import Config

