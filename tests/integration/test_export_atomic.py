@@ -171,15 +171,16 @@ import psycopg
 from tests.support.devservices import S3Service
 from tests.integration.test_export_atomic import export
 endpoint, bucket, pg_uri = sys.argv[1:4]
-client = S3Service(endpoint, "testing", "testing", "us-east-1", "env").client(max_pool_connections=16)
+client = S3Service.from_child_env(endpoint).client(max_pool_connections=16)
 with psycopg.connect(pg_uri, autocommit=True) as conn:
     export(conn, client, bucket, 3 * 6000, seed=7)
 """
 
 
-def kill_child_at(hold: Hold, s3_proxy: S3Proxy, bucket: str, pg_uri: str) -> None:
+def kill_child_at(hold: Hold, s3_proxy: S3Proxy, s3: Any, bucket: str, pg_uri: str) -> None:
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, s3_proxy.endpoint_url, bucket, pg_uri],
+        env=s3.child_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -203,6 +204,7 @@ def test_kill_9_before_the_commit_leaves_the_previous_export_and_the_next_try_cl
     clean_run: tuple[dict[str, str], bytes],
     pg_conn: Any,
     client: Any,
+    s3: Any,
     s3_client: Any,
     bucket: str,
     s3_proxy: S3Proxy,
@@ -212,7 +214,7 @@ def test_kill_9_before_the_commit_leaves_the_previous_export_and_the_next_try_cl
     op, suffix = held
     hold = Hold()
     s3_proxy.add_fault(lambda r: hold if r.op == op and r.key.endswith(suffix) else None, times=1)
-    kill_child_at(hold, s3_proxy, bucket, pg_uri)
+    kill_child_at(hold, s3_proxy, s3, bucket, pg_uri)
     etags, manifest = snapshot(s3_client, bucket)
     assert manifest == clean_run[1]
     assert {k: v for k, v in etags.items() if k != STATE} == clean_run[0]  # no file of the killed try visible
@@ -232,6 +234,7 @@ def test_kill_9_during_the_commit_next_try_finishes_it_first(  # noqa: PLR0917 -
     clean_run: tuple[dict[str, str], bytes],
     pg_conn: Any,
     client: Any,
+    s3: Any,
     s3_client: Any,
     bucket: str,
     s3_proxy: S3Proxy,
@@ -245,7 +248,7 @@ def test_kill_9_during_the_commit_next_try_finishes_it_first(  # noqa: PLR0917 -
     s3_proxy.add_fault(
         lambda r: Status(500) if r.op == "CompleteMultipartUpload" and r.key.endswith("part-00002.csv") else None
     )
-    kill_child_at(hold, s3_proxy, bucket, pg_uri)
+    kill_child_at(hold, s3_proxy, s3, bucket, pg_uri)
     etags, manifest = snapshot(s3_client, bucket)
     assert manifest == clean_run[1] and STATE in etags  # killed inside the commit window
     state = json.loads(s3_client.get_object(Bucket=bucket, Key=STATE)["Body"].read())

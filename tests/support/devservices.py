@@ -84,6 +84,26 @@ class S3Service:
     tls_endpoint_url: str = ""
     ca_bundle: str = ""
 
+    def child_env(self) -> dict[str, str]:
+        """The environment for a child process that builds its own client with these credentials
+        (``S3STREAM_S3_ACCESS_KEY_ID`` / ``S3STREAM_S3_SECRET_ACCESS_KEY``, over ``os.environ``)."""
+        return {
+            **os.environ,
+            "S3STREAM_S3_ACCESS_KEY_ID": self.access_key_id,
+            "S3STREAM_S3_SECRET_ACCESS_KEY": self.secret_access_key,
+        }
+
+    @classmethod
+    def from_child_env(cls, endpoint_url: str) -> S3Service:
+        """In a child started with :meth:`child_env`: the endpoint ``endpoint_url`` with those credentials."""
+        return cls(
+            endpoint_url,
+            os.environ["S3STREAM_S3_ACCESS_KEY_ID"],
+            os.environ["S3STREAM_S3_SECRET_ACCESS_KEY"],
+            os.environ.get("S3STREAM_S3_REGION", DEFAULT_REGION),
+            "env",
+        )
+
     @property
     def is_moto(self) -> bool:
         """moto, a mock: it checks no additional checksum and answers what a store would refuse."""

@@ -16,15 +16,16 @@ directory, on loopback, with no systemd and no ``ceph-mgr``:
   with a known key pair (``radosgw-admin user create``).
 
 Every daemon runs in the foreground (``-f``) in a session of its own, with its pid kept, and
-:meth:`RgwCluster.stop` stops them one at a time: radosgw, the OSD, then the monitor. Admin socket
-paths stay under the 108 characters a Unix socket path may have.
+:meth:`RgwCluster.stop` stops them one at a time: radosgw, the OSD, then the monitor. A small
+reaper process stops them too if the process that started them dies first (a killed test run).
+Admin socket paths stay under the 108 characters a Unix socket path may have.
 
     cluster = RgwCluster.start()
     client = boto3.client("s3", endpoint_url=cluster.endpoint_url, ...)
     cluster.stop()
 
-``python -m tests.support.rgw`` serves one until Ctrl-C, printing its endpoint (the benchmarks
-start it so).
+``python -m tests.support.rgw`` serves one until Ctrl-C, printing its endpoint; ``--check`` only
+says whether the packages are installed, and how to install them (``make test-stores`` runs it).
 """
 
 from __future__ import annotations
@@ -61,6 +62,35 @@ SECRET_ACCESS_KEY = "s3streamtestsecret"  # a throwaway cluster's key
 OSD_FILE_SIZE = 32 * 1024**3  # bytes: a sparse file, only what is written takes disk
 START_TIMEOUT = 60.0  # seconds for the whole cluster to answer S3
 UNIX_SOCKET_PATH_MAX = 107  # characters, sun_path without its NUL
+
+
+# Stops the daemons when the process that started them dies without stopping them (a killed pytest,
+# a timeout): argv is that process's pid and the cluster's directory, whose ``pids`` file lists the
+# daemons' process groups. It exits by itself once the directory is gone (a normal stop).
+_REAPER = """
+import os, shutil, signal, sys, time
+parent, root = int(sys.argv[1]), sys.argv[2]
+while os.path.isdir(root):
+    try:
+        os.kill(parent, 0)
+    except ProcessLookupError:
+        break
+    time.sleep(1)
+else:
+    sys.exit(0)
+try:
+    groups = [int(pid) for pid in open(os.path.join(root, "pids")).read().split()]
+except OSError:
+    groups = []
+for sig, pause in ((signal.SIGTERM, 5), (signal.SIGKILL, 1)):
+    for group in reversed(groups):
+        try:
+            os.killpg(group, sig)
+        except ProcessLookupError:
+            pass
+    time.sleep(pause)
+shutil.rmtree(root, ignore_errors=True)
+"""
 
 
 class RgwUnavailableError(RuntimeError):
@@ -213,6 +243,13 @@ class RgwCluster:
             (base / sub).mkdir(parents=True, exist_ok=True)
         if len(f"{base}/run/client.rgw.asok") > UNIX_SOCKET_PATH_MAX:
             raise RgwUnavailableError(f"{base}: too long for the admin sockets (Unix socket paths < 108 chars)")
+        subprocess.Popen(
+            [sys.executable, "-c", _REAPER, str(os.getpid()), str(base)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         cert, key = _self_signed(base)
         ports = _Ports(mon=_free_port(), http=_free_port(), https=_free_port())
         fsid = str(uuid.uuid4())
@@ -261,6 +298,8 @@ class RgwCluster:
                 start_new_session=True,  # Ctrl-C in a terminal stops us, and we stop them in order
             )
         self._daemons.append((name, proc))
+        with open(self.root / "pids", "a", encoding="ascii") as pids:
+            pids.write(f"{proc.pid}\n")
 
     def _bootstrap(self, fsid: str, mon_port: int) -> None:
         deadline = time.monotonic() + START_TIMEOUT
@@ -345,7 +384,17 @@ class RgwCluster:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
+    if argv[1:] == ["--check"]:
+        missing = missing_binaries()
+        if missing:
+            print(
+                f"error: the store matrix runs Ceph RGW, from the Debian packages {', '.join(CEPH_PACKAGES)}; "
+                f"missing: {', '.join(missing)}. Install them with:\n    {install_hint()}",
+                file=sys.stderr,
+            )
+            return 1
+        return 0
     try:
         cluster = RgwCluster.start()
     except RgwUnavailableError as exc:
@@ -369,4 +418,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv))

@@ -17,8 +17,20 @@ Otherwise :class:`~airflow_s3stream.errors.ConcurrentUploadError` names the othe
 try stops without touching the state or the upload. A state's age is the server's clock (its
 ``Date``) against the state's ``Last-Modified``, so workers' clocks do not matter (to a second).
 
-Limits: on a store that ignores conditional headers, the lease still keeps a later try away from a
-live one, but two tries that read the state at the same moment can both proceed, each overwriting
+A try that finds the state held by another try within its lease does not give up at once: the
+holder may be a worker that was killed (a retry can start seconds later, whatever Airflow's
+``retry_delay``). :meth:`StateStore.outwait` watches the state for at most the rest of the lease:
+a live holder rewrites it at least every quarter lease, and this try then stops with
+:class:`~airflow_s3stream.errors.ConcurrentUploadError`; a holder that never writes again is gone,
+and this try takes the upload over and sends only what is missing.
+
+Stores that get ``If-Match`` wrong (Ceph RGW 16 compares it unquoted) are found out at the first
+412 that names the very version the store holds, once per endpoint (:mod:`~airflow_s3stream.s3.conditional`):
+never "another try" when the other try is this one. A store that ignores ``If-Match`` on DELETE
+(RGW does) is why :meth:`StateStore.delete` reads the state before deleting it.
+
+Limits: on a store without usable conditional writes, the lease still keeps a later try away from
+a live one, but two tries that read the state at the same moment can both proceed, each overwriting
 the other's state; the object is still completed only once, and the other try's completion is then
 settled by the object (:func:`~.completion.confirm_completed`). A store that refuses the headers
 outright (501) fails the write: use ``resume=False`` there.
@@ -29,6 +41,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -36,6 +50,7 @@ from typing import Any
 
 from airflow_s3stream.errors import ConcurrentUploadError
 from airflow_s3stream.s3.classify import classify, to_error
+from airflow_s3stream.s3.conditional import if_match_args, if_match_form, learn_refused_match, same_etag
 from airflow_s3stream.s3.multipart.resume import ResumeState
 from airflow_s3stream.s3.multipart.session import PartRecord
 from airflow_s3stream.s3.retry import RetryPolicy
@@ -51,12 +66,25 @@ CHECKPOINT_INTERVAL = 1.0
 
 @dataclass(frozen=True)
 class StoredState:
-    """The state object as read: parsed (``None`` when unreadable), its ETag, and its age in
-    seconds since it was last written, by the server's clock."""
+    """The state object as read: parsed (``None`` when unreadable), its ETag, its age in seconds
+    since it was last written, by the server's clock, and its ``Last-Modified`` as the server gave it."""
 
     state: ResumeState | None
     etag: str
     age: float
+    modified: str = ""
+
+    def rewritten_since(self, earlier: StoredState) -> bool:
+        """Whether the object was written again after ``earlier`` was read."""
+        return not same_etag(self.etag, earlier.etag) or self.modified != earlier.modified
+
+
+@dataclass(frozen=True)
+class _Read:
+    raw: bytes
+    etag: str
+    age: float
+    modified: str
 
 
 def _age(response: dict[str, Any]) -> float:
@@ -88,20 +116,20 @@ class StateStore:
         found = self._get()
         if found is None:
             return None
-        raw, etag, age = found
         try:
-            state: ResumeState | None = ResumeState.from_json(raw)
+            state: ResumeState | None = ResumeState.from_json(found.raw)
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("ignoring unreadable resume state %s: %s", self.uri, exc)
             state = None
-        return StoredState(state, etag, age)
+        return StoredState(state, found.etag, found.age, found.modified)
 
-    def _get(self) -> tuple[bytes, str, float] | None:
+    def _get(self) -> _Read | None:
         what = f"reading resume state {self.uri}"
 
-        def read() -> tuple[bytes, str, float]:
+        def read() -> _Read:
             response = self.client.get_object(Bucket=self.bucket, Key=self.key)
-            return bytes(response["Body"].read()), str(response["ETag"]), _age(response)
+            modified = response.get("LastModified")
+            return _Read(bytes(response["Body"].read()), str(response["ETag"]), _age(response), str(modified or ""))
 
         try:
             return self.retry.call(read, what=what)
@@ -125,49 +153,115 @@ class StateStore:
         Raises :class:`ConcurrentUploadError` when another try wrote first.
         """
         with self._lock:
-            self._put(data, {"IfMatch": replacing} if replacing else {"IfNoneMatch": "*"})
+            self._put(data, replacing)
 
     def save(self, data: bytes) -> None:
         """Rewrite this try's state (``If-Match`` its last write); :class:`ConcurrentUploadError`
         when another try has taken it over meanwhile."""
         with self._lock:
             assert self._etag is not None, "create() first"
-            self._put(data, {"IfMatch": self._etag})
+            self._put(data, self._etag)
 
-    def _put(self, data: bytes, condition: dict[str, str]) -> None:
+    def _put(self, data: bytes, match: str | None) -> None:
+        """PutObject ``data`` if the state is still version ``match`` (``None``: if there is none)."""
         what = f"writing resume state {self.uri}"
-        try:
-            response = self.retry.call(
-                lambda: self.client.put_object(
-                    Bucket=self.bucket, Key=self.key, Body=data, ContentType="application/json", **condition
-                ),
-                what=what,
-            )
-        except Exception as exc:
-            failure = classify(exc)
-            # 404 to an If-Match: the state we wrote is gone, deleted by a try that took it over.
-            if not (failure.precondition_failed or (failure.not_found and "IfMatch" in condition)):
-                raise to_error(exc, what) from exc
-            # A retry after a lost answer meets our own write: then the stored bytes are ours.
-            current = self._get()
-            if current is None:
-                raise ConcurrentUploadError(
-                    f"{self.destination}: resume state {self.uri} was deleted meanwhile (another try finished or "
-                    "gave up this upload); this try stops and leaves the upload alone"
-                ) from exc
-            if current[0] != data:
-                owner, lease = _holder(current[0])
-                raise self.busy(owner, current[2], lease) from exc
-            log.info("%s: an earlier attempt had landed (its answer was lost)", what)
-            self._etag = current[1]
+        while True:
+            form = if_match_form(self.client)
+            condition = {"IfNoneMatch": "*"} if match is None else if_match_args(match, form)
+            try:
+                response = self.retry.call(
+                    lambda condition=condition: self.client.put_object(  # type: ignore[misc]
+                        Bucket=self.bucket, Key=self.key, Body=data, ContentType="application/json", **condition
+                    ),
+                    what=what,
+                )
+            except Exception as exc:
+                failure = classify(exc)
+                # 404 to an If-Match: the state we wrote is gone, deleted by a try that took it over.
+                if not (failure.precondition_failed or (failure.not_found and match is not None)):
+                    raise to_error(exc, what) from exc
+                current = self._get()
+                if current is None:
+                    raise ConcurrentUploadError(
+                        f"{self.destination}: resume state {self.uri} was deleted meanwhile (another try finished "
+                        "or gave up this upload); this try stops and leaves the upload alone"
+                    ) from exc
+                if current.raw == data:  # a retry after a lost answer met our own write
+                    log.info("%s: an earlier attempt had landed (its answer was lost)", what)
+                    self._etag = current.etag
+                    return
+                if match is not None and form != "none" and same_etag(current.etag, match):
+                    learn_refused_match(self.client, form, what)  # 412 to the very version stored: the store's bug
+                    continue
+                owner, lease = _holder(current.raw)
+                raise self.busy(owner, current.age, lease) from exc
+            self._etag = str(response["ETag"])
             return
-        self._etag = str(response["ETag"])
+
+    def outwait(self, stored: StoredState, owner: str, *, sleep: Callable[[float], None] = time.sleep) -> StoredState:
+        """Wait while the live-looking try that holds ``stored`` may be gone: until its lease has run
+        out by the server's clock without a write (returns the state as read then, for this try to
+        take over), or the state was released meanwhile (returns it).
+
+        Raises :class:`ConcurrentUploadError` as soon as the holder (or any other try) writes the
+        state again or deletes it: it is alive. Waits at most the rest of the lease plus one poll.
+        """
+        state = stored.state
+        if state is None or not state.held_by_other(owner, stored.age):
+            return stored
+        poll = min(2.0, max(0.2, state.lease / 16))
+        deadline = time.monotonic() + state.lease - stored.age + 2 * poll + 5.0
+        log.warning(
+            "%s: resume state %s is held by %s, last written %.0f s ago (lease %.0f s); waiting up to %.0f s: "
+            "a live try rewrites it, a try that is gone (a killed worker) does not, and this one then takes over",
+            self.destination,
+            self.uri,
+            state.owner,
+            stored.age,
+            state.lease,
+            state.lease - stored.age,
+        )
+        started, current = time.monotonic(), stored
+        while True:
+            sleep(min(poll, max(0.1, state.lease - current.age)))
+            again = self.load()
+            if again is None:  # only a live try deletes it: the holder finished or gave up meanwhile
+                raise self.busy(state.owner, current.age, state.lease)
+            if again.state is None:
+                return again
+            if again.rewritten_since(current) and again.state.held_by_other(owner, again.age):
+                raise self.busy(again.state.owner, again.age, again.state.lease)
+            if not again.state.held_by_other(owner, again.age):
+                log.warning(
+                    "%s: %s did not renew its resume state in %.0f s: it is gone; this try takes the upload over",
+                    self.destination,
+                    state.owner or "the earlier try",
+                    again.age,
+                )
+                return again
+            if time.monotonic() > deadline:  # the server's clock does not advance: do not wait forever
+                raise self.busy(again.state.owner, again.age, again.state.lease)
+            current = again
+            log.debug("still waiting for %s (%.0f s so far)", self.uri, time.monotonic() - started)
 
     def delete(self, etag: str | None = None) -> None:
         """Delete the state if it is still the version ``etag`` (default: this try's last write),
-        so a state another try has taken over stays. Failures are logged, not raised (it is only a hint)."""
+        so a state another try has taken over stays. The state is read first, since some stores
+        (Ceph RGW) ignore ``If-Match`` on DELETE. Failures are logged, not raised (it is only a hint)."""
         condition = etag or self._etag
-        extra = {"IfMatch": condition} if condition else {}
+        extra: dict[str, str] = {}
+        if condition:
+            try:
+                current = self._get()
+            except Exception as exc:
+                log.warning("could not read resume state %s before deleting it: %s", self.uri, exc)
+                return
+            if current is None:
+                return
+            if not same_etag(current.etag, condition):
+                log.info("left resume state %s alone: another try has rewritten it", self.uri)
+                return
+            extra = if_match_args(condition, if_match_form(self.client))
         try:
             self.retry.call(
                 lambda: self.client.delete_object(Bucket=self.bucket, Key=self.key, **extra),

@@ -69,8 +69,9 @@ __all__ = ["DEFAULT_STATE_LEASE", "ResumableUploader"]
 log = logging.getLogger("airflow_s3stream.s3.multipart")
 
 # Seconds after a try's last state write that another try may take the state over. A live try
-# rewrites it every quarter of this, so only a try that is gone (killed, partitioned) loses it.
-DEFAULT_STATE_LEASE = 120.0
+# rewrites it every quarter of this (15 s), so only a try that is gone (killed, partitioned) loses
+# it; a retry that starts right after a killed worker waits at most this long, then takes over.
+DEFAULT_STATE_LEASE = 60.0
 
 SendPart = Callable[[UploadSession, PartRange], PartRecord]
 # a part the server lists but the state does not record: its record if it holds our bytes, else None
@@ -88,7 +89,8 @@ class ResumableUploader:
     :param compute_sha256: also report the SHA-256 of a local file (one extra sequential read).
     :param state_lease: seconds after this try's last state write (it writes at least every
         quarter of it) that another try may treat this one as gone and take the state over. A try
-        that stops on purpose releases the state at once.
+        that stops on purpose releases the state at once; a try that finds the state of one that
+        was killed waits for the rest of that try's lease, then takes the upload over.
     """
 
     def __init__(
@@ -173,10 +175,6 @@ class ResumableUploader:
             finished = put_and_verify(session, b"", _digest(session, b""))
             return finished.result(session, sizer.base, started, copied=True)
 
-        def send(session: UploadSession, part: PartRange) -> PartRecord:
-            last = part.offset + part.length - 1
-            return session.copy_part(part.number, source.copy_source(), part.offset, last, source.etag)
-
         def check_unchanged() -> None:
             # S3 enforces CopySourceIfMatch per part; servers that ignore it are caught here.
             now = S3Object.head(self.client, source_uri, self.config.retry)
@@ -184,6 +182,16 @@ class ResumableUploader:
                 raise SourceChangedError(
                     f"source {source.uri} was replaced during the copy (ETag {source.etag} -> {now.etag})"
                 )
+
+        def send(session: UploadSession, part: PartRange) -> PartRecord:
+            last = part.offset + part.length - 1
+            try:
+                return session.copy_part(part.number, source.copy_source(), part.offset, last, source.etag)
+            except UploadError:
+                # A replaced source can be refused for its new size (Ceph RGW: 416 InvalidRange)
+                # before its ETag (S3: 412): name the cause when it is the source.
+                check_unchanged()
+                raise
 
         return _with(
             self._run(
@@ -306,18 +314,29 @@ class ResumableUploader:
         recover: RecoverPart | None = None,
     ) -> UploadResult:
         plan = plan_parts(size, part_size)
-        stored = self.store.load() if self.resume else None
-        listed = None
-        if stored is not None and stored.state is not None:
-            recorded = UploadSession(self.client, self.bucket, self.key, self.config, upload_id=stored.state.upload_id)
-            listed = recorded.list_parts()  # None: gone; a refusal raises (it says nothing about the upload)
-            if listed is None:
-                log.info("recorded upload %s of %s no longer exists", stored.state.upload_id, self.uri)
-                earlier = self._finished_earlier(stored.state, fingerprint, plan)
-                if earlier is not None:
-                    self.store.delete(stored.etag)
-                    done_session, done = earlier
-                    return done.result(done_session, part_size, started, resumed_parts=len(plan), uploaded_parts=0)
+        stored: StoredState | None = None
+        listed: dict[int, dict[str, Any]] | None = None
+        while self.resume:
+            stored, listed = self.store.load(), None
+            if stored is not None and stored.state is not None:
+                recorded = UploadSession(
+                    self.client, self.bucket, self.key, self.config, upload_id=stored.state.upload_id
+                )
+                listed = recorded.list_parts()  # None: gone; a refusal raises (it says nothing about the upload)
+                if listed is None:
+                    log.info("recorded upload %s of %s no longer exists", stored.state.upload_id, self.uri)
+                    earlier = self._finished_earlier(stored.state, fingerprint, plan)
+                    if earlier is not None:
+                        self.store.delete(stored.etag)
+                        done_session, done = earlier
+                        return done.result(done_session, part_size, started, resumed_parts=len(plan), uploaded_parts=0)
+            if stored is None:
+                break
+            waited = self.store.outwait(stored, self.owner)  # a killed worker's lease runs out here
+            if not waited.rewritten_since(stored):
+                stored = waited  # nobody holds it (any more): this try may take it over
+                break
+            # released while this try waited: look again
         session, state, reused = self._open(stored, listed, fingerprint, part_size)
         if stored is not None and stored.state is not None and session.upload_id == stored.state.upload_id:
             reused += _recover_listed(session, state, plan, listed, recover)  # resumed: listed is this upload's
