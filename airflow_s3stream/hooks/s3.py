@@ -1,19 +1,29 @@
 """S3 side of the provider: an ``aws`` connection turned into a boto3 client for the core.
 
-Everything about the endpoint (``endpoint_url`` in the connection extra, region, role
-assumption, profiles) comes from Airflow's own ``S3Hook``; this hook only sizes the client's
-connection pool for parallel work and turns off botocore's own retries (see :meth:`S3StreamHook.config`).
+Everything about the endpoint (``endpoint_url`` and ``verify`` in the connection extra, region,
+role assumption, profiles) comes from Airflow's own ``S3Hook``; this hook only sizes the client's
+connection pool for parallel work, turns off botocore's own retries (see :meth:`S3StreamHook.config`)
+and, for TLS endpoints, keeps botocore's checksum of small bodies in a header and names the
+connection when its TLS settings fail (see :meth:`S3StreamHook.get_s3_client`).
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from botocore.config import Config
 
+from airflow_s3stream.errors import ConfigurationError
 from airflow_s3stream.s3.arrow_fs import ArrowS3Settings
-from airflow_s3stream.s3.client import DEFAULT_POOL_CONNECTIONS, configured_max_attempts, single_attempt_config
+from airflow_s3stream.s3.client import (
+    DEFAULT_POOL_CONNECTIONS,
+    checksum_in_header,
+    configured_max_attempts,
+    explain_connection_failures,
+    single_attempt_config,
+)
 from airflow_s3stream.s3.retry import RetryPolicy
 
 __all__ = ["S3StreamHook"]
@@ -70,8 +80,32 @@ class S3StreamHook(S3Hook):
             region=self.conn_region_name,
             endpoint_url=self.conn_config.get_service_endpoint_url("s3"),
             max_attempts=self.retry_policy(max_attempts).max_attempts,
+            tls_ca_file=self.verify if isinstance(self.verify, str) else None,
         )
 
     def get_s3_client(self) -> Any:
-        """The boto3 S3 client the streaming core takes as its argument."""
-        return self.get_conn()
+        """The boto3 S3 client the streaming core takes as its argument.
+
+        Over HTTPS, botocore's own CRC32 of an in-memory body (manifests, reports, resume state)
+        goes in a header instead of an ``aws-chunked`` trailer, which stores such as Ceph RGW 16
+        refuse (:func:`~airflow_s3stream.s3.client.checksum_in_header`). An untrusted TLS
+        certificate, or a store refusing a trailing checksum, raises :class:`ConfigurationError`
+        naming this connection and the extra to change, without retries
+        (:func:`~airflow_s3stream.s3.client.explain_connection_failures`).
+
+        :raises ConfigurationError: the connection's ``verify`` extra is a path that is not a file.
+        """
+        verify = self.verify
+        if isinstance(verify, str) and not os.path.isfile(verify):
+            raise ConfigurationError(
+                f'{self._describe()}: the extra "verify" is {verify!r}, which is not a file on this worker; '
+                "set it to the path of a PEM CA bundle, or to true (the default bundle) or false (no check)"
+            )
+        client = self.get_conn()
+        checksum_in_header(client)
+        explain_connection_failures(client, self._describe(), verify)
+        return client
+
+    def _describe(self) -> str:
+        """``AWS connection 'aws_default'`` (what messages name)."""
+        return f"AWS connection {self.aws_conn_id!r}" if self.aws_conn_id else "AWS (no connection id)"

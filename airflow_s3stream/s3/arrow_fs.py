@@ -39,6 +39,7 @@ class ArrowS3Settings:
     max_attempts: int = 6
     connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
+    tls_ca_file: str | None = None  # PEM CA bundle for an https endpoint (the connection's ``verify``)
 
     @classmethod
     def from_client(cls, client: Any, max_attempts: int = 6) -> ArrowS3Settings:
@@ -70,6 +71,8 @@ class ArrowS3Settings:
             kwargs.update(access_key=self.access_key, secret_key=self.secret_key)
             if self.session_token:
                 kwargs["session_token"] = self.session_token
+        if self.tls_ca_file:
+            kwargs["tls_ca_file_path"] = self.tls_ca_file
         return pafs.S3FileSystem(
             region=self.region or "us-east-1",
             connect_timeout=self.connect_timeout_s,

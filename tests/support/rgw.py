@@ -45,7 +45,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["CEPH_PACKAGES", "RgwCluster", "RgwUnavailableError", "missing_binaries"]
+__all__ = ["CEPH_PACKAGES", "RgwCluster", "RgwUnavailableError", "missing_binaries", "self_signed_certificate"]
 
 CEPH_PACKAGES = ("ceph-mon", "ceph-osd", "radosgw", "ceph-common")
 # the binaries each package brings that the cluster runs
@@ -115,7 +115,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _self_signed(directory: Path) -> tuple[Path, Path]:
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
     """A certificate for ``127.0.0.1`` and ``localhost`` and its key, made with ``cryptography``."""
     import ipaddress
 
@@ -250,7 +250,7 @@ class RgwCluster:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        cert, key = _self_signed(base)
+        cert, key = self_signed_certificate(base)
         ports = _Ports(mon=_free_port(), http=_free_port(), https=_free_port())
         fsid = str(uuid.uuid4())
         (base / "ceph.conf").write_text(_config(base, fsid, ports, cert, key))
