@@ -14,10 +14,10 @@ still adds a CRC32 to every DeleteObjects (a checksum-required operation), and w
   flexible checksum before it is applied, and gives a checksum-required request with a bytes body
   (DeleteObjects) a ``Content-MD5`` instead. Only calls made inside the block, in that thread, are
   affected; the connection's settings stay as they are for everything else.
-* :func:`remember_refusal` / :func:`refuses_checksum_headers`: a process-wide memo by endpoint URL,
-  so that once one request was refused, later uploads and deletes through any client of that
-  endpoint go straight to ``Content-MD5`` (a split export of 50 files is refused once, not 50
-  times). The first refusal per endpoint is logged as a warning.
+* :func:`endpoint_of`: the endpoint URL a client sends to. Which endpoints refuse the headers (and
+  which check or ignore them) is remembered per process in one place,
+  :mod:`airflow_s3stream.s3.store_checks` (``remember_refusal``, ``refuses_checksum_headers``),
+  so a split export of 50 files is refused once, not 50 times.
 """
 
 from __future__ import annotations
@@ -26,52 +26,20 @@ import base64
 import contextlib
 import contextvars
 import hashlib
-import logging
 import threading
 from collections.abc import Iterator
 from typing import Any
 
-from airflow_s3stream.s3.classify import S3Failure
-
-__all__ = ["endpoint_of", "refuses_checksum_headers", "remember_refusal", "without_checksum_headers"]
-
-log = logging.getLogger("airflow_s3stream.s3")
+__all__ = ["endpoint_of", "without_checksum_headers"]
 
 _HANDLER_ID = "airflow_s3stream.without_checksum_headers"
 _ACTIVE: contextvars.ContextVar[bool] = contextvars.ContextVar("s3stream_without_checksum_headers", default=False)
-_REFUSING: set[str] = set()  # endpoint URLs that answered 400 to a checksum header in this process
 _LOCK = threading.Lock()
 
 
 def endpoint_of(client: Any) -> str:
-    """The endpoint URL a boto3 client sends to (what the refusal memo is keyed by)."""
+    """The endpoint URL a boto3 client sends to (what :mod:`~airflow_s3stream.s3.store_checks` is keyed by)."""
     return str(getattr(getattr(client, "meta", None), "endpoint_url", "") or "")
-
-
-def refuses_checksum_headers(client: Any) -> bool:
-    """True once a request to ``client``'s endpoint was refused for an additional checksum header."""
-    with _LOCK:
-        return endpoint_of(client) in _REFUSING
-
-
-def remember_refusal(client: Any, what: str, failure: S3Failure) -> None:
-    """Record that ``client``'s endpoint refuses checksum headers; warn the first time only.
-
-    ``what`` names the request that was refused (``"part 1 of s3://b/k"``), ``failure`` is its
-    classification (``failure.checksum_headers_refused`` is true).
-    """
-    endpoint = endpoint_of(client)
-    with _LOCK:
-        first = endpoint not in _REFUSING
-        _REFUSING.add(endpoint)
-    if first:
-        log.warning(
-            "%s: the store at %s refuses additional checksum headers (%s); sending Content-MD5 instead "
-            "for this and every later request to it in this process",
-            what,
-            endpoint or "the default endpoint",
-            failure.describe(),
-        )
 
 
 @contextlib.contextmanager

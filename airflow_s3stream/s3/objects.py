@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from airflow_s3stream.errors import DestinationError, SourceError, UploadError
-from airflow_s3stream.s3.checksum_headers import refuses_checksum_headers, remember_refusal, without_checksum_headers
+from airflow_s3stream.s3.checksum_headers import without_checksum_headers
 from airflow_s3stream.s3.classify import classify, to_error
 from airflow_s3stream.s3.retry import RetryPolicy, s3_call
+from airflow_s3stream.s3.store_checks import refuses_checksum_headers, remember_refusal
 
 __all__ = [
     "S3Object",

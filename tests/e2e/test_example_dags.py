@@ -289,7 +289,7 @@ def test_upload_dag_uploads_in_parts_and_records_the_xcom_result_in_a_sidecar(
     assert sidecar["size"] == len(data)
     assert sidecar["parts"] == 2
     assert sidecar["resumed_parts"] == 0
-    assert sidecar["checksum_algorithm"] == "CRC32C"
+    assert sidecar["checksum_algorithm"] == "MD5"  # auto on a store that checks no CRC32C (moto)
     assert sidecar["checksum"]
     assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 

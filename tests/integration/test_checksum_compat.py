@@ -33,6 +33,7 @@ from airflow_s3stream.s3.multipart.config import MiB
 from airflow_s3stream.s3.multipart.uploader import ResumableUploader
 from airflow_s3stream.s3.objects import delete_keys
 from airflow_s3stream.s3.retry import RetryPolicy
+from airflow_s3stream.s3.store_checks import PROBE_PREFIX
 from tests.support.bags import zip_bytes
 from tests.support.s3proxy import Corrupt, S3Proxy, S3Request, Status
 
@@ -58,12 +59,28 @@ def refuse_checksum_headers(request: S3Request) -> Status | None:
     return Status(400, "InvalidArgument", f"Unsupported header '{names[0]}' received for this API call.")
 
 
+def work(proxy: S3Proxy) -> list[S3Request]:
+    """The requests of the uploads themselves, without the endpoint's checksum probe."""
+    return [r for r in proxy.requests if not r.key.startswith(PROBE_PREFIX)]
+
+
+def probe_refusals(proxy: S3Proxy) -> list[list[str]]:
+    """The checksum headers of each probe the store refused (the probe is how auto learns it)."""
+    probes = [r for r in proxy.requests if r.key.startswith(PROBE_PREFIX) and r.status == 400]
+    return [checksum_headers(r) for r in probes if checksum_headers(r)]  # not RGW's BadDigest to a wrong MD5
+
+
 def carrying_checksums(proxy: S3Proxy) -> list[tuple[str, list[str]]]:
-    return [(r.op, checksum_headers(r)) for r in proxy.requests if checksum_headers(r)]
+    return [(r.op, checksum_headers(r)) for r in work(proxy) if checksum_headers(r)]
 
 
 def refused(proxy: S3Proxy) -> int:
-    return sum(1 for r in proxy.requests if r.status == 400)
+    return sum(1 for r in work(proxy) if r.status == 400)
+
+
+def probe_denied(request: S3Request) -> Status | None:
+    """No permission to write the probe key: auto starts with CRC32C, as it did before probing."""
+    return Status(403, "AccessDenied", "Access Denied") if request.key.startswith(PROBE_PREFIX) else None
 
 
 def read(client: Any, bucket: str, key: str) -> bytes:
@@ -144,8 +161,9 @@ def test_upload_to_a_store_without_checksums_succeeds_byte_for_byte(  # noqa: PL
     assert open_uploads(s3_client, bucket) == []
     expected_keys = ["dest.bin"] if source_kind == "file" else ["dest.bin", "src.bin"]
     assert listing(s3_client, bucket, "") == expected_keys  # no resume state left behind
-    # MD5: nothing ever carried a checksum header; auto: only the one refused request did
-    assert refused(store) == (1 if algorithm == "auto" else 0)
+    # MD5: nothing ever carried a checksum header; auto: only its probe did, refused; no upload request
+    assert refused(store) == 0
+    assert probe_refusals(store) == ([["x-amz-checksum-crc32c"]] if algorithm == "auto" else [])
     assert all(r.status == 400 for r in store.requests if checksum_headers(r))
     if result["parts"]:
         parts = [r for r in store.requests if r.op == "UploadPart" and r.status == 200]
@@ -167,18 +185,15 @@ def test_md5_sends_no_checksum_header_even_where_botocore_would_add_one(  # noqa
         result = uploader.upload_file(str(tmp_path / name))
         assert (result.checksum_algorithm, "etag" in result.verified) == ("MD5", True)
     assert (read(s3_client, bucket, "big"), read(s3_client, bucket, "small")) == (big, small)
-    if algorithm == "MD5":
-        assert carrying_checksums(store) == []
-    else:  # the first CreateMultipartUpload (x-amz-checksum-algorithm: CRC32C), refused; nothing after it
-        assert carrying_checksums(store) == [
-            ("CreateMultipartUpload", ["x-amz-checksum-algorithm", "x-amz-checksum-type"])
-        ]
-    puts = [r for r in store.requests if r.op in ("UploadPart", "PutObject") and r.status == 200]
+    # auto learnt from its probe (refused) that this store takes no checksum header: no upload request had one
+    assert carrying_checksums(store) == []
+    assert probe_refusals(store) == ([["x-amz-checksum-crc32c"]] if algorithm == "auto" else [])
+    puts = [r for r in work(store) if r.op in ("UploadPart", "PutObject") and r.status == 200]
     assert len(puts) == 4 and all("content-md5" in r.headers for r in puts)
 
 
-def test_md5_part_corrupted_in_transit_is_caught_by_its_etag_and_sent_again(
-    s3_client: Any, bucket: str, store: S3Proxy, store_client: Any, caplog: pytest.LogCaptureFixture
+def test_md5_part_corrupted_in_transit_is_caught_by_its_etag_and_sent_again(  # noqa: PLR0917 - pytest fixtures
+    s3: Any, s3_client: Any, bucket: str, store: S3Proxy, store_client: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     store.add_fault(lambda r: Corrupt(offset=1000) if r.op == "UploadPart" else None, times=1)
     data = os.urandom(2 * 5 * MiB + 1)
@@ -186,14 +201,23 @@ def test_md5_part_corrupted_in_transit_is_caught_by_its_etag_and_sent_again(
         w.write(data)
     assert read(s3_client, bucket, "k") == data
     assert store.count("UploadPart") == 3 + 1
-    assert "MD5 mismatch" in caplog.text  # the server stored other bytes than the MD5 we computed
+    # moto stored other bytes than the MD5 we computed; RGW checks Content-MD5 and refused them itself
+    assert {"moto": "MD5 mismatch", "rgw": "server refused the checksum: "}[s3.origin] in caplog.text
     assert w.result is not None and "etag" in w.result.verified
     assert carrying_checksums(store) == []
 
 
-def test_auto_uses_crc32c_where_the_store_accepts_it(
+def test_auto_uses_crc32c_where_the_store_checks_it(
     bucket: str, s3_client: Any, s3_proxy: S3Proxy, proxy_aws_conn: Callable[..., str]
 ) -> None:
+    # the store answers the probe's wrong CRC32C as AWS S3 does (moto and RGW would store it)
+    s3_proxy.add_fault(
+        lambda r: (
+            Status(400, "BadDigest", "The CRC32C you specified did not match the calculated checksum.")
+            if r.key.startswith(PROBE_PREFIX) and "x-amz-checksum-crc32c" in r.headers
+            else None
+        )
+    )
     client = S3StreamHook(aws_conn_id=proxy_aws_conn("aws_plain")).get_s3_client()
     data = os.urandom(2 * 5 * MiB + 5)
     with MultipartWriter(client, bucket, "multi", config=config("auto")) as w:
@@ -205,9 +229,10 @@ def test_auto_uses_crc32c_where_the_store_accepts_it(
     assert (w.result.checksum_algorithm, single.result.checksum_algorithm) == ("CRC32C", "CRC32C")
     create = [r for r in s3_proxy.requests if r.op == "CreateMultipartUpload"]
     assert [r.headers.get("x-amz-checksum-algorithm") for r in create] == ["CRC32C"]
-    sent = [r for r in s3_proxy.requests if r.op in ("UploadPart", "PutObject")]
+    sent = [r for r in work(s3_proxy) if r.op in ("UploadPart", "PutObject")]
     assert len(sent) == 4 and all("x-amz-checksum-crc32c" in r.headers for r in sent)
     assert refused(s3_proxy) == 0
+    assert w.result.checked_by_store == single.result.checked_by_store == ["CRC32C"]
 
 
 def test_fallback_is_logged_once_and_the_next_upload_goes_straight_to_md5(
@@ -224,17 +249,19 @@ def test_fallback_is_logged_once_and_the_next_upload_goes_straight_to_md5(
         with MultipartWriter(other, bucket, "third", config=config("auto")) as w:
             w.write(b"small")
     assert (read(s3_client, bucket, "first"), read(s3_client, bucket, "second")) == (first, second)
-    assert refused(store) == 1
-    assert store.count("CreateMultipartUpload") == 3  # refused, then one per upload
+    assert refused(store) == 0 and probe_refusals(store) == [["x-amz-checksum-crc32c"]]  # the probe, once
+    assert store.count("CreateMultipartUpload") == 2  # one per upload: none refused
     assert caplog.text.count(FALLBACK_WARNING) == 1
-    assert "Unsupported header 'x-amz-checksum-algorithm'" in caplog.text
+    assert "Unsupported header 'x-amz-checksum-crc32c'" in caplog.text
 
 
 @pytest.mark.parametrize("concurrency", [1, 4])
 def test_refusal_at_the_first_part_restarts_the_upload_without_checksums(
     s3_client: Any, bucket: str, s3_proxy: S3Proxy, proxy_aws_conn: Callable[..., str], concurrency: int
 ) -> None:
-    # A store that ignores x-amz-checksum-algorithm at CreateMultipartUpload but refuses part checksums.
+    # A store that ignores x-amz-checksum-algorithm at CreateMultipartUpload but refuses part checksums,
+    # with credentials that may not write the probe key (so auto starts with CRC32C, knowing nothing).
+    s3_proxy.add_fault(probe_denied)
     s3_proxy.add_fault(lambda r: refuse_checksum_headers(r) if r.op in ("UploadPart", "PutObject") else None)
     client = S3StreamHook(aws_conn_id=proxy_aws_conn("aws_parts", **STORE_SETTINGS)).get_s3_client()
     data = os.urandom(4 * 5 * MiB + 3)
@@ -259,6 +286,7 @@ def test_upload_restarted_without_checksums_is_what_its_resume_state_records(
     def parts_refused(r: S3Request) -> Status | None:
         return refuse_checksum_headers(r) if r.op == "UploadPart" else None
 
+    s3_proxy.add_fault(probe_denied)  # auto starts with CRC32C and meets the refusal at the first part
     s3_proxy.add_fault(parts_refused)
     s3_proxy.add_fault(lambda r: Status(503, "SlowDown") if r.op == "CompleteMultipartUpload" else None)
     client = S3StreamHook(aws_conn_id=proxy_aws_conn("aws_parts", **STORE_SETTINGS)).get_s3_client()
@@ -371,11 +399,10 @@ def test_split_export_with_stale_part_cleanup_succeeds_byte_for_byte(
     deletes = [r for r in store.requests if r.op == "DeleteObjects" and r.status == 200]
     assert len(deletes) == 3  # the commit state twice (one per export), the stale part once
     assert all("content-md5" in r.headers and not checksum_headers(r) for r in deletes)
-    # Refused once: under auto the first CreateMultipartUpload (with CRC32C), under MD5 the first
-    # DeleteObjects (the CRC32 botocore always adds); from then on the endpoint is known.
-    assert refused(store) == 1
-    first_refused = "CreateMultipartUpload" if algorithm == "auto" else "DeleteObjects"
-    assert [r.op for r in store.requests if r.status == 400] == [first_refused]
+    # Refused once: under auto its probe (with CRC32C), under MD5 (whose probe sends Content-MD5 only)
+    # the first DeleteObjects (the CRC32 botocore always adds); from then on the endpoint is known.
+    assert refused(store) + len(probe_refusals(store)) == 1
+    assert [r.op for r in work(store) if r.status == 400] == ([] if algorithm == "auto" else ["DeleteObjects"])
 
 
 @pytest.mark.parametrize("algorithm", ["auto", "MD5"])
@@ -400,7 +427,8 @@ def test_failing_export_cleans_up_its_files_on_the_store(
     # two files were staged before the error: both are aborted, nothing is deleted
     assert store.count("AbortMultipartUpload") >= 2 and store.count("CompleteMultipartUpload") == 0
     assert [r for r in store.requests if r.op == "DeleteObjects"] == []
-    assert refused(store) == (1 if algorithm == "auto" else 0)  # auto: the first CreateMultipartUpload
+    assert refused(store) == 0  # auto learnt the refusal from its probe, before any upload request
+    assert len(probe_refusals(store)) == (1 if algorithm == "auto" else 0)
 
 
 # -- DeleteObjects ---------------------------------------------------------------------------
@@ -463,6 +491,7 @@ def test_zip_members_are_extracted_to_a_store_without_checksums(
     for name in ("big.bin", "small.txt"):
         assert read(s3_client, bucket, f"out/{name}") == members[name]
     assert open_uploads(s3_client, bucket) == []
-    assert refused(store) == (1 if algorithm == "auto" else 0)
-    sent = [r for r in store.requests if r.op in ("UploadPart", "PutObject") and r.status == 200]
+    assert refused(store) == 0
+    assert len(probe_refusals(store)) == (1 if algorithm == "auto" else 0)
+    sent = [r for r in work(store) if r.op in ("UploadPart", "PutObject") and r.status == 200]
     assert len(sent) == 4 and all("content-md5" in r.headers for r in sent)

@@ -74,7 +74,9 @@ def test_constructor_validates_at_parse_time_without_io() -> None:
     assert op.config.part_size == 8 * MiB
 
 
-def test_execute_uploads_a_local_file_and_returns_the_xcom_dict(tmp_path: Path, s3_client: Any, bucket: str) -> None:
+def test_execute_uploads_a_local_file_and_returns_the_xcom_dict(
+    tmp_path: Path, s3: Any, s3_client: Any, bucket: str
+) -> None:
     path = tmp_path / "data.bin"
     path.write_bytes(os.urandom(3 * PART + 5))
     op = S3MultipartUploadOperator(
@@ -104,7 +106,11 @@ def test_execute_uploads_a_local_file_and_returns_the_xcom_dict(tmp_path: Path, 
         3 * PART + 5,
         4,
     )
-    assert (result["checksum_algorithm"], result["resumed_parts"], result["copied"]) == ("CRC32C", 0, False)
+    # neither moto nor RGW checks a CRC32C: auto sends Content-MD5, which RGW checks and moto does not
+    assert (result["checksum_algorithm"], result["resumed_parts"], result["copied"]) == ("MD5", 0, False)
+    assert result["checked_by_store"] == (["Content-MD5"] if s3.origin == "rgw" else [])
+    head = s3_client.head_object(Bucket=bucket, Key="in/data.bin")
+    assert result["etag"] == head["ETag"].strip('"') and result["etag"].endswith("-4")
 
 
 def test_missing_source_fails_without_retry_before_any_upload(

@@ -13,12 +13,12 @@ import pytest
 from botocore.config import Config
 
 from airflow_s3stream.errors import ChecksumMismatchError, ConfigurationError
-from airflow_s3stream.s3.checksum_headers import refuses_checksum_headers, remember_refusal
 from airflow_s3stream.s3.classify import S3Failure
 from airflow_s3stream.s3.multipart.checksums import PartHasher, content_md5, multipart_etag
 from airflow_s3stream.s3.multipart.config import MultipartConfig
 from airflow_s3stream.s3.multipart.session import UploadSession
 from airflow_s3stream.s3.multipart.verify import ExpectedObject, verify_object
+from airflow_s3stream.s3.store_checks import StoreChecks, refuses_checksum_headers, remember_checks, remember_refusal
 
 REFUSAL = S3Failure(
     "permanent", "InvalidArgument", 400, "Unsupported header 'x-amz-checksum-crc32c' received for this API call."
@@ -120,9 +120,18 @@ def test_single_put_md5_etag_is_verified() -> None:
         verify_object({"ContentLength": 3, "ETag": '"' + "0" * 32 + '"'}, expected)
 
 
-def test_auto_starts_with_crc32c_until_the_endpoint_refused_it(caplog: pytest.LogCaptureFixture) -> None:
+def probed(endpoint: str, additional: str = "checked", content_md5: str = "checked") -> Any:
+    """A client of ``endpoint`` whose probe this process already ran (nothing is sent)."""
+    made = client(endpoint)
+    remember_checks(made, StoreChecks(additional, content_md5))  # type: ignore[arg-type]
+    return made
+
+
+def test_auto_sends_crc32c_to_a_store_that_checks_it_until_the_endpoint_refused_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     endpoint = fresh_endpoint()
-    first, second, elsewhere = client(endpoint), client(endpoint), client(fresh_endpoint())
+    first, second, elsewhere = probed(endpoint), client(endpoint), probed(fresh_endpoint())
     assert UploadSession(first, "b", "k", MultipartConfig()).algorithm == "CRC32C"
     with caplog.at_level(logging.WARNING, logger="airflow_s3stream"):
         remember_refusal(first, "part 1 of s3://b/k", REFUSAL)
@@ -136,14 +145,22 @@ def test_auto_starts_with_crc32c_until_the_endpoint_refused_it(caplog: pytest.Lo
     assert UploadSession(second, "b", "k", MultipartConfig(checksum_algorithm="CRC32")).algorithm == "CRC32"
 
 
+def test_auto_sends_content_md5_to_a_store_that_ignores_crc32c() -> None:
+    ignoring = probed(fresh_endpoint(), additional="ignored")
+    session = UploadSession(ignoring, "b", "k", MultipartConfig())
+    assert (session.algorithm, session.checksum_type, session.checked_by_store) == ("MD5", "COMPOSITE", ["Content-MD5"])
+    explicit = UploadSession(ignoring, "b", "k", MultipartConfig(checksum_algorithm="CRC32C"))
+    assert (explicit.algorithm, explicit.checked_by_store) == ("CRC32C", [])  # sent, but nobody checked it
+
+
 def test_an_md5_session_always_hashes_md5_and_is_composite() -> None:
     never = MultipartConfig(checksum_algorithm="MD5", verify_part_etag=False)
     session = UploadSession(client(fresh_endpoint()), "b", "k", never)
     assert (session.wants_md5, session.checksum_type, session.full_object) == (True, "COMPOSITE", False)
-    auto_full = UploadSession(client(fresh_endpoint()), "b", "k", MultipartConfig(checksum_type="FULL_OBJECT"))
+    auto_full = UploadSession(probed(fresh_endpoint()), "b", "k", MultipartConfig(checksum_type="FULL_OBJECT"))
     assert (auto_full.algorithm, auto_full.checksum_type) == ("CRC32C", "FULL_OBJECT")
     # auto hashes MD5s until a part is stored, in case the store refuses the CRC at the first part
-    assert UploadSession(client(fresh_endpoint()), "b", "k", MultipartConfig(verify_part_etag=False)).wants_md5
+    assert UploadSession(probed(fresh_endpoint()), "b", "k", MultipartConfig(verify_part_etag=False)).wants_md5
 
 
 def test_a_checksum_reported_where_none_was_computed_is_not_a_mismatch() -> None:

@@ -55,6 +55,25 @@ def test_flags_callers_decide_on() -> None:
     assert not classify(_client_error("SlowDown", 503)).not_found
 
 
+def _error_of(operation: str, code: str, status: int, message: str = "") -> ClientError:
+    response: Any = {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}
+    return ClientError(response, operation)
+
+
+def test_ceph_rgw_answers_for_an_aborted_upload_mean_gone_or_try_again() -> None:
+    # ListParts of an aborted upload: RGW 16 says NoSuchKey (S3: NoSuchUpload); both mean "gone"
+    listed = classify(_error_of("ListParts", "NoSuchKey", 404))
+    assert (listed.kind, listed.not_found, listed.retryable) == ("permanent", True, False)
+    # CompleteMultipartUpload of an aborted (or unknown) upload: RGW 16 says 500; retried, then transient
+    message = "This multipart completion is already in progress"
+    completing = _error_of("CompleteMultipartUpload", "InternalError", 500, message)
+    assert (classify(completing).kind, classify(completing).not_found) == ("retryable", False)
+    assert isinstance(to_error(completing, "completing s3://b/k"), TransientError)
+    # the same NoSuchKey still means a missing object where one is read
+    missing = to_error(_error_of("GetObject", "NoSuchKey", 404), "source s3://b/k", reading=True)
+    assert isinstance(missing, SourceError) and "no such key" in str(missing)
+
+
 def test_a_store_refusing_checksum_headers_is_recognised_by_its_400() -> None:
     refused = _client_error("InvalidArgument", 400, "Unsupported header 'x-amz-checksum-crc32c' received")
     assert classify(refused).checksum_headers_refused

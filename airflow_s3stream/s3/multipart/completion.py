@@ -1,8 +1,18 @@
 """Finish an upload: complete (or single PUT), read the object back with HeadObject, verify.
 
 Shared by the streaming writer and the resumable uploader so both publish the same way: an object
-whose size, checksum or ETag disagrees with what we computed is deleted again and
-:class:`~airflow_s3stream.errors.ChecksumMismatchError` is raised, so nothing corrupt stays visible.
+whose size, checksum or ETag disagrees with what we computed raises
+:class:`~airflow_s3stream.errors.ChecksumMismatchError`. It is deleted again only when another of
+its identities (multipart ETag or checksum) matches ours, i.e. it is provably made of our bytes:
+a 200 to CompleteMultipartUpload does not prove that the object is this upload's (Ceph RGW answers
+a Complete of an upload id it does not hold with 200 and the ETag of the object already at the
+key; another writer may replace the key between Complete and HeadObject), and deleting an object
+that is not ours would destroy someone else's data.
+
+The result separates what we computed from what the store said: ``checksum`` is ours,
+``store_checksum`` what HeadObject reported (``''``: none), ``etag`` the object's (HeadObject's
+when Complete answered none, as Ceph RGW's first Complete does; HEAD is then sent for it even when
+``verify_after_complete`` is off).
 
 CompleteMultipartUpload is not idempotent: it can succeed while its answer is lost, and the retry
 (or the next try, after a worker was killed waiting) then hears ``NoSuchUpload``. The upload is
@@ -33,7 +43,7 @@ from airflow_s3stream.s3.multipart.checksums import (
 from airflow_s3stream.s3.multipart.config import CHECKSUM_MD5
 from airflow_s3stream.s3.multipart.result import UploadResult
 from airflow_s3stream.s3.multipart.session import PartRecord, UploadGoneError, UploadSession
-from airflow_s3stream.s3.multipart.verify import ExpectedObject, verify_object
+from airflow_s3stream.s3.multipart.verify import ExpectedObject, compare_object, verify_object
 from airflow_s3stream.s3.objects import head_object
 
 __all__ = ["Finished", "complete_and_verify", "confirm_completed", "put_and_verify"]
@@ -48,9 +58,10 @@ class Finished:
     size: int
     parts: int
     etag: str
-    checksum: str
+    checksum: str  # ours, computed locally
     verified: list[str]
     version_id: str | None
+    store_checksum: str | None = None  # what HeadObject reported; '' none, None not read back
 
     def result(self, session: UploadSession, part_size: int, started: float, **extra: Any) -> UploadResult:
         return UploadResult(
@@ -63,6 +74,8 @@ class Finished:
             checksum_algorithm=session.algorithm,
             checksum_type=session.checksum_type if self.parts else "FULL_OBJECT",
             checksum=self.checksum,
+            store_checksum=self.store_checksum,
+            checked_by_store=session.checked_by_store,
             seconds=time.monotonic() - started,
             verified=self.verified,
             version_id=self.version_id,
@@ -70,9 +83,21 @@ class Finished:
         )
 
 
-def _head_and_verify(session: UploadSession, expected: ExpectedObject) -> tuple[list[str], str]:
-    if not session.config.verify_after_complete:
-        return [], expected.checksum
+@dataclass(frozen=True)
+class _ReadBack:
+    verified: list[str]
+    etag: str
+    store_checksum: str | None
+
+
+def _read_back(session: UploadSession, expected: ExpectedObject, answer: dict[str, Any]) -> _ReadBack:
+    """HeadObject after Complete or PutObject (``answer``): verify (``verify_after_complete``), and
+    take the ETag from it when the answer had none. Deletes a mismatching object only when it is
+    provably ours (module docstring)."""
+    answered = str(answer.get("ETag") or "").strip('"')
+    verify = session.config.verify_after_complete
+    if not verify and answered:
+        return _ReadBack([], answered, _answered_checksum(session, answer))
     # x-amz-checksum-mode is a checksum header too: an MD5 upload's store may refuse it
     mode = {"ChecksumMode": "ENABLED"} if session.algorithm != CHECKSUM_MD5 else {}
     try:
@@ -83,17 +108,35 @@ def _head_and_verify(session: UploadSession, expected: ExpectedObject) -> tuple[
     except Exception as exc:
         if not classify(exc).access_denied:
             raise to_error(exc, f"reading back {session.uri}") from exc
-        # write-only credentials: the upload itself succeeded and S3 checked every part's CRC
         log.warning(
-            "%s: no permission to read the object back (HeadObject); not verified after completion", session.uri
+            "%s: no permission to read the object back (HeadObject); not verified after completion%s",
+            session.uri,
+            "" if answered else ", and its ETag is unknown (the store answered none)",
         )
-        return [], expected.checksum
-    try:
-        verified = verify_object(head, expected)
-    except ChecksumMismatchError as exc:
+        return _ReadBack([], answered, _answered_checksum(session, answer))
+    etag = str(head.get("ETag") or "").strip('"') or answered
+    stored = None if session.algorithm == CHECKSUM_MD5 else str(head.get(f"Checksum{session.algorithm}") or "")
+    if not verify:
+        return _ReadBack([], etag, stored)
+    comparison = compare_object(head, expected)
+    if comparison.mismatches:
+        problem = f"{session.uri}: {'; '.join(comparison.mismatches)}"
+        if not comparison.identified:
+            raise ChecksumMismatchError(
+                f"{problem}; left as it is: nothing identifies it as the object this upload made (another "
+                "writer may have replaced it, or the store answered for an upload it did not hold)"
+            )
         session.client.delete_object(Bucket=session.bucket, Key=session.key)
-        raise ChecksumMismatchError(f"{exc}; the object was deleted") from exc
-    return verified, str(head.get(f"Checksum{session.algorithm}") or expected.checksum)
+        raise ChecksumMismatchError(f"{problem}; the object was deleted")
+    return _ReadBack(comparison.verified, etag, stored)
+
+
+def _answered_checksum(session: UploadSession, answer: dict[str, Any]) -> str | None:
+    """The store's checksum in a Complete/PutObject answer, ``None`` when it gave none (not read back)."""
+    if session.algorithm == CHECKSUM_MD5:
+        return None
+    value = answer.get(f"Checksum{session.algorithm}")
+    return str(value) if value else None
 
 
 def _expected(session: UploadSession, parts: list[PartRecord]) -> tuple[ExpectedObject, int | None]:
@@ -138,9 +181,16 @@ def complete_and_verify(session: UploadSession, parts: list[PartRecord]) -> Fini
     except UploadGoneError as gone:
         log.warning("%s; checking whether %s is the object it would have made", gone, session.uri)
         return confirm_completed(session, parts, because=str(gone))
-    verified, reported = _head_and_verify(session, expected)
-    etag = str(response.get("ETag", "")).strip('"')
-    return Finished(expected.size, expected.parts, etag, reported, verified, response.get("VersionId"))
+    back = _read_back(session, expected, response)
+    return Finished(
+        expected.size,
+        expected.parts,
+        back.etag,
+        expected.checksum,
+        back.verified,
+        response.get("VersionId"),
+        back.store_checksum,
+    )
 
 
 def confirm_completed(session: UploadSession, parts: list[PartRecord], *, because: str = "") -> Finished:
@@ -185,10 +235,12 @@ def confirm_completed(session: UploadSession, parts: list[PartRecord], *, becaus
             f"comparable {expected.algorithm} checksum; it may or may not be this upload's"
         )
     log.info("%s: upload %s had completed (%s match); not sent again", session.uri, session.upload_id, verified)
-    reported = str(head.get(f"Checksum{expected.algorithm}") or expected.checksum)
+    stored = None if expected.algorithm == CHECKSUM_MD5 else str(head.get(f"Checksum{expected.algorithm}") or "")
     version = head.get("VersionId")
     etag = str(head.get("ETag", "")).strip('"')
-    return Finished(expected.size, expected.parts, etag, reported, verified, version if version != "null" else None)
+    return Finished(
+        expected.size, expected.parts, etag, expected.checksum, verified, version if version != "null" else None, stored
+    )
 
 
 def put_and_verify(session: UploadSession, data: bytes | bytearray, digest: PartDigest) -> Finished:
@@ -196,6 +248,5 @@ def put_and_verify(session: UploadSession, data: bytes | bytearray, digest: Part
     response = session.put_object(data, digest)
     checksum = digest.md5 if session.algorithm == CHECKSUM_MD5 else encode_checksum(session.algorithm, digest.crc)
     expected = ExpectedObject(session.uri, digest.size, session.algorithm, checksum, True, 0, digest.md5)
-    verified, reported = _head_and_verify(session, expected)
-    etag = str(response.get("ETag", "")).strip('"')
-    return Finished(digest.size, 0, etag, reported, verified, response.get("VersionId"))
+    back = _read_back(session, expected, response)
+    return Finished(digest.size, 0, back.etag, checksum, back.verified, response.get("VersionId"), back.store_checksum)

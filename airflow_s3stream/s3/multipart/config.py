@@ -56,7 +56,7 @@ CHECKSUM_ALGORITHMS: dict[str, tuple[frozenset[str], str]] = {
     "MD5": (frozenset({"COMPOSITE"}), "COMPOSITE"),
 }
 CHECKSUM_MD5 = "MD5"  # Content-MD5 only: what every S3-compatible store accepts
-CHECKSUM_AUTO = "auto"  # AUTO_PREFERRED_ALGORITHM, or MD5 where the store refuses x-amz-checksum-* headers
+CHECKSUM_AUTO = "auto"  # AUTO_PREFERRED_ALGORITHM where the store checks it, else MD5 (s3/store_checks.py)
 AUTO_PREFERRED_ALGORITHM = "CRC32C"  # what "auto" sends first (S3's recommended additional checksum)
 
 
@@ -84,10 +84,11 @@ class MultipartConfig:
         A CRC is computed locally, sent with every part (``x-amz-checksum-*``) and checked by S3.
         ``MD5`` sends a ``Content-MD5`` per request and no ``x-amz-checksum-*`` header at all (every
         S3-compatible store checks it); each part's ETag and the object's multipart ETag are then
-        compared with the local MD5s. ``auto`` sends CRC32C, and on a store that answers 400 to
-        checksum headers (Backblaze B2, some MinIO / Ceph RGW / OBS versions) switches that upload
-        to MD5 once and remembers the endpoint for the rest of the process (see
-        :mod:`airflow_s3stream.s3.checksum_headers`).
+        compared with the local MD5s. ``auto`` sends CRC32C where the store checks it and MD5 where
+        it ignores additional checksums (Ceph RGW 16, moto) or refuses them (Backblaze B2, some
+        MinIO / RGW / OBS versions), as one probe per endpoint finds at the first upload
+        (:mod:`airflow_s3stream.s3.store_checks`); a refusal met later still switches that upload
+        to MD5 once. Explicit algorithms are never changed.
     :param checksum_type: ``COMPOSITE`` (checksum of part checksums, default for CRC32/CRC32C/MD5) or
         ``FULL_OBJECT`` (the only type for CRC64NVME); ``None`` picks the algorithm's default. With
         ``auto`` it applies while CRC32C is used.

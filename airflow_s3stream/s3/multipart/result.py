@@ -10,12 +10,30 @@ __all__ = ["UploadResult"]
 
 @dataclass(frozen=True)
 class UploadResult:
-    """A finished, verified upload.
+    """A finished, verified upload: what we computed and sent, and what the store said and checked.
 
-    ``parts`` is 0 for an object stored with one PutObject. ``checksum_algorithm`` is the one used
-    (``auto`` resolved to ``CRC32C`` or ``MD5``). ``checksum`` is the object's checksum as S3 reports
-    it (composite values end in ``-N``); for ``MD5`` it is the expected ETag (``md5-N`` or the MD5).
-    ``verified`` lists what was compared after completion (``size``, ``checksum``, ``etag``; see
+    ``parts`` is 0 for an object stored with one PutObject. ``etag`` is the object's ETag as the
+    store reports it (HeadObject's when CompleteMultipartUpload answered none, as Ceph RGW does).
+
+    Computed by us, locally, from the bytes we sent (not a statement about the store):
+
+    * ``checksum_algorithm``: the one used (``auto`` resolved to ``CRC32C`` or ``MD5``).
+    * ``checksum``: the object's checksum as we computed it (composite values end in ``-N``); for
+      ``MD5`` the multipart ETag it must have (``md5(part MD5s)-N``, or the MD5 of a single PUT).
+      ``''`` when nothing was computed (a server-side copy whose part checksums the store did not return).
+
+    Said or done by the store:
+
+    * ``store_checksum``: ``Checksum<algorithm>`` as HeadObject reported it after completion;
+      ``''`` when the store reported none (it keeps no additional checksum: Ceph RGW, moto), ``None``
+      when it was not asked (``MD5`` uploads, whose stored identity is ``etag``; no read-back).
+    * ``checked_by_store``: what the store is known to have checked against the bytes it received:
+      ``["Content-MD5"]``, ``["CRC32C"]`` (or the CRC it echoed back), or ``[]``. Known from the
+      endpoint's probe (:mod:`airflow_s3stream.s3.store_checks`: a deliberately wrong checksum
+      refused as corrupt) or from the server echoing our checksum, never assumed from having sent
+      it. ``[]`` for server-side copies, and where the store ignores what was sent.
+
+    ``verified`` lists what *we* compared after completion (``size``, ``checksum``, ``etag``; see
     :mod:`.verify`). ``resumed_parts`` counts parts a previous try had stored and this one reused.
     """
 
@@ -35,6 +53,8 @@ class UploadResult:
     verified: list[str] = field(default_factory=list)
     version_id: str | None = None
     sha256: str | None = None
+    store_checksum: str | None = None
+    checked_by_store: list[str] = field(default_factory=list)
 
     @property
     def uri(self) -> str:

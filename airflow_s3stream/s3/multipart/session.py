@@ -8,10 +8,15 @@ again, and after the retry budget :class:`~airflow_s3stream.errors.ChecksumMisma
 
 With the ``MD5`` algorithm a part carries ``Content-MD5`` and no additional checksum header at all
 (botocore is kept from adding one: :func:`~airflow_s3stream.s3.checksum_headers.without_checksum_headers`).
-Under ``auto`` a session starts with CRC32C (or MD5 when the endpoint is known to refuse checksum
-headers); if the store refuses the header at CreateMultipartUpload, PutObject or a part before any
-part is stored, the session switches to MD5 once (aborting and re-creating an upload already
-created with the CRC, so no upload mixes algorithms) and the endpoint is remembered.
+At its first upload I/O (reading :attr:`UploadSession.algorithm` under ``auto``, or the first
+create, part, PutObject or Complete) a session learns what its endpoint checks
+(:func:`~airflow_s3stream.s3.store_checks.store_checks`: one probe per endpoint per process).
+``auto`` then sends CRC32C where the store checks it (or nothing could be learnt) and MD5 where it
+ignores or refuses additional checksums. If the store still refuses the header at
+CreateMultipartUpload, PutObject or a part before any part is stored, the session switches to MD5
+once (aborting and re-creating an upload already created with the CRC, so no upload mixes
+algorithms) and the endpoint is remembered. :attr:`UploadSession.checked_by_store` says what the
+store is known to have checked of what this session sent.
 
 The two calls that are not idempotent handle a lost answer (a reset or timeout after the server
 acted) explicitly. A lost CreateMultipartUpload may have started an upload nobody tracks: the key's
@@ -33,17 +38,19 @@ from dataclasses import asdict, dataclass
 from typing import IO, Any
 
 from airflow_s3stream.errors import ChecksumMismatchError, SourceChangedError, UploadError
-from airflow_s3stream.s3.checksum_headers import refuses_checksum_headers, remember_refusal, without_checksum_headers
+from airflow_s3stream.s3.checksum_headers import without_checksum_headers
 from airflow_s3stream.s3.classify import classify, to_error
 from airflow_s3stream.s3.client import warn_if_retrying
 from airflow_s3stream.s3.multipart.bodies import hashing_raw
 from airflow_s3stream.s3.multipart.checksums import PartDigest, content_md5, encode_checksum, looks_like_md5
 from airflow_s3stream.s3.multipart.cleanup import abort_untracked, abort_upload, open_upload_ids
-from airflow_s3stream.s3.multipart.config import (
-    AUTO_PREFERRED_ALGORITHM,
-    CHECKSUM_AUTO,
-    CHECKSUM_MD5,
-    MultipartConfig,
+from airflow_s3stream.s3.multipart.config import CHECKSUM_AUTO, CHECKSUM_MD5, MultipartConfig
+from airflow_s3stream.s3.store_checks import (
+    StoreChecks,
+    checked_by_store,
+    choose_algorithm,
+    remember_refusal,
+    store_checks,
 )
 
 __all__ = ["Body", "PartRecord", "UploadGoneError", "UploadSession", "checksum_value"]
@@ -67,7 +74,7 @@ class PartRecord:
     number: int
     size: int
     etag: str
-    checksum: str  # base64 CRC (or Content-MD5) we computed and S3 checked ('' for copies we cannot see)
+    checksum: str  # base64 CRC (or Content-MD5) we computed and sent ('' for copies we cannot see)
     md5: str = ""  # hex MD5 we computed ('' when not computed)
 
     def to_dict(self) -> dict[str, Any]:
@@ -86,7 +93,8 @@ class UploadSession:
         ``ServerSideEncryption``, ``Metadata``.
 
     ``algorithm`` is the checksum algorithm in use (``config.checksum_algorithm``, with ``auto``
-    resolved to CRC32C or MD5); a resumed upload must set it to the one the upload was created with.
+    resolved to CRC32C or MD5 when first read: that may probe the endpoint); a resumed upload must
+    set it to the one the upload was created with.
     ``on_restart`` is called after ``auto`` replaced the upload by an MD5 one (new ``upload_id``).
     """
 
@@ -108,14 +116,48 @@ class UploadSession:
         self.extra_args = dict(extra_args or {})
         self.upload_id = upload_id
         self.auto = config.checksum_algorithm == CHECKSUM_AUTO
-        self.algorithm = _first_algorithm(config.checksum_algorithm, client)
+        self._algorithm: str | None = None if self.auto else config.checksum_algorithm  # auto: at first I/O
         self.uri = f"s3://{bucket}/{key}"
         self.server_echoes_checksums = False  # set once an UploadPart answer repeats our CRC
         self._ended = False  # completed or aborted: a later abort() is a no-op
         self.on_restart: Callable[[UploadSession], None] | None = None
-        self._switch = threading.Lock()  # guards algorithm/upload_id while auto switches to MD5
+        self._switch = threading.RLock()  # guards algorithm/upload_id while auto switches to MD5
         self._stored = 0  # parts stored in the current upload: once one is, the algorithm is final
         self._created = False  # this session created its upload (a resumed one never switches)
+        self._copied = False  # a part was copied server side: no checksum of ours went with its bytes
+
+    @property
+    def algorithm(self) -> str:
+        """The checksum algorithm in use; under ``auto`` chosen on first use from what the store
+        checks (:func:`~airflow_s3stream.s3.store_checks.choose_algorithm`; may probe the endpoint)."""
+        if self._algorithm is None:
+            chosen = choose_algorithm(self.config.checksum_algorithm, self.checks)
+            with self._switch:
+                if self._algorithm is None:
+                    self._algorithm = chosen
+        return self._algorithm
+
+    @algorithm.setter
+    def algorithm(self, value: str) -> None:
+        self._algorithm = value
+
+    @property
+    def checks(self) -> StoreChecks:
+        """What this session's endpoint checks; probed the first time any session needs it."""
+        return self._learn_checks()
+
+    def _learn_checks(self) -> StoreChecks:
+        # what auto needs to choose, then what the algorithm in use needs for its claims
+        wanted = self._algorithm or self.config.checksum_algorithm
+        return store_checks(self.client, self.bucket, self.config.retry, wanted)
+
+    @property
+    def checked_by_store(self) -> list[str]:
+        """What the store is known to have checked of the bytes this session sent: ``["Content-MD5"]``,
+        ``["CRC32C"]`` (or the CRC the server echoed), or ``[]`` (nothing known, or a server-side copy)."""
+        if self._copied:
+            return []
+        return checked_by_store(self.algorithm, self.checks, echoed=self.server_echoes_checksums)
 
     @property
     def checksum_type(self) -> str:
@@ -171,12 +213,12 @@ class UploadSession:
         if not failure.checksum_headers_refused:
             return False
         with self._switch:
-            if self.algorithm == CHECKSUM_MD5:
+            if self._algorithm == CHECKSUM_MD5:
                 return True  # another part switched this upload meanwhile
             if not self.can_fall_back:
                 return False
             remember_refusal(self.client, what, failure)
-            self.algorithm = CHECKSUM_MD5
+            self._algorithm = CHECKSUM_MD5
             if self.upload_id is not None:
                 refused = self.upload_id
                 self.abort()
@@ -188,8 +230,9 @@ class UploadSession:
         return True
 
     def _current(self) -> tuple[str, str | None]:
+        algorithm = self.algorithm  # resolved outside the lock (it may probe)
         with self._switch:
-            return self.algorithm, self.upload_id
+            return self._algorithm or algorithm, self.upload_id
 
     def _stored_in(self, upload_id: str | None) -> bool:
         """Count a part stored in ``upload_id``; False when that upload was replaced meanwhile."""
@@ -220,6 +263,7 @@ class UploadSession:
         permission to list uploads, the cleanup is skipped with a warning.
         """
         what = f"creating a multipart upload for {self.uri}"
+        self._learn_checks()  # the first upload I/O: learn what the store checks before using it
         known = open_upload_ids(self.client, self.bucket, self.key, self.config.retry)
         lost = False
 
@@ -270,6 +314,7 @@ class UploadSession:
         then :class:`ChecksumMismatchError`. Other failures raise our errors naming part and URI.
         """
         assert self.upload_id is not None, "create() first"
+        self._learn_checks()  # a resumed session's first I/O may be a part
         algorithm, upload_id = self._current()
         sent = checksum_value(algorithm, digest)
         what = f"part {number} of {self.uri}"
@@ -352,6 +397,7 @@ class UploadSession:
                     f"was replaced during the copy (ETag is no longer {if_match})"
                 ) from exc
             raise to_error(exc, what) from exc
+        self._copied = True
         result = response.get("CopyPartResult", {})
         return PartRecord(
             number, last - first + 1, str(result["ETag"]), str(result.get(f"Checksum{self.algorithm}", ""))
@@ -366,6 +412,7 @@ class UploadSession:
         caller to check. Other failures raise the package's errors naming the object.
         """
         assert self.upload_id is not None, "create() first"
+        self._learn_checks()  # a staged upload's Complete may be the first I/O in this process
         listed = []
         for part in sorted(parts, key=lambda p: p.number):
             entry: dict[str, Any] = {"PartNumber": part.number, "ETag": part.etag}
@@ -413,6 +460,7 @@ class UploadSession:
 
         Under ``auto`` a store refusing the checksum header gets the object again with MD5.
         """
+        self._learn_checks()  # explicit algorithms too: the result says what the store checked
         algorithm = self.algorithm
         sent = checksum_value(algorithm, digest)
         what = f"uploading {self.uri}"
@@ -466,13 +514,6 @@ class UploadSession:
             for part in page.get("Parts", []):
                 parts[int(part["PartNumber"])] = part
         return parts
-
-
-def _first_algorithm(configured: str, client: Any) -> str:
-    """The algorithm a new session starts with: ``auto`` is CRC32C unless the endpoint refused it."""
-    if configured != CHECKSUM_AUTO:
-        return configured
-    return CHECKSUM_MD5 if refuses_checksum_headers(client) else AUTO_PREFERRED_ALGORITHM
 
 
 def checksum_value(algorithm: str, digest: PartDigest) -> str:
