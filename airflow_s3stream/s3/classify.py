@@ -21,7 +21,7 @@ answer to ``x-amz-checksum-*`` headers: boto/boto3#4392).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NoReturn
 
 from airflow_s3stream.errors import (
     ChecksumMismatchError,
@@ -33,7 +33,7 @@ from airflow_s3stream.errors import (
     UploadError,
 )
 
-__all__ = ["FailureKind", "S3Failure", "classify", "error_code", "http_status", "to_error"]
+__all__ = ["FailureKind", "S3Failure", "classify", "error_code", "http_status", "raise_error", "to_error"]
 
 FailureKind = Literal["retryable", "permanent", "checksum"]
 
@@ -203,3 +203,12 @@ def to_error(exc: BaseException, what: str, *, reading: bool = False) -> S3Strea
     if failure.not_found or failure.access_denied:
         return DestinationError(f"{what}: {detail}")
     return UploadError(f"{what}: {detail}")
+
+
+def raise_error(exc: BaseException, what: str, *, reading: bool = False) -> NoReturn:
+    """Raise :func:`to_error` of ``exc``, chained to ``exc``; an error that already is the package's
+    is raised as it is, never as its own cause (code that walks ``__cause__`` must end)."""
+    error = to_error(exc, what, reading=reading)
+    if error is exc:
+        raise exc
+    raise error from exc

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from airflow_s3stream.errors import DestinationError, SourceError, UploadError
 from airflow_s3stream.s3.checksum_headers import without_checksum_headers
-from airflow_s3stream.s3.classify import classify, to_error
+from airflow_s3stream.s3.classify import classify, raise_error
 from airflow_s3stream.s3.retry import RetryPolicy, s3_call
 from airflow_s3stream.s3.store_checks import refuses_checksum_headers, remember_refusal
 
@@ -157,7 +157,7 @@ def _md5_if_refused(client: Any, retry: RetryPolicy, send: Callable[[], T], what
     except Exception as exc:
         failure = classify(exc)
         if not failure.checksum_headers_refused:
-            raise to_error(exc, what) from exc
+            raise_error(exc, what)
         remember_refusal(client, what, failure)
     return s3_call(retry, functools.partial(_without_checksum_headers, client, send), what)
 
@@ -196,7 +196,7 @@ def get_object_bytes(client: Any, bucket: str, key: str, retry: RetryPolicy, *, 
     except Exception as exc:
         if classify(exc).not_found:
             return None
-        raise to_error(exc, what) from exc
+        raise_error(exc, what)
 
 
 def put_object(client: Any, bucket: str, key: str, body: bytes, retry: RetryPolicy, **kwargs: Any) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from airflow_s3stream.errors import TransientError
-from airflow_s3stream.s3.classify import classify, to_error
+from airflow_s3stream.s3.classify import classify, raise_error
 
 __all__ = ["RetryPolicy", "s3_call"]
 
@@ -89,4 +89,4 @@ def s3_call(policy: RetryPolicy, fn: Callable[[], T], what: str, *, reading: boo
     try:
         return policy.call(fn, what=what)
     except Exception as exc:
-        raise to_error(exc, what, reading=reading) from exc
+        raise_error(exc, what, reading=reading)

@@ -116,3 +116,26 @@ def test_upload_failures_are_named_and_fail_or_retry(  # noqa: PLR0917
     inject(s3_proxy, op, fault, key="up/data.bin")
     assert_fails_naming(lambda: upload.execute({}), expected, f"s3://{bucket}/up/data.bin")
     assert s3_proxy.count(op) >= 1
+
+
+def test_a_missing_bucket_error_chain_ends_and_names_the_bucket(s3_client: Any, tmp_path: Path) -> None:
+    """Code that walks ``__cause__`` (an error reporter, a log formatter) must reach its end."""
+    from airflow_s3stream.errors import DestinationError
+    from airflow_s3stream.s3.multipart import MultipartConfig, MultipartWriter
+    from airflow_s3stream.s3.objects import put_object
+    from airflow_s3stream.s3.retry import RetryPolicy
+
+    def chain(exc: BaseException) -> list[str]:
+        names, current = [], exc
+        while current is not None and len(names) < 10:
+            names.append(type(current).__name__)
+            current = current.__cause__  # type: ignore[assignment]
+        return names
+
+    with pytest.raises(DestinationError, match="s3://no-such-bucket-s3stream/k") as put:
+        put_object(s3_client, "no-such-bucket-s3stream", "k", b"{}", RetryPolicy())
+    assert chain(put.value) == ["DestinationError", "NoSuchBucket"]  # botocore's ClientError for the code
+    writer = MultipartWriter(s3_client, "no-such-bucket-s3stream", "k", config=MultipartConfig())
+    with pytest.raises(DestinationError, match="no-such-bucket-s3stream") as streamed, writer:
+        writer.write(os.urandom(1024))
+    assert 2 <= len(chain(streamed.value)) < 10

@@ -15,7 +15,7 @@ from airflow_s3stream.errors import (
     TransientError,
     UploadError,
 )
-from airflow_s3stream.s3.classify import classify, to_error
+from airflow_s3stream.s3.classify import classify, raise_error, to_error
 
 
 def _client_error(code: str, status: int, message: str = "") -> ClientError:
@@ -104,3 +104,30 @@ def test_to_error_names_the_object_and_picks_the_package_error(
     assert type(translated) is error
     assert "s3://bucket/some/key" in str(translated)
     assert classify(exc).code in str(translated)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and its causes, as an error reporter walking ``__cause__`` sees them (bounded)."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(seen) < 10:
+        seen.append(current)
+        current = current.__cause__
+    return seen
+
+
+def test_an_error_of_the_package_is_raised_again_never_as_its_own_cause() -> None:
+    original = DestinationError("PutObject s3://missing-bucket/k: NoSuchBucket (404)")
+    with pytest.raises(DestinationError) as caught:
+        try:
+            raise original
+        except DestinationError as exc:
+            raise_error(exc, "uploading s3://missing-bucket/k")
+    assert caught.value is original and caught.value.__cause__ is None
+    with pytest.raises(DestinationError) as translated:
+        try:
+            raise _client_error("NoSuchBucket", 404)
+        except Exception as exc:
+            raise_error(exc, "PutObject s3://missing-bucket/k")
+    chain = _chain(translated.value)
+    assert [type(e).__name__ for e in chain] == ["DestinationError", "ClientError"]  # ends, no repeats

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow_s3stream.errors import ConfigurationError
-from airflow_s3stream.s3.classify import classify, to_error
+from airflow_s3stream.s3.classify import classify, raise_error
 from airflow_s3stream.s3.retry import RetryPolicy
 
 __all__ = ["StaleUpload", "abort_stale_uploads", "abort_untracked", "abort_upload", "open_upload_ids"]
@@ -61,7 +61,7 @@ def abort_stale_uploads(
             what=f"listing incomplete uploads under {where}",
         )
     except Exception as exc:
-        raise to_error(exc, f"listing incomplete uploads under {where}") from exc
+        raise_error(exc, f"listing incomplete uploads under {where}")
     for page in pages:
         for upload in page.get("Uploads", []):
             initiated: datetime = upload["Initiated"]
@@ -79,7 +79,7 @@ def abort_stale_uploads(
                         what=f"aborting upload {item.upload_id} of s3://{bucket}/{item.key}",
                     )
                 except Exception as exc:
-                    raise to_error(exc, f"aborting upload {item.upload_id} of s3://{bucket}/{item.key}") from exc
+                    raise_error(exc, f"aborting upload {item.upload_id} of s3://{bucket}/{item.key}")
                 log.info(
                     "aborted stale upload %s of s3://%s/%s (started %s)",
                     item.upload_id,
@@ -108,7 +108,7 @@ def open_upload_ids(client: Any, bucket: str, key: str, retry: RetryPolicy) -> s
         if classify(exc).access_denied:
             log.debug("%s: not permitted (%s); a lost Create answer cannot be cleaned up", what, exc)
             return None
-        raise to_error(exc, what) from exc
+        raise_error(exc, what)
 
 
 def abort_untracked(

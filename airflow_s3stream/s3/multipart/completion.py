@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_s3stream.errors import ChecksumMismatchError, DestinationError, UploadError
-from airflow_s3stream.s3.classify import classify, to_error
+from airflow_s3stream.s3.classify import classify, raise_error
 from airflow_s3stream.s3.multipart.checksums import (
     PartDigest,
     combine_full_object,
@@ -107,7 +107,7 @@ def _read_back(session: UploadSession, expected: ExpectedObject, answer: dict[st
         )
     except Exception as exc:
         if not classify(exc).access_denied:
-            raise to_error(exc, f"reading back {session.uri}") from exc
+            raise_error(exc, f"reading back {session.uri}")
         log.warning(
             "%s: no permission to read the object back (HeadObject); not verified after completion%s",
             session.uri,

@@ -39,7 +39,7 @@ from typing import IO, Any
 
 from airflow_s3stream.errors import ChecksumMismatchError, SourceChangedError, UploadError
 from airflow_s3stream.s3.checksum_headers import without_checksum_headers
-from airflow_s3stream.s3.classify import classify, to_error
+from airflow_s3stream.s3.classify import classify, raise_error
 from airflow_s3stream.s3.client import warn_if_retrying
 from airflow_s3stream.s3.multipart.bodies import hashing_raw
 from airflow_s3stream.s3.multipart.checksums import PartDigest, content_md5, encode_checksum, looks_like_md5
@@ -198,7 +198,7 @@ class UploadSession:
         except Exception as exc:
             if fall_back and self._fall_back(exc, algorithm, what):
                 return self._call(what, fn)  # ``fn`` reads the algorithm again: MD5 now
-            raise to_error(exc, what) from exc
+            raise_error(exc, what)
 
     def _fall_back(self, exc: BaseException, used: str, what: str) -> bool:
         """Switch to MD5 if ``exc`` is the store refusing the checksum header of a request sent with
@@ -326,7 +326,7 @@ class UploadSession:
                 if self._current()[1] != upload_id or self._fall_back(exc, algorithm, what):
                     return self.upload_part(number, body, digest)  # to the MD5 upload that replaced it
                 if classify(exc).kind != "checksum":
-                    raise to_error(exc, what) from exc
+                    raise_error(exc, what)
                 problem = f"server refused the checksum: {exc}"
             else:
                 checked = digest if digest.md5 else dataclasses.replace(digest, md5=response.pop(_SENT_MD5, ""))
@@ -396,7 +396,7 @@ class UploadSession:
                     f"{what}: source s3://{copy_source['Bucket']}/{copy_source['Key']} "
                     f"was replaced during the copy (ETag is no longer {if_match})"
                 ) from exc
-            raise to_error(exc, what) from exc
+            raise_error(exc, what)
         self._copied = True
         result = response.get("CopyPartResult", {})
         return PartRecord(
@@ -441,7 +441,7 @@ class UploadSession:
                 raise UploadGoneError(
                     f"{what}: upload {self.upload_id} no longer exists ({failure.describe()})"
                 ) from exc
-            raise to_error(exc, what) from exc
+            raise_error(exc, what)
         self._ended = True
         return dict(response)
 
@@ -479,7 +479,7 @@ class UploadSession:
         except Exception as exc:
             if self._fall_back(exc, algorithm, what):
                 return self.put_object(data, digest)
-            raise to_error(exc, what) from exc
+            raise_error(exc, what)
         mismatch = self._mismatch(response, digest, sent, algorithm)
         if mismatch is not None:
             # Only servers that ignore checksums get here: take the corrupt object down again.
@@ -508,7 +508,7 @@ class UploadSession:
         except Exception as exc:
             if classify(exc).not_found:
                 return None
-            raise to_error(exc, what) from exc
+            raise_error(exc, what)
         parts: dict[int, dict[str, Any]] = {}
         for page in listed:
             for part in page.get("Parts", []):

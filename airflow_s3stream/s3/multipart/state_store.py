@@ -49,7 +49,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from airflow_s3stream.errors import ConcurrentUploadError
-from airflow_s3stream.s3.classify import classify, to_error
+from airflow_s3stream.s3.classify import classify, raise_error
 from airflow_s3stream.s3.conditional import if_match_args, if_match_form, learn_refused_match, same_etag
 from airflow_s3stream.s3.multipart.resume import ResumeState
 from airflow_s3stream.s3.multipart.session import PartRecord
@@ -136,7 +136,7 @@ class StateStore:
         except Exception as exc:
             if classify(exc).not_found:
                 return None
-            raise to_error(exc, what) from exc
+            raise_error(exc, what)
 
     def busy(self, owner: str, age: float, lease: float) -> ConcurrentUploadError:
         """The error for a state held by the live try ``owner`` (written ``age`` s ago, lease ``lease`` s)."""
@@ -179,7 +179,7 @@ class StateStore:
                 failure = classify(exc)
                 # 404 to an If-Match: the state we wrote is gone, deleted by a try that took it over.
                 if not (failure.precondition_failed or (failure.not_found and match is not None)):
-                    raise to_error(exc, what) from exc
+                    raise_error(exc, what)
                 current = self._get()
                 if current is None:
                     raise ConcurrentUploadError(
