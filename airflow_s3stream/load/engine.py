@@ -233,13 +233,26 @@ def _copy_parquet(run: _Run, file: LoadFile, parquet: ParquetInput) -> int:
         from airflow_s3stream.load.arrow_binary import binary_schema
 
         binary = binary_schema(parquet.schema, columns, run.target.types_of(columns))
-    return copy_parquet(run.conn, run.dest, columns, batches, where=where, on_bytes=run.on_bytes, binary_schema=binary)
+    return copy_parquet(
+        run.conn,
+        run.dest,
+        columns,
+        batches,
+        where=where,
+        on_bytes=run.on_bytes,
+        binary_schema=binary,
+        read_ahead=run.parquet.buffers.parquet_read_ahead,
+    )
+
+
+def _parquet_input(run: _Run, source: Any) -> ParquetInput:
+    buffers = run.parquet.buffers
+    return ParquetInput(source, buffers.parquet_read_size, buffers.parquet_row_group_read)
 
 
 def _load_parquet_spooled(run: _Run, file: LoadFile, stream: Any) -> int:
     compact_arrow_memory()
-    read_size = run.parquet.buffers.parquet_read_size
-    with spool(stream, run.parquet.spool_dir) as path, ParquetInput(path, read_size) as parquet:
+    with spool(stream, run.parquet.spool_dir) as path, _parquet_input(run, path) as parquet:
         return _copy_parquet(run, file, parquet)
 
 
@@ -249,15 +262,11 @@ def _load_parquet_native(run: _Run, file: LoadFile) -> tuple[int, int]:
     with open_s3_parquet(run.parquet.filesystem(run.client), file) as (native, etag):
         size = int(native.size())
         try:
-            with ParquetInput(native, run.parquet.buffers.parquet_read_size) as parquet:
+            with _parquet_input(run, native) as parquet:
                 total = max(parquet.num_rows, 1)
-                batch_rows = run.parquet.buffers.parquet_batch_rows(parquet.bytes_per_row)
-                sent = 0
 
                 def on_bytes(_: int) -> None:  # column chunks are read out of order: report by rows
-                    nonlocal sent
-                    sent += 1
-                    run.progress.set(run.rows, base + min(size, size * sent * batch_rows // total))
+                    run.progress.set(run.rows, base + min(size, size * parquet.rows_read // total))
 
                 run.on_bytes = on_bytes
                 rows = _copy_parquet(run, file, parquet)

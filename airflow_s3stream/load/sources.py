@@ -83,6 +83,11 @@ def _read_small(client: Any, bucket: str, key: str, retry: RetryPolicy) -> bytes
 
 
 def _stored_checksum(head: dict[str, Any], algorithm: str) -> str | None:
+    """What the store reports for ``algorithm``: an ``MD5`` upload's checksum is its ETag (the MD5,
+    or ``md5(part MD5s)-N``); a CRC is the ``Checksum*`` HeadObject gives with ``ChecksumMode``."""
+    if algorithm.upper() == "MD5":
+        etag = str(head.get("ETag") or "").strip('"')
+        return etag or None
     value = head.get(f"Checksum{algorithm.upper()}")
     return str(value) if value else None
 

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from airflow_s3stream.budget import MemoryBudget
-from airflow_s3stream.errors import ObjectChangedError
+from airflow_s3stream.errors import ObjectChangedError, SourceError
 from airflow_s3stream.hooks.s3 import S3StreamHook
 from airflow_s3stream.load import LoadOptions, LoadStep, SourceSpec, load_into_postgres
 from airflow_s3stream.load.buffers import LoadBuffers
@@ -176,3 +176,46 @@ def test_a_row_rejected_in_binary_copy_names_the_key_row_and_column(
     with pytest.raises(Exception, match=rf"s3://{bucket}/null\.parquet: row 3.*name"):
         S3ToPostgresStreamOperator(task_id="load", s3_bucket=bucket, s3_key="null.parquet", table=table).execute({})
     assert ids(pg_conn, table) == [-1]
+
+
+def test_each_row_group_is_read_with_one_ranged_get(  # noqa: PLR0917 - pytest fixtures
+    pg_conn: Any, table: str, bucket: str, s3_client: Any, s3_proxy: Any, proxy_aws_conn: Any
+) -> None:
+    body = parquet_bytes()  # 5 row groups of 2 columns
+    s3_client.put_object(Bucket=bucket, Key="in/items.parquet", Body=body)
+    assert pq.read_metadata(io.BytesIO(body)).num_row_groups == 5
+    conn_id = proxy_aws_conn()
+    s3_proxy.clear()
+    result = S3ToPostgresStreamOperator(
+        task_id="load", s3_bucket=bucket, s3_key="in/items.parquet", table=table, aws_conn_id=conn_id
+    ).execute({})
+    gets = [r for r in s3_proxy.requests if r.op == "GetObject" and r.key == "in/items.parquet"]
+    assert result["rows"] == ROWS and ids(pg_conn, table) == [-1, *range(ROWS)]
+    assert 1 <= len(gets) <= 5 + 1  # the footer, then one per row group (column by column: 2 per group)
+
+
+def test_a_row_group_that_does_not_decode_fails_the_load_naming_the_key_and_commits_nothing(
+    pg_conn: Any, pg_uri: str, table: str, bucket: str, s3_client: Any
+) -> None:
+    import psycopg
+
+    rows = 5_000
+    data = pa.table({"id": pa.array(range(rows), pa.int64()), "name": [f"n{i}" for i in range(rows)]})
+    sink = io.BytesIO()
+    pq.write_table(data, sink, row_group_size=1_000, compression="none")
+    body = bytearray(sink.getvalue())
+    page = pq.read_metadata(io.BytesIO(bytes(body))).row_group(3).column(1).data_page_offset
+    body[page : page + 8] = b"\xff" * 8  # row group 4's page header no longer parses
+    s3_client.put_object(Bucket=bucket, Key="in/broken.parquet", Body=bytes(body))
+    with psycopg.connect(pg_uri) as conn, pytest.raises(SourceError) as info:
+        load_into_postgres(
+            conn,
+            S3StreamHook().get_s3_client(),
+            table=table,
+            steps=[LoadStep(SourceSpec(bucket, "in/broken.parquet"))],
+            options=LoadOptions(mode="append"),
+            buffers=LoadBuffers.from_budget(MemoryBudget(), batch_rows=500),  # 6 batches COPYed before it
+        )
+    message = str(info.value)
+    assert f"s3://{bucket}/in/broken.parquet: not a readable Parquet file" in message and "page header" in message
+    assert ids(pg_conn, table) == [-1]  # the three row groups before it were COPYed, then rolled back

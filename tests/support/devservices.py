@@ -305,7 +305,7 @@ def s3_endpoint_process(store: str | None = None) -> Iterator[S3Service]:
 
 def _serve_s3_forever(store: str) -> None:
     service = start_s3(store)
-    public = {k: v for k, v in dataclasses.asdict(service).items() if not k.startswith("_")}
+    public = {f.name: getattr(service, f.name) for f in dataclasses.fields(service) if not f.name.startswith("_")}
     print(json.dumps(public), flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -12,10 +12,11 @@ from airflow_s3stream.operators import S3ToPostgresStreamOperator
 MiB = 1024 * 1024
 
 
-def test_default_budget_gives_8_mib_blocks_16_chunks_ahead_and_1_mib_parquet_reads() -> None:
+def test_default_budget_gives_8_mib_blocks_16_chunks_ahead_and_parquet_row_groups_up_to_16_mib_whole() -> None:
     buffers = LoadBuffers.from_budget(MemoryBudget())
     assert (buffers.block_size, buffers.read_ahead, buffers.parquet_read_size) == (8 * MiB, 16, 1 * MiB)
     assert buffers.batch_bytes == 1 * MiB and buffers.batch_rows is None
+    assert (buffers.parquet_row_group_read, buffers.parquet_read_ahead) == (16 * MiB, 4)
 
 
 @pytest.mark.parametrize("total", [32 * MiB, 64 * MiB, 128 * MiB, 512 * MiB, 4096 * MiB])
