@@ -4,22 +4,30 @@
 
 The archive is opened through :class:`~airflow_s3stream.s3.reader.RangedReader` (one suffix GET,
 plus one for a large central directory), then every member is streamed once in archive order:
-CRC-32 and size checked by the ZIP layer, every needed digest computed at the same time, small
-tag files kept for the BagIt checks. Per-member problems become findings in the report; an
-unreadable archive raises :class:`~airflow_s3stream.errors.ArchiveError` or
+structure and size checked by the ZIP layer as it inflates, CRC-32 and every needed digest
+computed behind it on worker threads (:mod:`~airflow_s3stream.archive.digests`), small tag files
+kept for the BagIt checks. Per-member problems become findings in the report, in archive order;
+an unreadable archive raises :class:`~airflow_s3stream.errors.ArchiveError` or
 :class:`~airflow_s3stream.errors.BagError`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from airflow_s3stream.archive.bagit import BagCheck, BagLayout
+from airflow_s3stream.archive.digests import DEFAULT_MAX_PENDING, DigestPipeline, MemberDigests
 from airflow_s3stream.archive.report import Finding, VerificationReport
-from airflow_s3stream.archive.zip import Expansion, MemberError, ZipArchive, ZipEntry, ZipLimits
+from airflow_s3stream.archive.zip import (
+    DescriptorMismatchError,
+    Expansion,
+    MemberError,
+    ZipArchive,
+    ZipEntry,
+    ZipLimits,
+    crc_mismatch,
+)
 from airflow_s3stream.errors import BagError
 from airflow_s3stream.s3.reader import ByteSource, RangedReader, ReaderConfig
 
@@ -28,7 +36,7 @@ __all__ = ["MODES", "VerifyConfig", "verify_archive"]
 MODES = ("auto", "zip", "bagit")
 MiB = 1024 * 1024
 MAX_TAG_FILE_BYTES = 256 * MiB  # a tag file (manifest) larger than this is not kept in memory
-PARALLEL_HASH_MIN = 64 * 1024  # bytes; smaller chunks are hashed inline (thread hand-off costs more)
+CRC32 = "crc32"  # the digest lane that checks the ZIP's CRC-32
 
 
 @dataclass(frozen=True)
@@ -40,8 +48,9 @@ class VerifyConfig:
     :param reader: block size, tail size, parallel prefetch and retry policy of the reader.
     :param limits: zip-bomb guards.
     :param max_tag_file_bytes: largest tag file (manifest, bag-info) held in memory, in bytes.
-    :param hash_threads: threads computing digests while the next chunk is read and inflated
-        (hashlib releases the GIL); 0 hashes inline. Costs one extra chunk of memory.
+    :param hash_threads: threads computing CRC-32 and the digests while the next members are
+        read and inflated (hashlib and zlib release the GIL); 0 computes them inline.
+    :param hash_queue_bytes: bytes of inflated data that may wait for those threads.
     """
 
     mode: str = "auto"
@@ -49,38 +58,25 @@ class VerifyConfig:
     limits: ZipLimits = field(default_factory=ZipLimits)
     max_tag_file_bytes: int = MAX_TAG_FILE_BYTES
     hash_threads: int = 2
+    hash_queue_bytes: int = DEFAULT_MAX_PENDING
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if not 0 <= self.hash_threads <= 16:
             raise ValueError(f"hash_threads must be within 0..16, got {self.hash_threads}")
+        if self.hash_queue_bytes < 64 * 1024:
+            raise ValueError(f"hash_queue_bytes must be at least 64 KiB, got {self.hash_queue_bytes}")
 
 
-class _Digests:
-    """Every digest of one member, computed on a worker pool while the caller reads ahead."""
+@dataclass
+class _Streamed:
+    """One member after its bytes went by: what the ZIP layer found, and what the digests will say."""
 
-    def __init__(self, algorithms: list[str], pool: ThreadPoolExecutor | None) -> None:
-        self._hashers = [(alg, hashlib.new(alg)) for alg in algorithms]
-        self._pool = pool if algorithms else None
-        self._pending: list[Future[None]] = []
-
-    def update(self, chunk: bytes) -> None:
-        self._wait()
-        if self._pool is not None and len(chunk) >= PARALLEL_HASH_MIN:
-            self._pending = [self._pool.submit(h.update, chunk) for _, h in self._hashers]
-        else:
-            for _, hasher in self._hashers:
-                hasher.update(chunk)
-
-    def _wait(self) -> None:
-        for future in self._pending:
-            future.result()
-        self._pending = []
-
-    def hexdigests(self) -> dict[str, str]:
-        self._wait()
-        return {alg: h.hexdigest() for alg, h in self._hashers}
+    entry: ZipEntry
+    size: int = 0
+    content: bytes | None = None
+    error: MemberError | None = None
 
 
 def verify_archive(source: ByteSource, config: VerifyConfig | None = None) -> VerificationReport:
@@ -101,8 +97,8 @@ def verify_archive(source: ByteSource, config: VerifyConfig | None = None) -> Ve
             check = _bag_check(archive, config.mode, source.describe())
             if check is not None:
                 report.mode, report.bag_root = "bagit", check.layout.root
-            with ThreadPoolExecutor(max(1, config.hash_threads), thread_name_prefix="digest") as pool:
-                _stream_members(archive, check, config, report, pool if config.hash_threads else None)
+            with DigestPipeline(config.hash_threads, config.hash_queue_bytes) as digests:
+                _stream_members(archive, check, config, report, digests)
             if check is not None:
                 result = check.finish()
                 report.payload_files, report.payload_bytes = result.payload_files, result.payload_bytes
@@ -137,7 +133,7 @@ def _stream_members(
     check: BagCheck | None,
     config: VerifyConfig,
     report: VerificationReport,
-    pool: ThreadPoolExecutor | None,
+    digests: DigestPipeline,
 ) -> None:
     for warning in archive.name_warnings():
         target = report.errors if warning.reason.startswith("unsafe") else report.warnings
@@ -151,19 +147,14 @@ def _stream_members(
         report.members_total += 1
         if entry.is_dir or skip[entry.index]:
             continue
-        try:
-            size, digests, content = _stream_one(archive, entry, check, config, expansion, pool=pool)
-        except MemberError as exc:
-            report.errors.append(Finding(exc.member, exc.reason))
-            if check is not None:
-                check.record_failure(entry.name)
-            if expansion.tripped:  # an archive-wide bomb guard fired: expand nothing else
-                break
-            continue
-        report.members_checked += 1
-        report.uncompressed_bytes += size
-        if check is not None:
-            check.record(entry.name, size, digests, content)
+        member = _stream_one(archive, entry, check, config, expansion=expansion, digests=digests)
+        digests.submit(member)
+        for done in digests.ready():
+            _record(done, check, report)
+        if expansion.tripped:  # an archive-wide bomb guard fired: expand nothing else
+            break
+    for done in digests.drain():
+        _record(done, check, report)
     if check is None:
         report.payload_files = report.members_checked
         report.payload_bytes = report.uncompressed_bytes
@@ -174,17 +165,42 @@ def _stream_one(
     entry: ZipEntry,
     check: BagCheck | None,
     config: VerifyConfig,
-    expansion: Expansion,
     *,
-    pool: ThreadPoolExecutor | None,
-) -> tuple[int, dict[str, str], bytes | None]:
-    digests = _Digests(check.algorithms_for(entry.name) if check else [], pool)
+    expansion: Expansion,
+    digests: DigestPipeline,
+) -> MemberDigests:
+    """Stream one member through the ZIP layer's checks, feeding its digests; never raises MemberError."""
+    algorithms = [CRC32, *(check.algorithms_for(entry.name) if check else [])]
+    streamed = _Streamed(entry)
+    member = digests.begin(algorithms, entry.file_size, token=streamed)
     keep = check is not None and check.keeps_content(entry.name) and entry.file_size <= config.max_tag_file_bytes
     content = bytearray() if keep else None
-    size = 0
-    for chunk in archive.iter_data(entry, expansion):
-        size += len(chunk)
-        digests.update(chunk)
-        if content is not None:
-            content += chunk
-    return size, digests.hexdigests(), bytes(content) if content is not None else None
+    try:
+        for chunk in archive.iter_data(entry, expansion, check_crc=False):
+            streamed.size += len(chunk)
+            member.update(chunk)
+            if content is not None:
+                content += chunk
+    except MemberError as exc:
+        streamed.error = exc
+    streamed.content = bytes(content) if content is not None else None
+    return member
+
+
+def _record(member: MemberDigests, check: BagCheck | None, report: VerificationReport) -> None:
+    """Report one member whose digests are complete: its first error, or what the bag check needs."""
+    streamed: _Streamed = member.token
+    entry, error = streamed.entry, streamed.error
+    if error is None or isinstance(error, DescriptorMismatchError):  # all its data went by: the CRC-32 comes first
+        error = crc_mismatch(entry, member.value(CRC32)) or error
+    if error is not None:
+        report.errors.append(Finding(error.member, error.reason))
+        if check is not None:
+            check.record_failure(entry.name)
+        return
+    report.members_checked += 1
+    report.uncompressed_bytes += streamed.size
+    if check is not None:
+        hexdigests = member.hexdigests()
+        del hexdigests[CRC32]
+        check.record(entry.name, streamed.size, hexdigests, streamed.content)

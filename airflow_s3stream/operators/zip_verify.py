@@ -29,6 +29,7 @@ from airflow_s3stream.s3.retry import RetryPolicy
 __all__ = ["S3ZipVerifyOperator"]
 
 JSON = "application/json"  # Content-Type of the report object
+HASH_QUEUE_MIN = 1024 * 1024  # bytes: inflated data waiting for the digest threads, at the smallest budget
 
 
 class S3ZipVerifyOperator(BaseOperator):
@@ -47,7 +48,8 @@ class S3ZipVerifyOperator(BaseOperator):
         ``max_streams`` while throughput grows; ``0`` = always one streamed GET; ``N`` = N GETs.
     :param max_streams: ceiling of the adaptive choice (memory: up to (N + 2) x ``block_size``);
         ``None`` = as many as half of ``memory_budget`` holds (6 at the defaults).
-    :param memory_budget: bytes the task's buffers may take (default 128 MiB; :mod:`airflow_s3stream.budget`).
+    :param memory_budget: bytes the task's buffers may take (default 128 MiB; :mod:`airflow_s3stream.budget`):
+        half for the read-ahead, a sixteenth for inflated bytes waiting for the digest threads.
     :param max_ratio: zip-bomb guard: largest expansion ratio, per member and for the whole archive
         (default 200:1; deflate reaches ~1,032:1, lzma ~7,000:1, bzip2 ~1,180,000:1).
     :param max_total_uncompressed: zip-bomb guard: bytes all members may expand to.
@@ -95,8 +97,10 @@ class S3ZipVerifyOperator(BaseOperator):
         if mode not in MODES and "{{" not in mode:
             raise ConfigurationError(f"{self.task_id}: mode must be one of {', '.join(MODES)}, got {mode!r}")
         try:
+            budget = MemoryBudget(memory_budget)
             if max_streams is None:
-                max_streams = max(2, MemoryBudget(memory_budget).read_ahead(block_size) - 2)
+                max_streams = max(2, budget.read_ahead(block_size) - 2)
+            self.hash_queue_bytes = max(HASH_QUEUE_MIN, budget.total // 16)
             self.reader_config = ReaderConfig(
                 block_size=block_size,
                 prefetch_blocks=prefetch_blocks,
@@ -122,7 +126,7 @@ class S3ZipVerifyOperator(BaseOperator):
         streams = self.reader_config.prefetch_blocks or self.reader_config.max_streams
         hook = S3StreamHook(aws_conn_id=self.aws_conn_id, max_pool_connections=max(10, streams + 2))
         reader = dataclasses.replace(self.reader_config, retry=hook.retry_policy(self.max_attempts))
-        config = VerifyConfig(mode=self.mode, reader=reader, limits=self.limits)
+        config = VerifyConfig(mode=self.mode, reader=reader, limits=self.limits, hash_queue_bytes=self.hash_queue_bytes)
         with named_failures(f"s3://{self.s3_bucket}/{self.s3_key}", reading=True):
             client = hook.get_s3_client()
             report = verify_archive(S3ObjectSource(client, self.s3_bucket, self.s3_key), config)

@@ -4,7 +4,8 @@ Against real S3 one connection delivers tens of MB/s after tens of ms to the fir
 sequential pass is latency- and bandwidth-bound long before the verifier's CPU is. :class:`ReadAhead`
 keeps up to N ranged GETs of ``block_size`` bytes in flight ahead of the reader, hands the blocks
 back strictly in order, and so bounds memory by (N + 1) x ``block_size`` (N in flight or waiting,
-one being consumed).
+one being consumed). Block buffers are reused (:class:`BlockBuffers`): a fresh large buffer costs a
+page fault per 4 KiB page every time it is allocated, a reused one nothing.
 
 :class:`StreamController` chooses N the way TCP slow start probes a link: begin with the single
 streamed GET (the cheapest: one request per pass); once the reader measurably waits on it, switch
@@ -17,18 +18,19 @@ step that does not pay is undone and N stays there. The controller is pure arith
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-__all__ = ["GAIN", "ReadAhead", "StreamController"]
+__all__ = ["GAIN", "BlockBuffers", "ReadAhead", "StreamController"]
 
 GAIN = 1.2  # a doubling of N must raise throughput by 20% for the probe to go on
 KEEP = 1.1  # the last doubling is kept (and the probe stops) if it still raised throughput by 10%
 IO_BOUND = 0.10  # the reader waited on I/O for at least this share of the window: more streams may help
-STREAMED_PROBE_BLOCKS = 2  # blocks read through the streamed GET before the first decision
+STREAMED_PROBE_BLOCKS = 4  # blocks read through the streamed GET before a decision (one may have been read ahead)
 
 
 @dataclass
@@ -120,20 +122,57 @@ class StreamController:
         self._warmup = streams // 2  # blocks fetched at the old N are still arriving
 
 
-class ReadAhead:
-    """Blocks ``[k * block_size, (k + 1) * block_size)`` of ``[0, end)`` fetched by up to N threads, in order.
+class BlockBuffers:
+    """Block buffers handed back once read and handed out again for the next block.
 
-    :param fetch: ``fetch(start) -> bytes`` of the block at ``start`` (runs on a worker thread;
-        it does its own retries and resumes).
+    :func:`~airflow_s3stream.budget.release_large_buffers` makes every buffer of a MiB or more a
+    mapping of its own, returned to the OS when freed; allocating one afresh for each 8 MiB block
+    then costs 2,048 page faults, which on a 2-core VM made a pass over an archive spend more CPU
+    in the kernel than in CRC-32. Reused, a buffer is faulted in once. At most ``keep`` free
+    buffers of ``size`` bytes are kept; a smaller one (the last block of an object) is not.
     """
 
-    def __init__(self, fetch: Callable[[int], bytes | bytearray], block_size: int, end: int, max_streams: int) -> None:
+    def __init__(self, size: int, keep: int) -> None:
+        self.size, self.keep = size, keep
+        self._free: list[bytearray] = []
+        self._lock = threading.Lock()
+
+    def take(self, nbytes: int) -> bytearray:
+        """A buffer of at least ``nbytes`` bytes (a free one when there is one)."""
+        with self._lock:
+            if self._free and nbytes <= self.size:
+                return self._free.pop()
+        return bytearray(nbytes)
+
+    def give(self, buffer: object) -> None:
+        """Hand ``buffer`` back; nothing may read it afterwards."""
+        if isinstance(buffer, bytearray) and len(buffer) == self.size:
+            with self._lock:
+                if len(self._free) < self.keep:
+                    self._free.append(buffer)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._free.clear()
+
+
+class ReadAhead:
+    """Blocks of ``block_size`` bytes of ``[0, end)`` fetched by up to N threads, in order.
+
+    The blocks follow each other from the ``start`` of a sequential run: ``start``,
+    ``start + block_size``, ...; a seek starts a new run.
+
+    :param fetch: ``fetch(start) -> memoryview`` of the block at ``start`` (runs on a worker
+        thread; it does its own retries and resumes).
+    """
+
+    def __init__(self, fetch: Callable[[int], memoryview], block_size: int, end: int, max_streams: int) -> None:
         self._fetch, self.block_size, self.end = fetch, block_size, end
         self._pool = ThreadPoolExecutor(max(1, max_streams), thread_name_prefix="ranged-readahead")
-        self._pending: deque[tuple[int, Future[bytes | bytearray]]] = deque()
+        self._pending: deque[tuple[int, Future[memoryview]]] = deque()
 
-    def take(self, start: int, streams: int) -> tuple[bytes | bytearray, float]:
-        """The block at ``start`` (a multiple of ``block_size``) and the seconds spent waiting for it.
+    def take(self, start: int, streams: int) -> tuple[memoryview, float]:
+        """The block at ``start`` and the seconds spent waiting for it.
 
         Blocks queued before ``start`` are dropped; a ``start`` behind the queue restarts it. After
         the call, up to ``streams`` blocks after ``start`` are in flight or waiting (while waiting,
@@ -159,6 +198,10 @@ class ReadAhead:
         waited = time.monotonic() - started
         self._top_up(streams)
         return data, waited
+
+    def holds(self, start: int) -> bool:
+        """True when the next block queued (fetched or in flight) starts at ``start``."""
+        return bool(self._pending) and self._pending[0][0] == start
 
     def _top_up(self, depth: int) -> None:
         nxt = self._pending[-1][0] + self.block_size if self._pending else None

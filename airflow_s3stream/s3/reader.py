@@ -5,9 +5,10 @@ Opening costs a single suffix-range GET (``Range: bytes=-N``): it returns the ob
 end-of-central-directory records and usually the whole central directory. Later reads go
 through a sequential window, filled one of two ways:
 
-- a streamed range GET from the read position, consumed block by block, so a whole pass over the
-  object costs one more request however many members it has (the cheapest, and enough when the
-  endpoint is close);
+- a streamed range GET from the read position, consumed block by block, the next block read on a
+  background thread while the caller works on this one, so a whole pass over the object costs
+  one more request however many members it has (the cheapest, and enough when the endpoint is
+  close);
 - N ranged GETs of ``block_size`` bytes kept in flight ahead of the reader, handed back in order
   (:mod:`~airflow_s3stream.s3.readahead`): what real S3, tens of ms and tens of MB/s per
   connection away, needs.
@@ -19,7 +20,9 @@ when it measurably waits on I/O, doubling N while that pays (slow start); a numb
 :class:`~airflow_s3stream.errors.ObjectChangedError` instead of mixing two versions, and a body
 cut mid-way is resumed from the byte it stopped at, whichever way the window is filled.
 
-Memory is bounded by ``block_size * (N + 2)`` plus the tail, N at most ``max_streams``.
+Memory is bounded by ``block_size * (N + 2)`` plus the tail, N at most ``max_streams``; block
+buffers are reused, and bytes are pulled from a body ``STREAM_CHUNK`` at a time, so a pass
+allocates no large buffer per block.
 
     with RangedReader(S3ObjectSource(client, "bucket", "big.zip")) as f:
         zipfile.ZipFile(f).namelist()
@@ -33,14 +36,15 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
 
 from airflow_s3stream.budget import release_large_buffers
 from airflow_s3stream.errors import ObjectChangedError, SourceError, TransientError
-from airflow_s3stream.s3.classify import classify, to_error
+from airflow_s3stream.s3.classify import classify, raise_error
 from airflow_s3stream.s3.client import warn_if_retrying
-from airflow_s3stream.s3.readahead import ReadAhead, StreamController
+from airflow_s3stream.s3.readahead import BlockBuffers, ReadAhead, StreamController
 from airflow_s3stream.s3.retry import RetryPolicy
 
 __all__ = [
@@ -60,7 +64,10 @@ MiB = 1024 * KiB
 DEFAULT_BLOCK_SIZE = 8 * MiB  # the issue's GET budget is "archive size / 8 MiB + 4"
 DEFAULT_TAIL_SIZE = 1 * MiB  # EOCD + ZIP64 records + ~10,000 central-directory entries
 DEFAULT_MAX_STREAMS = 6  # adaptive ceiling: (6 + 2) x 8 MiB = 64 MiB, half the default 128 MiB task budget
-STREAM_CHUNK = 1 * MiB  # bytes pulled from an HTTP body per read() call
+# Bytes pulled from an HTTP body per read() call. Under release_large_buffers() (budget.py) a
+# transient allocation of a MiB is a fresh mapping and page-faulted on every call, and one above
+# 128 KiB is trimmed from the heap when freed: 64 KiB pieces stay in the heap and are reused.
+STREAM_CHUNK = 64 * KiB
 SKIP_FORWARD_LIMIT = 8 * MiB  # a forward seek this short reads and drops bytes instead of a new GET
 
 
@@ -177,7 +184,7 @@ class S3ObjectSource:
                 raise ObjectChangedError(
                     f"{self.describe()}: the object was replaced while being read (ETag {self.etag} no longer matches)"
                 ) from exc
-            raise to_error(exc, self.describe(), reading=True) from exc
+            raise_error(exc, self.describe(), reading=True)
 
     def open_tail(self, n: int) -> Tail:
         try:
@@ -263,14 +270,19 @@ class RangedReader(io.RawIOBase):
         self.size = tail.size
         self.etag = tail.etag
         self.tail_start = tail.size - len(tail.data)
-        self._tail = tail.data
+        self._tail = memoryview(tail.data)
         self._pos = 0
         # Sequential window: [_win_start, _win_start + len(_win)) buffered, then the stream.
-        self._win: bytes | bytearray = b""
+        self._win = memoryview(b"")
         self._win_start = 0
+        self._buffers = BlockBuffers(self.config.block_size, keep=self.config.max_streams + 2)
         self._stream: RangeStream | None = None
         self._stream_pos = 0  # next byte the stream will return
         self._stream_end = 0
+        # The next block of the stream, read on a thread of its own while the caller works on
+        # this one: (its start, the read). Only one thread uses the stream at a time.
+        self._stream_ahead: tuple[int, Future[tuple[memoryview, float]]] | None = None
+        self._stream_thread: ThreadPoolExecutor | None = None
         self.controller = self.config.controller()
         self.stats.streams = self.controller.history
         self._readahead: ReadAhead | None = None
@@ -293,9 +305,15 @@ class RangedReader(io.RawIOBase):
         return self._pos
 
     def readinto(self, b: Any) -> int:
-        data = self.read(len(b))
-        b[: len(data)] = data
-        return len(data)
+        view = memoryview(b).cast("B")
+        want = min(len(view), max(0, self.size - self._pos))
+        got = 0
+        while got < want:
+            chunk = self._read_some(self._pos, want - got)
+            view[got : got + len(chunk)] = chunk
+            self._pos += len(chunk)
+            got += len(chunk)
+        return got
 
     def readall(self) -> bytes:
         return self.read(self.size - self._pos)
@@ -305,19 +323,26 @@ class RangedReader(io.RawIOBase):
         if size is None or size < 0:
             size = self.size - self._pos
         size = min(size, max(0, self.size - self._pos))
-        parts: list[bytes | bytearray] = []
-        while size > 0:
-            chunk = self._read_some(self._pos, size)
-            parts.append(chunk)
-            self._pos += len(chunk)
-            size -= len(chunk)
-        return b"".join(parts)
+        if size == 0:
+            return b""
+        first = self._read_some(self._pos, size)
+        if len(first) == size:  # within the window: one copy
+            self._pos += size
+            return bytes(first)
+        out = bytearray(size)  # across windows: a window's buffer is reused once it moves on
+        self.readinto(out)
+        return bytes(out)
 
     def close(self) -> None:
-        self._drop_stream()
+        self._stop_stream()
+        if self._stream_thread is not None:
+            self._stream_thread.shutdown(wait=True)
+            self._stream_thread = None
         if self._readahead is not None:
             self._readahead.close()
             self._readahead = None
+        self._set_window(memoryview(b""), 0)
+        self._buffers.clear()
         super().close()
 
     # --- internals ----------------------------------------------------------------------
@@ -329,7 +354,8 @@ class RangedReader(io.RawIOBase):
     def _retry(self, fn: Callable[[], Any], what: str) -> Any:
         return self.config.retry.call(fn, what=f"{self.source.describe()}: {what}")
 
-    def _read_some(self, pos: int, size: int) -> bytes | bytearray:
+    def _read_some(self, pos: int, size: int) -> memoryview:
+        """Up to ``size`` bytes at ``pos``: a view of the window, valid until the window moves."""
         if pos >= self.tail_start:
             return self._tail[pos - self.tail_start : pos - self.tail_start + size]
         win_end = self._win_start + len(self._win)
@@ -339,35 +365,86 @@ class RangedReader(io.RawIOBase):
         end = min(pos + size, win_end, self.tail_start)
         return self._win[pos - self._win_start : end - self._win_start]
 
+    def _set_window(self, data: memoryview, start: int) -> None:
+        """Make ``data`` the window; the old window's buffer goes back for the next block."""
+        old, self._win, self._win_start = self._win, data, start
+        if old.obj is not None and old.obj is not data.obj:
+            self._buffers.give(old.obj)
+
     def _fill_window(self, pos: int) -> None:
-        """Make the window a block that contains ``pos`` (never past the tail)."""
+        """Make the window a block that starts at ``pos`` (never past the tail)."""
         sequential = self._win_start + len(self._win) == pos
+        self._set_window(memoryview(b""), pos)  # the old block's buffer can be reused for this one
         if not sequential:
             self.controller.restart()
-        if self.controller.streams > 0:
-            self._drop_stream()
+        # Blocks already fetched are read first, whichever way the controller went since: fetching
+        # them again would cost a GET and their bytes once more.
+        if self._stream_ahead is not None and self._stream_ahead[0] == pos:
+            waited = self._fill_from_stream(pos, sequential)
+        elif self.controller.streams > 0 or (self._readahead is not None and self._readahead.holds(pos)):
+            self._stop_stream()
             waited = self._fill_from_prefetch(pos)
         else:
-            waited = self._fill_from_stream(pos)
+            waited = self._fill_from_stream(pos, sequential)
         self.controller.observe(len(self._win), waited)
 
-    def _fill_from_stream(self, pos: int) -> float:
-        """Fill the window from the streamed GET; returns the seconds spent waiting on it."""
+    def _fill_from_stream(self, pos: int, sequential: bool) -> float:
+        """Fill the window from the streamed GET; returns the seconds spent waiting on it.
+
+        In a sequential run the block at ``pos`` is usually read already, on the stream's
+        thread, and the next one is read there meanwhile (while the controller stays on the
+        streamed GET); after a seek nothing is read ahead until the caller reads on."""
         started = time.monotonic()
-        block = self.config.block_size
+        ahead, self._stream_ahead = self._stream_ahead, None
+        if ahead is not None and ahead[0] == pos:
+            view, _ = ahead[1].result()
+            waited = time.monotonic() - started
+        else:
+            self._discard(ahead)
+            view, waited = self._stream_block(pos)
+        self._set_window(view, pos)
+        following = pos + len(view)
+        if sequential and self.controller.streams == 0 and following < self._stream_end:
+            if self._stream_thread is None:
+                self._stream_thread = ThreadPoolExecutor(1, thread_name_prefix="ranged-stream")
+            self._stream_ahead = (following, self._stream_thread.submit(self._stream_block, following))
+        return waited
+
+    def _stream_block(self, pos: int) -> tuple[memoryview, float]:
+        """The block at ``pos`` from the streamed GET (opened, or skipped forward, as needed), and
+        the seconds spent reading it.
+
+        The wait for a new stream's first byte is left out: a streamed pass pays it once, so
+        counting it would make one stream look slower than it is (against a store that reads
+        the whole object before answering a range, like moto, several times slower)."""
         if self._stream is None or not (self._stream_pos <= pos <= self._stream_pos + SKIP_FORWARD_LIMIT):
             self._open_stream(pos)
+        started = time.monotonic()
         while self._stream_pos < pos:  # short forward skip: cheaper than a new request
             self._stream_read(min(STREAM_CHUNK, pos - self._stream_pos))
-        want = min(block, self._stream_end - pos)
-        parts: list[bytes] = []
+        want = min(self.config.block_size, self._stream_end - pos)
+        view = memoryview(self._buffers.take(want))[:want]
         got = 0
         while got < want:
             chunk = self._stream_read(min(STREAM_CHUNK, want - got))
-            parts.append(chunk)
+            view[got : got + len(chunk)] = chunk
             got += len(chunk)
-        self._win, self._win_start = b"".join(parts), pos
-        return time.monotonic() - started
+        return view, time.monotonic() - started
+
+    def _discard(self, ahead: tuple[int, Future[tuple[memoryview, float]]] | None) -> None:
+        """Wait for a block read ahead that is not wanted (after a seek) and drop it; a failure
+        there is left for the next read of the stream to meet again."""
+        if ahead is None or ahead[1].cancel():
+            return
+        with contextlib.suppress(Exception):
+            view, _ = ahead[1].result()
+            self._buffers.give(view.obj)
+
+    def _stop_stream(self) -> None:
+        """Close the streamed GET once its thread is done with it."""
+        ahead, self._stream_ahead = self._stream_ahead, None
+        self._discard(ahead)
+        self._drop_stream()
 
     def _open_stream(self, pos: int) -> None:
         self._drop_stream()
@@ -410,22 +487,21 @@ class RangedReader(io.RawIOBase):
             self._stream = None
 
     # parallel read-ahead ----------------------------------------------------------------
-    def _fetch_block(self, start: int) -> bytearray:
+    def _fetch_block(self, start: int) -> memoryview:
         """The block at ``start``, by one pinned ranged GET; a body cut mid-way is resumed from
         the byte it stopped at (up to the retry policy's attempts), never fetched again whole."""
         end = min(start + self.config.block_size, self.tail_start)
-        buf = bytearray(end - start)
-        view = memoryview(buf)
+        view = memoryview(self._buffers.take(end - start))[: end - start]
         got = attempts = 0
-        while got < len(buf):
+        while got < len(view):
             at = start + got
             before = got
             try:
                 body = self.source.open_range(at, end)
                 self._count(0, request=True)
                 try:
-                    while got < len(buf):
-                        chunk = body.read(min(STREAM_CHUNK, len(buf) - got))
+                    while got < len(view):
+                        chunk = body.read(min(STREAM_CHUNK, len(view) - got))
                         if not chunk:
                             raise ConnectionError(f"body ended early at byte {start + got}")
                         view[got : got + len(chunk)] = chunk
@@ -446,15 +522,16 @@ class RangedReader(io.RawIOBase):
                     with self._lock:
                         self.stats.resumed += 1
                 time.sleep(self.config.retry.delay(attempts))
-        view.release()
-        return buf
+        return view
 
     def _fill_from_prefetch(self, pos: int) -> float:
-        """Fill the window from the read-ahead queue; returns the seconds spent waiting on it."""
-        block = self.config.block_size
-        start = pos - pos % block
+        """Fill the window from the read-ahead queue; returns the seconds spent waiting on it.
+
+        Blocks start at ``pos``, not at a multiple of the block size, so a run that began on the
+        streamed GET goes on at the byte it stopped at: nothing is fetched twice."""
         if self._readahead is None:
+            block = self.config.block_size
             self._readahead = ReadAhead(self._fetch_block, block, self.tail_start, self.controller.max_streams)
-        data, waited = self._readahead.take(start, self.controller.streams)
-        self._win, self._win_start = data, start
+        data, waited = self._readahead.take(pos, self.controller.streams)
+        self._set_window(data, pos)
         return waited

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
+import struct
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -138,6 +140,55 @@ def test_parallel_prefetch_reads_bounded_blocks(
     assert report.valid, report.summary()
     blocks = -(-(len(data) - 128 * 1024) // (128 * 1024))
     assert s3_proxy.count("GetObject") == report.requests == 1 + blocks
+
+
+def _stored_bag(tmp_path: Path, files: int, size: int) -> bytes:
+    """A bag of ``files`` random payload files of about ``size`` bytes each, zipped without compression."""
+    payload = {f"series{i % 4}/item{i:03d}.bin": os.urandom(size + i) for i in range(files)}
+    return zip_dir(make_bag(tmp_path, payload), method=zipfile.ZIP_STORED)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("prefetch_blocks", [None, 6], ids=["adaptive-default", "six-parallel"])
+def test_a_pass_costs_at_most_one_get_per_8_mib_plus_four(
+    prefetch_blocks: int | None, *, tmp_path: Path, bucket: str, s3_client: Any, proxied: Any, s3_proxy: S3Proxy
+) -> None:
+    """The issue's GET budget, size / 8 MiB + 4, counted at the server: with the default reader
+    (which may switch from the streamed GET to parallel 8 MiB ranges and back) and with the
+    widest read-ahead of the default memory budget. Every byte is fetched once."""
+    data = _stored_bag(tmp_path, 40, 1200 * 1024)  # ~48 MB: six 8 MiB blocks
+    s3_client.put_object(Bucket=bucket, Key="big.zip", Body=data)
+    s3_proxy.clear()
+    report = _verify(proxied, bucket, "big.zip", prefetch_blocks=prefetch_blocks)
+    assert report.valid, report.summary()
+    gets = _gets(s3_proxy)
+    assert len(gets) == report.requests <= math.ceil(len(data) / (8 * MiB)) + 4, [r.headers["range"] for r in gets]
+    assert report.bytes_read == len(data)
+
+
+def _data_offset(data: bytes, name: str) -> int:
+    info = zipfile.ZipFile(io.BytesIO(data)).getinfo(name)
+    nlen, xlen = struct.unpack_from("<2H", data, info.header_offset + 26)
+    return info.header_offset + 30 + nlen + xlen
+
+
+@pytest.mark.parametrize("hash_threads", [0, 2])
+def test_a_damaged_member_is_named_whichever_thread_hashed_it(
+    hash_threads: int, tmp_path: Path, bucket: str, s3_client: Any, proxied: Any
+) -> None:
+    data = _stored_bag(tmp_path, 8, 600 * 1024)
+    flipped = bytearray(data)
+    flipped[_data_offset(data, "bag/data/series2/item006.bin") + 500_000] ^= 0x10
+    replaced = edit_zip(data, {"bag/data/series1/item005.bin": os.urandom(600 * 1024 + 5)})
+    for key, body in (("flipped.zip", bytes(flipped)), ("replaced.zip", replaced)):
+        s3_client.put_object(Bucket=bucket, Key=key, Body=body)
+    config = VerifyConfig(hash_threads=hash_threads, reader=ReaderConfig(retry=FAST_RETRY))
+    flipped_report = verify_archive(S3ObjectSource(proxied, bucket, "flipped.zip"), config)
+    replaced_report = verify_archive(S3ObjectSource(proxied, bucket, "replaced.zip"), config)
+    errors = [str(e) for e in flipped_report.errors]
+    assert errors[0].startswith("bag/data/series2/item006.bin: CRC-32 mismatch (expected "), errors
+    errors = sorted(str(e).split(" (")[0] for e in replaced_report.errors)
+    assert errors == ["bag/data/series1/item005.bin: sha256 mismatch", "bag/data/series1/item005.bin: sha512 mismatch"]
 
 
 # --- archives from different writers -----------------------------------------------------------

@@ -145,7 +145,7 @@ def test_adaptive_goes_back_to_one_stream_when_parallel_gets_do_not_pay() -> Non
 
 @pytest.mark.slow
 def test_adaptive_read_ahead_beats_one_stream_through_latency(tmp_path: Path) -> None:
-    data = os.urandom(24 * MiB)
+    data = os.urandom(48 * MiB)  # long enough for the ramp to 8 streams to be a small part of the pass
     path = tmp_path / "blob"
     path.write_bytes(data)
     timings: dict[str, float] = {}

@@ -12,9 +12,11 @@ from airflow_s3stream.archive.zip.members import (
     DEFAULT_MAX_RATIO,
     METHOD_NAMES,
     REACHABLE_RATIOS,
+    DescriptorMismatchError,
     Expansion,
     MemberError,
     ZipLimits,
+    crc_mismatch,
     iter_member_data,
 )
 from airflow_s3stream.archive.zip.records import ZipEntry, unsafe_name_reason
@@ -24,12 +26,14 @@ __all__ = [
     "METHOD_NAMES",
     "REACHABLE_RATIOS",
     "CentralDirectory",
+    "DescriptorMismatchError",
     "Expansion",
     "MemberError",
     "NameWarning",
     "ZipArchive",
     "ZipEntry",
     "ZipLimits",
+    "crc_mismatch",
     "iter_member_data",
     "unsafe_name_reason",
 ]

@@ -148,6 +148,8 @@ class ZipArchive:
         """The findings of :meth:`overlapping`, as a list."""
         return [warning for _, warning in self.overlapping()]
 
-    def iter_data(self, entry: ZipEntry, expansion: Expansion | None = None) -> Iterator[bytes]:
+    def iter_data(
+        self, entry: ZipEntry, expansion: Expansion | None = None, *, check_crc: bool = True
+    ) -> Iterator[bytes]:
         """Uncompressed bytes of ``entry``, checked as they flow (see :func:`iter_member_data`)."""
-        return iter_member_data(self.fp, entry, self.limits, expansion)
+        return iter_member_data(self.fp, entry, self.limits, expansion, check_crc=check_crc)

@@ -4,7 +4,8 @@
 to a member's local header, checks it against the central-directory entry, and yields the
 uncompressed bytes chunk by chunk. CRC-32 and the uncompressed size are checked as the bytes
 flow; a mismatch raises :class:`MemberError` after the last chunk. Nothing is held beyond one
-chunk, so a member of any size streams in bounded memory.
+chunk, so a member of any size streams in bounded memory. A caller that computes the CRC-32 on
+another thread passes ``check_crc=False`` and checks it with :func:`crc_mismatch`.
 """
 
 from __future__ import annotations
@@ -23,11 +24,14 @@ from airflow_s3stream.errors import ArchiveError
 __all__ = [
     "DEFAULT_MAX_RATIO",
     "METHOD_NAMES",
+    "READ_CHUNK",
     "REACHABLE_RATIOS",
     "Expansion",
+    "DescriptorMismatchError",
     "MemberError",
     "SeekableFile",
     "ZipLimits",
+    "crc_mismatch",
     "iter_member_data",
 ]
 
@@ -37,8 +41,11 @@ GiB = 1024 * MiB
 TiB = 1024 * GiB
 
 ZIP64_MARKER = 0xFFFFFFFF  # a 32-bit size field whose value is in the ZIP64 extra field
-READ_CHUNK = 1 * MiB  # compressed bytes read per step
-OUT_CHUNK = 4 * MiB  # at most this many uncompressed bytes produced per decompress() call
+# Compressed bytes read per step, and at most as many uncompressed bytes per decompress() call:
+# pieces this small come from the heap and are reused, where a MiB would be a fresh mapping,
+# page-faulted on every call, under release_large_buffers() (budget.py).
+READ_CHUNK = 64 * KiB
+OUT_CHUNK = 64 * KiB
 
 METHOD_STORED, METHOD_DEFLATE, METHOD_BZIP2, METHOD_LZMA = 0, 8, 12, 14  # APPNOTE 4.4.5
 METHOD_NAMES = {METHOD_STORED: "stored", METHOD_DEFLATE: "deflate", METHOD_BZIP2: "bzip2", METHOD_LZMA: "lzma"}
@@ -108,6 +115,17 @@ class MemberError(ArchiveError):
     def __init__(self, member: str, reason: str) -> None:
         super().__init__(f"member {member}: {reason}")
         self.member, self.reason = member, reason
+
+
+class DescriptorMismatchError(MemberError):
+    """The data descriptor after a member's data is missing or disagrees with the central directory."""
+
+
+def crc_mismatch(entry: ZipEntry, crc: int) -> MemberError | None:
+    """The error for a member whose data has CRC-32 ``crc``, or None when it matches the directory."""
+    if crc == entry.crc32:
+        return None
+    return MemberError(entry.name, f"CRC-32 mismatch (expected {entry.crc32:08x}, got {crc:08x})")
 
 
 class _Decompressor(Protocol):
@@ -197,19 +215,29 @@ def _check_data_descriptor(fp: SeekableFile, entry: ZipEntry) -> None:
     if raw[:4] == b"PK\x07\x08":
         raw = raw[4:]
     if len(raw) < 4:
-        raise MemberError(entry.name, "data descriptor missing (truncated)")
+        raise DescriptorMismatchError(entry.name, "data descriptor missing (truncated)")
     (crc,) = struct.unpack_from("<L", raw)
     if crc != entry.crc32:
-        raise MemberError(entry.name, f"data descriptor CRC-32 {crc:08x} differs from central directory")
+        raise DescriptorMismatchError(entry.name, f"data descriptor CRC-32 {crc:08x} differs from central directory")
 
 
 def iter_member_data(
-    fp: SeekableFile, entry: ZipEntry, limits: ZipLimits | None = None, expansion: Expansion | None = None
+    fp: SeekableFile,
+    entry: ZipEntry,
+    limits: ZipLimits | None = None,
+    expansion: Expansion | None = None,
+    *,
+    check_crc: bool = True,
 ) -> Iterator[bytes]:
-    """Yield the uncompressed bytes of ``entry`` from ``fp``, checking them as they flow.
+    """Yield the uncompressed bytes of ``entry`` from ``fp`` (pieces of at most 64 KiB), checking
+    them as they flow.
 
     :param expansion: the running totals of the whole pass (updated in place); the archive-wide
         guards (:attr:`ZipLimits.max_total_uncompressed`, the total ratio) apply only with it.
+    :param check_crc: ``False`` leaves the CRC-32 of the yielded bytes to the caller
+        (:func:`crc_mismatch`); the data descriptor is still compared with the directory, and a
+        mismatch there raises :class:`DescriptorMismatchError`, which a caller should report after a
+        CRC-32 mismatch of the same member, as this function would.
     :raises MemberError: encrypted or unsupported method (before any byte), local header
         mismatch, corrupt compressed data, zip-bomb limit, CRC-32 or size mismatch.
     """
@@ -243,12 +271,13 @@ def iter_member_data(
                 )
             if expansion is not None:
                 _charge(expansion, len(out), entry, limits)
-            crc = zlib.crc32(out, crc)
+            if check_crc:
+                crc = zlib.crc32(out, crc)
             yield out
     if produced != entry.file_size:
         raise MemberError(entry.name, f"size mismatch (expected {entry.file_size} bytes, got {produced})")
-    if crc != entry.crc32:
-        raise MemberError(entry.name, f"CRC-32 mismatch (expected {entry.crc32:08x}, got {crc:08x})")
+    if check_crc and (mismatch := crc_mismatch(entry, crc)) is not None:
+        raise mismatch
     if entry.has_data_descriptor:
         _check_data_descriptor(fp, entry)
 
