@@ -1,20 +1,23 @@
 """Benchmark: packaging an S3 prefix into a zipped BagIt bag in S3, two ways, in one run and one table.
 
-    .venv/bin/python benchmarks/bench_bag_package.py [--files 1500] [--mb 230]
+    .venv/bin/python benchmarks/bench_bag_package.py [--files 1500] [--mb 230] [--stores moto,rgw]
 
 1. the conventional recipe: download the prefix (boto3 ``download_file`` per object), bagit-python
    ``make_bag`` (sha256 + sha512), ``zip -r``, ``upload_file``;
 2. ``S3ToBagItZipOperator`` (this package): one streamed pass, no disk.
 
-The S3 endpoint is the test suite's (moto in its own process, or ``S3STREAM_S3_ENDPOINT``). Every row
-runs in a fresh child process: seconds are its wall time, peak RSS its own ``VmHWM`` (above the
-same imports' idle baseline), local disk the bytes in its private temporary directory at its peak.
+Both rows run on each S3 store in turn (``--stores``: moto, a mock, and Ceph RGW, a real S3
+implementation; one ``env`` column instead when ``S3STREAM_S3_ENDPOINT`` is set), each store with
+a fresh bucket holding the same payload, and one table shows the stores side by side. Every row
+runs in a fresh child process that reaches the store with its endpoint and key pair: seconds are
+its wall time, peak RSS its own ``VmHWM`` (and that above the same imports' idle baseline), local
+disk the bytes in its private temporary directory at its peak. A row that fails on a store shows
+its error there.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import random
@@ -30,8 +33,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support import devservices  # noqa: E402
-from tests.support.devservices import DEFAULT_REGION, MOTO_CREDENTIALS  # noqa: E402
+from benchmarks.stores import (  # noqa: E402
+    Column,
+    add_store_argument,
+    client_kwargs,
+    print_side_by_side,
+    ratio_notes,
+    run_on_stores,
+)
+from tests.support.devservices import S3Service  # noqa: E402
 
 MiB = 1024**2
 BUCKET = "bench-bag-package"
@@ -106,69 +116,104 @@ def build_prefix(client: Any, files: int, total: int) -> int:
     return sum(len(b) for _, b in bodies)
 
 
+ROWS = (
+    ("download + bagit make_bag + zip -r + upload_file", "conventional"),
+    ("S3ToBagItZipOperator (this)", "operator"),
+)
+COLUMNS = [
+    Column("seconds", "seconds", lambda v: f"{v:.2f}", 7),
+    Column("MB/s", "mb_s", lambda v: f"{v:.1f}", 5),
+    Column("peak RSS MiB", "peak_rss_mib", lambda v: f"{v:.1f}", 12),
+    Column("above idle", "above_idle_mib", lambda v: f"{v:.1f}", 10),
+    Column("disk MB", "disk_mb", lambda v: f"{v:.1f}", 7),
+    Column("ZIP MB", "zip_mb", lambda v: f"{v:.1f}", 6),
+]
+
+
+def _run_child(kind: str, args: dict[str, Any], env: dict[str, str], work: Path) -> dict[str, Any]:
+    """One row in a fresh child with a private TMPDIR; its figures, or ``{"error": ...}``."""
+    tmp = Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=work))
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", CHILD_PRELUDE + CHILDREN[kind], json.dumps(args)],
+            env={**env, "TMPDIR": str(tmp)}, cwd=tmp, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if out.returncode != 0:
+        print(f"{kind} failed:\n{out.stderr[-3000:]}", file=sys.stderr)
+        last = [ln for ln in out.stderr.splitlines() if ln.strip()][-1:] or [f"exit status {out.returncode}"]
+        return {"error": last[0].strip()[:300]}
+    r: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return r
+
+
+def _measure_store(s3: S3Service, opts: argparse.Namespace, work: Path) -> dict[str, dict[str, Any]]:
+    """Both rows on ``s3``: a fresh bucket, the payload uploaded, then each row in its child."""
+    import boto3
+
+    client = boto3.client("s3", **client_kwargs(s3))  # type: ignore[call-overload]
+    client.create_bucket(Bucket=BUCKET)
+    payload = build_prefix(client, opts.files, int(opts.mb * 1e6))
+    conn = {"conn_type": "aws", "login": s3.access_key_id, "password": s3.secret_access_key,
+            "extra": {"endpoint_url": s3.endpoint_url, "region_name": s3.region}}  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "AIRFLOW_CONN_AWS_BENCH": json.dumps(conn),
+        "AIRFLOW_HOME": str(work / "airflow-home"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    }
+    rows: dict[str, dict[str, Any]] = {}
+    for label, kind in ROWS:
+        r = _run_child(kind, {"bucket": BUCKET, "prefix": PREFIX, "client": client_kwargs(s3)}, env, work)
+        print(f"  {label}: {r}", file=sys.stderr)
+        if not r.get("error"):
+            r.update(
+                mb_s=payload / 1e6 / r["seconds"],
+                peak_rss_mib=r["peak_rss"] / MiB,
+                above_idle_mib=(r["peak_rss"] - r["idle"]) / MiB,
+                disk_mb=r["disk"] / 1e6,
+                zip_mb=r["zip_bytes"] / 1e6,
+            )
+        rows[label] = {**r, "payload": payload}
+    return rows
+
+
+def _ratios(rows: dict[str, dict[str, Any]]) -> dict[str, str]:
+    conventional, ours = (rows.get(label, {}) for label, _ in ROWS)
+    shown = {}
+    if "seconds" in conventional and "seconds" in ours:
+        shown["speed-up: conventional seconds / operator seconds"] = f"{conventional['seconds'] / ours['seconds']:.2f}x"
+    if "disk" in ours:
+        shown["local disk of this operator"] = f"{ours['disk']} bytes"
+    return shown
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=1500)
     parser.add_argument("--mb", type=float, default=230, help="payload size, MB")
+    add_store_argument(parser)
     opts = parser.parse_args()
     if shutil.which("zip") is None:
         raise SystemExit("Info-ZIP `zip` is needed for the conventional row (apt-get install zip)")
     work = Path(tempfile.mkdtemp(prefix="bench-bag-package-"))
-    services = contextlib.ExitStack()
-    endpoint = services.enter_context(devservices.s3_endpoint_process()).endpoint_url
     try:
-        import boto3
-
-        key_id = os.environ.get("S3STREAM_S3_ACCESS_KEY_ID", MOTO_CREDENTIALS[0])
-        secret = os.environ.get("S3STREAM_S3_SECRET_ACCESS_KEY", MOTO_CREDENTIALS[1])
-        region = os.environ.get("S3STREAM_S3_REGION", DEFAULT_REGION)
-        client_args = {
-            "endpoint_url": endpoint,
-            "aws_access_key_id": key_id,
-            "aws_secret_access_key": secret,
-            "region_name": region,
-        }
-        client = boto3.client("s3", **client_args)  # type: ignore[call-overload]
-        client.create_bucket(Bucket=BUCKET)
-        payload = build_prefix(client, opts.files, int(opts.mb * 1e6))
-        conn = {"conn_type": "aws", "login": key_id, "password": secret,
-                "extra": {"endpoint_url": endpoint, "region_name": region}}  # fmt: skip
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(ROOT),
-            "AIRFLOW_CONN_AWS_BENCH": json.dumps(conn),
-            "AIRFLOW_HOME": str(work / "airflow-home"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        }
-        rows = []
-        for label, kind in (("download + bagit make_bag + zip -r + upload_file", "conventional"),
-                            ("S3ToBagItZipOperator (this)", "operator")):  # fmt: skip
-            tmp = Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=work))
-            args = {"bucket": BUCKET, "prefix": PREFIX, "client": client_args}
-            out = subprocess.run(
-                [sys.executable, "-c", CHILD_PRELUDE + CHILDREN[kind], json.dumps(args)],
-                env={**env, "TMPDIR": str(tmp)}, cwd=tmp, capture_output=True, text=True, check=False,
-            )  # fmt: skip
-            shutil.rmtree(tmp, ignore_errors=True)
-            if out.returncode != 0:
-                raise RuntimeError(f"{kind} failed:\n{out.stderr[-3000:]}")
-            r = json.loads(out.stdout.strip().splitlines()[-1])
-            rows.append((label, r))
-            print(f"  {label}: {r}", file=sys.stderr)
+        results = run_on_stores(opts, lambda _store, s3: _measure_store(s3, opts, work))
     finally:
-        services.close()
         shutil.rmtree(work, ignore_errors=True)
-    print(f"payload: {opts.files} files, {payload / 1e6:.1f} MB")
-    print("| method | seconds | MB/s | peak RSS above idle MiB | local disk MB | ZIP MB |")
-    print("|---|---|---|---|---|---|")
-    for label, r in rows:
-        above = (r["peak_rss"] - r["idle"]) / MiB
-        print(f"| {label} | {r['seconds']:.2f} | {payload / 1e6 / r['seconds']:.1f} | {above:.1f} | "
-              f"{r['disk'] / 1e6:.1f} | {r['zip_bytes'] / 1e6:.1f} |")  # fmt: skip
-    conventional, ours = rows[0][1], rows[1][1]
-    print()
-    print(f"speed-up: {conventional['seconds'] / ours['seconds']:.2f}x (target > 1x); "
-          f"local disk of this operator: {ours['disk']} bytes (target 0)")  # fmt: skip
+    payload = next((r["payload"] for rows in results.values() for r in rows.values() if "payload" in r), 0)
+    targets = {"speed-up: conventional seconds / operator seconds": "(target > 1x)",
+               "local disk of this operator": "(target 0)"}  # fmt: skip
+    print_side_by_side(
+        f"Package {opts.files} files, {payload / 1e6:.1f} MB under an S3 prefix into a zipped BagIt bag in S3 "
+        "(peak RSS: each child's VmHWM; above idle: above the same imports' baseline; disk: its TMPDIR at peak)",
+        results,
+        COLUMNS,
+        label_width=48,
+        notes=ratio_notes("in this run:", {store: _ratios(rows) for store, rows in results.items()}, targets),
+    )
     return 0
 
 

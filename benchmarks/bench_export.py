@@ -2,10 +2,12 @@
 
     .venv/bin/python -m benchmarks.bench_export [--rows 3000000] [--small-rows 300000]
                                                 [--recipe-rows 300000] [--pandas-rows 300000]
+                                                [--stores moto,rgw]
 
 Loads ``--rows`` rows (about 125 bytes of CSV each: 3M rows ~ 375 MB) into an unlogged table,
-then measures, each in a fresh child process (peak RSS = that child's own ``VmHWM``; ``ru_maxrss``
-would include the parent's, inherited across fork):
+then, on each S3 store in turn (moto, a mock, and Ceph RGW, a real S3 implementation; a fresh
+endpoint process and bucket each), measures, each in a fresh child process (peak RSS = that
+child's own ``VmHWM``; ``ru_maxrss`` would include the parent's, inherited across fork):
 
 * ``COPY ... TO STDOUT`` into nothing: the source limit;
 * the classic recipe: SQLAlchemy ``fetchmany`` + ``csv.writer`` + smart_open (sequential);
@@ -21,9 +23,11 @@ would include the parent's, inherited across fork):
 * an idle interpreter with the operator's imports (the memory baseline).
 
 MB/s is CSV-equivalent MB (the CSV size of the same rows) per second, so formats compare on the
-same data; ``out MB`` is what was stored. The S3 endpoint runs in its own process
-(``python -m tests.support.devservices s3``) unless ``S3STREAM_S3_ENDPOINT`` is set. Ratios are
-computed within this one run (the machine is noisy).
+same data; ``out MB`` is what was stored. Each store is started for its run
+(:func:`benchmarks.stores.run_on_stores`; one ``env`` column instead when ``S3STREAM_S3_ENDPOINT``
+is set), and its endpoint and key pair reach every child. One table shows the stores side by
+side; ratios are computed within one store's run (the machine is noisy). A row that fails on a
+store shows its error there.
 """
 
 from __future__ import annotations
@@ -36,9 +40,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 from benchmarks.orders import orders_table_sql
+from benchmarks.stores import Column, add_store_argument, print_side_by_side, ratio_notes, run_on_stores, service_env
+from tests.support.devservices import S3Service
 
 MiB = 1024 * 1024
 # the defaults before memory_budget: 16 MiB parts, 8 in flight, 128k-row Parquet row groups
@@ -48,18 +55,9 @@ BUCKET = "bench-export"
 TABLE = "bench_export"
 
 
-def _client(endpoint: str) -> Any:
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=os.environ.get("S3STREAM_S3_ACCESS_KEY_ID", "testing"),
-        aws_secret_access_key=os.environ.get("S3STREAM_S3_SECRET_ACCESS_KEY", "testing"),
-        region_name=os.environ.get("S3STREAM_S3_REGION", "us-east-1"),
-        config=Config(s3={"addressing_style": "path"}, max_pool_connections=16),
-    )
+def _client(s3: S3Service) -> Any:
+    """A client with botocore's defaults (16 pooled connections), for the peers and the cores."""
+    return s3.client(retries={"mode": "legacy"}, max_pool_connections=16)
 
 
 def _query(rows: int) -> str:
@@ -69,7 +67,7 @@ def _query(rows: int) -> str:
 # -- what each child process runs ------------------------------------------------------------
 
 
-def run_case(case: str, rows: int, endpoint: str, pg_uri: str) -> dict[str, Any]:
+def run_case(case: str, rows: int, s3: S3Service, pg_uri: str) -> dict[str, Any]:
     """Run one measurement in this (child) process; return seconds and bytes stored."""
     import psycopg
 
@@ -78,7 +76,7 @@ def run_case(case: str, rows: int, endpoint: str, pg_uri: str) -> dict[str, Any]
     if case == "idle":  # what a CSV export's process imports, and a client: the idle task runtime
         from airflow_s3stream.operators import PostgresToS3StreamOperator
 
-        _client(endpoint)
+        _client(s3)
         return {"seconds": 0.0, "bytes": 0}
     if case.startswith("operator_"):  # imported before the clock starts, like every other method's library
         from airflow_s3stream.operators import PostgresToS3StreamOperator
@@ -95,7 +93,7 @@ def run_case(case: str, rows: int, endpoint: str, pg_uri: str) -> dict[str, Any]
     elif case == "copy_smart_open":
         from smart_open import open as smart_open
 
-        params = {"client": _client(endpoint)}
+        params = {"client": _client(s3)}
         with (
             psycopg.connect(pg_uri) as conn,
             conn.cursor() as cur,
@@ -120,7 +118,7 @@ def run_case(case: str, rows: int, endpoint: str, pg_uri: str) -> dict[str, Any]
         from smart_open import open as smart_open
 
         engine = sqlalchemy.create_engine(pg_uri.replace("postgresql://", "postgresql+psycopg://", 1))
-        params = {"client": _client(endpoint)}
+        params = {"client": _client(s3)}
         with engine.connect() as sa_conn, smart_open(f"s3://{BUCKET}/{key}.csv", "wb", transport_params=params) as raw:
             result = sa_conn.execution_options(stream_results=True).execute(sqlalchemy.text(sql))
             text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
@@ -138,12 +136,12 @@ def run_case(case: str, rows: int, endpoint: str, pg_uri: str) -> dict[str, Any]
         engine = sqlalchemy.create_engine(pg_uri.replace("postgresql://", "postgresql+psycopg://", 1))
         frame = pd.read_sql(sql, engine)
         data = frame.to_csv(index=False).encode()
-        _client(endpoint).put_object(Bucket=BUCKET, Key=f"{key}.csv", Body=data)
+        _client(s3).put_object(Bucket=BUCKET, Key=f"{key}.csv", Body=data)
         stored = len(data)
     elif case in ("split_completed", "split_staged"):
         from airflow_s3stream.export import ExportOptions, export_query, multipart_opener
 
-        client = _client(endpoint)
+        client = _client(s3)
         options = ExportOptions(max_bytes_per_file=SPLIT_MIB * MiB, write_manifest=True)
         opener = None  # the default: every part staged, then one commit
         if case == "split_completed":
@@ -157,7 +155,7 @@ def run_case(case: str, rows: int, endpoint: str, pg_uri: str) -> dict[str, Any]
         from airflow_s3stream.export.job import commit_job
         from airflow_s3stream.s3.multipart import MultipartConfig
 
-        client = _client(endpoint)
+        client = _client(s3)
         files = int(case.removeprefix("job_commit_"))
         with psycopg.connect(pg_uri) as conn:
             staged = [
@@ -198,9 +196,9 @@ def run_case(case: str, rows: int, endpoint: str, pg_uri: str) -> dict[str, Any]
 # -- the parent: load, run each case in a child, print one table ----------------------------
 
 
-def _child(case: str, rows: int, endpoint: str, pg_uri: str, env: dict[str, str]) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "benchmarks.bench_export", "--child", case, "--rows", str(rows)]
-    cmd += ["--endpoint", endpoint, "--pg-uri", pg_uri]
+def _child(case: str, rows: int, pg_uri: str, env: dict[str, str]) -> dict[str, Any]:
+    """Run ``case`` in a fresh child process; its result, or ``{"error": ...}`` naming why it failed."""
+    cmd = [sys.executable, "-m", "benchmarks.bench_export", "--child", case, "--rows", str(rows), "--pg-uri", pg_uri]
     with tempfile.TemporaryFile("w+") as errors:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors, env=env, text=True)
         assert proc.stdout is not None
@@ -208,9 +206,12 @@ def _child(case: str, rows: int, endpoint: str, pg_uri: str, env: dict[str, str]
         status = proc.wait()
         if status != 0:
             errors.seek(0)
-            raise SystemExit(f"case {case} failed (status {status}):\n{errors.read()[-3000:]}")
+            text = errors.read()
+            print(f"case {case} failed (status {status}):\n{text[-3000:]}", file=sys.stderr, flush=True)
+            last = [ln for ln in text.splitlines() if ln.strip()][-1:] or [f"exit status {status}"]
+            return {"error": last[0].strip()[:300]}
     line = [ln for ln in out.splitlines() if ln.startswith("{")][-1]
-    result = json.loads(line)
+    result: dict[str, Any] = json.loads(line)
     result["peak_rss_mib"] = result.pop("peak_kib") / 1024  # the child's own VmHWM
     return result
 
@@ -219,6 +220,126 @@ def _empty_bucket(client: Any) -> None:
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
         for obj in page.get("Contents", []):
             client.delete_object(Bucket=BUCKET, Key=obj["Key"])
+
+
+def _cases(args: argparse.Namespace) -> list[tuple[str, int, str]]:
+    """(case, rows, label) of every row, in the order they run."""
+    cases = [
+        ("idle", 0, "idle interpreter (operator imports)"),
+        ("copy_to_nothing", args.rows, "COPY TO STDOUT -> nothing (source limit)"),
+        ("fetchmany_recipe", args.recipe_rows, "fetchmany + csv + smart_open (recipe)"),
+        ("pandas_read_sql", args.pandas_rows, "pandas read_sql + upload (SqlToS3Operator)"),
+        ("copy_smart_open", args.rows, "COPY -> smart_open, sequential"),
+        ("operator_csv", args.rows, "operator csv"),
+        ("operator_csv", args.small_rows, "operator csv (small, memory check)"),
+        ("operator_csv_zstd", args.rows, "operator csv + zstd"),
+        ("operator_jsonl", args.rows, "operator jsonl"),
+        ("operator_parquet", args.rows, "operator parquet (snappy)"),
+        ("operator_csv@before_budget", args.rows, "operator csv, defaults before the budget"),
+        ("operator_parquet@before_budget", args.rows, "operator parquet, defaults before the budget"),
+    ]
+    for round_ in range(1, args.split_rounds + 1):
+        order = [("split_completed", "completed as written"), ("split_staged", "staged + commit")]
+        for case, how in order if round_ % 2 else order[::-1]:
+            cases.append((case, args.rows, f"csv {args.split_mib} MiB parts, {how} #{round_}"))
+    cases += [(f"job_commit_{n}", args.commit_rows, f"job commit of {n} staged file(s)") for n in (1, 10, 100)]
+    return cases
+
+
+def _measure_store(args: argparse.Namespace, postgres: Any, s3: S3Service) -> dict[str, dict[str, Any]]:
+    """Every case on the store ``s3`` (a fresh bucket), each in a child: ``{label: row}``."""
+    from tests.support import devservices
+
+    client = _client(s3)
+    with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+        client.create_bucket(Bucket=BUCKET)
+    rows: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-export-airflow-") as airflow_home:
+        env = {
+            **os.environ,
+            **service_env(s3),
+            **devservices.airflow_connection_env(devservices.DevServices(postgres=postgres, s3=s3)),
+            "AIRFLOW_HOME": airflow_home,
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "PYTHONPATH": os.getcwd(),
+            "BENCH_SPLIT_MIB": str(args.split_mib),
+        }
+        for case, n, label in _cases(args):
+            print(f"running {label} at {n:,} rows ...", file=sys.stderr, flush=True)
+            r = _child(case, n, postgres.uri, env)
+            r.update(case=case, rows=n)
+            rows[label] = r
+            _empty_bucket(client)
+    copy_nothing = next((r for r in rows.values() if r["case"] == "copy_to_nothing"), {})
+    csv_bytes_per_row = copy_nothing["bytes"] / copy_nothing["rows"] if "bytes" in copy_nothing else None
+    for r in rows.values():
+        if r.get("error") or csv_bytes_per_row is None:
+            continue
+        if r["case"].startswith("job_commit_"):
+            r["mb_per_s"] = 0.0  # seconds is the commit call alone; throughput is not the point
+        else:
+            r["mb_per_s"] = r["rows"] * csv_bytes_per_row / 1e6 / r["seconds"] if r["seconds"] else 0.0
+        r["out_mb"] = r["bytes"] / 1e6
+    return rows
+
+
+def _ratios(args: argparse.Namespace, rows: dict[str, dict[str, Any]]) -> dict[str, tuple[str, str]]:
+    """One store's ratios: ``{label: (value shown, target)}``; "n/a" where a row they need failed."""
+    by = {(r["case"], r["rows"]): r for r in rows.values() if not r.get("error")}
+
+    def mbs(case: str, n: int = args.rows) -> float:
+        return float(by[(case, n)]["mb_per_s"])
+
+    def rss(case: str, n: int = args.rows) -> float:
+        return float(by[(case, n)]["peak_rss_mib"])
+
+    def budget(fmt: str) -> str:
+        now, before = f"operator_{fmt}", f"operator_{fmt}@before_budget"
+        return f"{mbs(now) / mbs(before):.2f} ({rss(now):.0f} vs {rss(before):.0f} MiB)"
+
+    def split() -> str:  # every round's row (``by`` keeps one per case)
+        completed = [r["mb_per_s"] for r in rows.values() if r["case"] == "split_completed" and not r.get("error")]
+        staged = [r["mb_per_s"] for r in rows.values() if r["case"] == "split_staged" and not r.get("error")]
+        return f"{sum(staged) / sum(completed):.2f} ({len(staged)} rounds)"
+
+    formulas: dict[str, tuple[Callable[[], str], str]] = {
+        "operator csv / COPY-to-nothing": (lambda: f"{mbs('operator_csv') / mbs('copy_to_nothing'):.2f}", ">= 0.50"),
+        "operator csv / sequential COPY->smart_open": (
+            lambda: f"{mbs('operator_csv') / mbs('copy_smart_open'):.2f}",
+            ">= 2.0",
+        ),
+        "operator parquet / fetchmany recipe": (
+            lambda: f"{mbs('operator_parquet') / mbs('fetchmany_recipe', args.recipe_rows):.2f}",
+            ">= 3.0",
+        ),
+        f"peak RSS csv {args.rows:,} / {args.small_rows:,} rows": (
+            lambda: f"{rss('operator_csv') / rss('operator_csv', args.small_rows):.2f}",
+            "<= 1.25",
+        ),
+        "csv: 128 MiB budget / before it, MB/s (peak RSS)": (lambda: budget("csv"), ">= 0.90"),
+        "parquet: 128 MiB budget / before it, MB/s (peak RSS)": (lambda: budget("parquet"), ">= 0.90"),
+        "split csv: staged+commit / completed as written": (split, ">= 0.95"),
+        f"peak RSS csv {args.rows:,} rows - idle interpreter": (
+            lambda: f"{rss('operator_csv') - rss('idle', 0):.0f} MiB",
+            "< 150 MiB",
+        ),
+    }
+    shown: dict[str, tuple[str, str]] = {}
+    for label, (formula, target) in formulas.items():
+        try:
+            shown[label] = (formula(), f"({target})")
+        except (KeyError, ZeroDivisionError):
+            shown[label] = ("n/a", f"({target})")
+    return shown
+
+
+COLUMNS = [
+    Column("seconds", "seconds", lambda v: f"{v:.2f}", 7),
+    Column("MB/s", "mb_per_s", lambda v: f"{v:.1f}", 6),
+    Column("out MB", "out_mb", lambda v: f"{v:.1f}", 6),
+    Column("peak RSS MiB", "peak_rss_mib", lambda v: f"{v:.0f}", 12),
+    Column("commit ms", "commit_ms", lambda v: f"{v:.1f}", 9),
+]
 
 
 def main() -> int:
@@ -230,14 +351,15 @@ def main() -> int:
     parser.add_argument("--split-mib", type=int, default=SPLIT_MIB, help="file size of the split export")
     parser.add_argument("--split-rounds", type=int, default=2, help="alternating rounds of the two split cases")
     parser.add_argument("--commit-rows", type=int, default=1000, help="rows per staged file of the job commit")
+    add_store_argument(parser)
     parser.add_argument("--child")
-    parser.add_argument("--endpoint")
     parser.add_argument("--pg-uri")
     args = parser.parse_args()
     if args.child:
+        from tests.support.devservices import start_s3
         from tests.support.memory import peak_rss_kib
 
-        measured = run_case(args.child, args.rows, args.endpoint, args.pg_uri)
+        measured = run_case(args.child, args.rows, start_s3(), args.pg_uri)  # the store of S3STREAM_S3_*
         print(json.dumps({**measured, "peak_kib": peak_rss_kib()}), flush=True)
         return 0
 
@@ -246,109 +368,24 @@ def main() -> int:
     from tests.support import devservices
 
     postgres = devservices.start_postgres()
-    services = contextlib.ExitStack()
-    endpoint = services.enter_context(devservices.s3_endpoint_process()).endpoint_url
     try:
-        s3 = devservices.S3Service(
-            endpoint_url=endpoint,
-            access_key_id=os.environ.get("S3STREAM_S3_ACCESS_KEY_ID", "testing"),
-            secret_access_key=os.environ.get("S3STREAM_S3_SECRET_ACCESS_KEY", "testing"),
-            region=os.environ.get("S3STREAM_S3_REGION", "us-east-1"),
-            origin="bench",
-        )
-        client = _client(endpoint)
-        with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
-            client.create_bucket(Bucket=BUCKET)
         print(f"loading {args.rows:,} rows into {TABLE} ...", file=sys.stderr, flush=True)
         with psycopg.connect(postgres.uri, autocommit=True) as conn:
             conn.execute(orders_table_sql(TABLE, args.rows).encode())
-        env = {
-            **os.environ,
-            **devservices.airflow_connection_env(devservices.DevServices(postgres=postgres, s3=s3)),
-            "AIRFLOW_HOME": tempfile.mkdtemp(prefix="bench-export-airflow-"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "PYTHONPATH": os.getcwd(),
-            "BENCH_SPLIT_MIB": str(args.split_mib),
-        }
-        cases = [
-            ("idle", 0, "idle interpreter (operator imports)"),
-            ("copy_to_nothing", args.rows, "COPY TO STDOUT -> nothing (source limit)"),
-            ("fetchmany_recipe", args.recipe_rows, "fetchmany + csv + smart_open (recipe)"),
-            ("pandas_read_sql", args.pandas_rows, "pandas read_sql + upload (SqlToS3Operator)"),
-            ("copy_smart_open", args.rows, "COPY -> smart_open, sequential"),
-            ("operator_csv", args.rows, "operator csv"),
-            ("operator_csv", args.small_rows, "operator csv (small, memory check)"),
-            ("operator_csv_zstd", args.rows, "operator csv + zstd"),
-            ("operator_jsonl", args.rows, "operator jsonl"),
-            ("operator_parquet", args.rows, "operator parquet (snappy)"),
-            ("operator_csv@before_budget", args.rows, "operator csv, defaults before the budget"),
-            ("operator_parquet@before_budget", args.rows, "operator parquet, defaults before the budget"),
-        ]
-        for round_ in range(1, args.split_rounds + 1):
-            order = [("split_completed", "completed as written"), ("split_staged", "staged + commit")]
-            for case, how in order if round_ % 2 else order[::-1]:
-                cases.append((case, args.rows, f"csv {args.split_mib} MiB parts, {how} #{round_}"))
-        cases += [(f"job_commit_{n}", args.commit_rows, f"job commit of {n} staged file(s)") for n in (1, 10, 100)]
-        csv_bytes_per_row: float | None = None
-        results = []
-        for case, rows, label in cases:
-            print(f"running {label} at {rows:,} rows ...", file=sys.stderr, flush=True)
-            r = _child(case, rows, endpoint, postgres.uri, env)
-            if case == "copy_to_nothing":
-                csv_bytes_per_row = r["bytes"] / rows
-            r.update(case=case, rows=rows, label=label)
-            results.append(r)
-            _empty_bucket(client)
-        assert csv_bytes_per_row is not None
-        for r in results:
-            r["mb_per_s"] = r["rows"] * csv_bytes_per_row / 1e6 / r["seconds"] if r["seconds"] else 0.0
-        print()
-        head = f"{'method':<46} {'rows':>10} {'seconds':>8} {'MB/s':>7} {'out MB':>8} {'peak RSS MiB':>13}"
-        print(f"{head} {'commit ms':>10}")
-        for r in results:
-            commit_ms = f"{r['commit_ms']:>10.1f}" if r.get("commit_ms") is not None else f"{'':>10}"
-            if r["case"].startswith("job_commit_"):
-                r["mb_per_s"] = 0.0  # seconds is the commit call alone; throughput is not the point
-            print(
-                f"{r['label']:<46} {r['rows']:>10,} {r['seconds']:>8.2f} {r['mb_per_s']:>7.1f} "
-                f"{r['bytes'] / 1e6:>8.1f} {r['peak_rss_mib']:>13.0f} {commit_ms}"
-            )
-        by = {(r["case"], r["rows"]): r for r in results}
-        op_csv, small = by[("operator_csv", args.rows)], by[("operator_csv", args.small_rows)]
-        copy_nothing, chain = by[("copy_to_nothing", args.rows)], by[("copy_smart_open", args.rows)]
-        recipe, parquet, idle = (
-            by[("fetchmany_recipe", args.recipe_rows)],
-            by[("operator_parquet", args.rows)],
-            by[("idle", 0)],
-        )
-        print()
-        print("ratios in this run (target):")
-        share = op_csv["mb_per_s"] / copy_nothing["mb_per_s"]
-        print(f"  operator csv / COPY-to-nothing             {share:.2f}  (>= 0.50)")
-        print(f"  operator csv / sequential COPY->smart_open {op_csv['mb_per_s'] / chain['mb_per_s']:.2f}  (>= 2.0)")
-        print(f"  operator parquet / fetchmany recipe        {parquet['mb_per_s'] / recipe['mb_per_s']:.2f}  (>= 3.0)")
-        print(
-            f"  peak RSS csv {args.rows:,} / {args.small_rows:,} rows       "
-            f"{op_csv['peak_rss_mib'] / small['peak_rss_mib']:.2f}  (<= 1.25)"
-        )
-        for fmt in ("csv", "parquet"):
-            now, before = by[(f"operator_{fmt}", args.rows)], by[(f"operator_{fmt}@before_budget", args.rows)]
-            print(
-                f"  {fmt}: 128 MiB budget / before it, MB/s {now['mb_per_s'] / before['mb_per_s']:.2f} (>= 0.90)"
-                f", peak RSS {now['peak_rss_mib']:.0f} vs {before['peak_rss_mib']:.0f} MiB"
-            )
-        completed = [r["mb_per_s"] for r in results if r["case"] == "split_completed"]
-        staged = [r["mb_per_s"] for r in results if r["case"] == "split_staged"]
-        if completed and staged:
-            ratio = sum(staged) / sum(completed)
-            print(f"  split csv: staged+commit / completed as written {ratio:.2f}  (>= 0.95; {len(staged)} rounds)")
-        print(
-            f"  peak RSS csv {args.rows:,} rows - idle interpreter  "
-            f"{op_csv['peak_rss_mib'] - idle['peak_rss_mib']:.0f} MiB  (< 150 MiB)"
-        )
+        results = run_on_stores(args, lambda _store, s3: _measure_store(args, postgres, s3))
     finally:
-        services.close()
         postgres.stop()
+    ratios = {store: _ratios(args, rows) for store, rows in results.items()}
+    values = {store: {label: value for label, (value, _) in shown.items()} for store, shown in ratios.items()}
+    targets = {label: target for shown in ratios.values() for label, (_, target) in shown.items()}
+    print_side_by_side(
+        f"Export of {args.rows:,} orders rows to S3 (MB/s: CSV-equivalent MB per second; "
+        f"peak RSS: each child's VmHWM), one run per store",
+        results,
+        COLUMNS,
+        shared=[Column("rows", "rows", lambda v: f"{v:,}", 10)],
+        notes=ratio_notes("ratios in this run (target):", values, targets),
+    )
     return 0
 
 

@@ -1,6 +1,6 @@
 """Upload benchmark: one table, one run, one 1 GB file, every method in its own subprocess.
 
-    .venv/bin/python -m benchmarks.bench_upload [--size-mb 1024] [--repeat 2]
+    .venv/bin/python -m benchmarks.bench_upload [--size-mb 1024] [--repeat 2] [--stores moto,rgw]
 
 Rows: boto3 ``upload_file`` with its defaults, the sequential 10 MB ``upload_part`` recipe,
 smart_open's writer, this engine (file source) at a few concurrency / part-size settings and
@@ -9,8 +9,11 @@ engines on a quarter-size file (peak RSS must not grow with the data), and a kil
 half way followed by a resume. Each measurement runs in a fresh child process; peak RSS is that
 child's own ``VmHWM`` (``ru_maxrss`` would include the parent's). The rows are run in
 ``--repeat`` interleaved rounds and the best throughput is kept, so a burst of load from elsewhere
-does not decide a ratio. The S3 endpoint runs in its own process (``python -m tests.support.devservices s3``) unless
-``S3STREAM_S3_ENDPOINT`` is set.
+does not decide a ratio. Every row runs on each S3 store in turn (``--stores``: moto, a mock, and
+Ceph RGW, a real S3 implementation; one ``env`` column instead when ``S3STREAM_S3_ENDPOINT`` is
+set), each with a fresh bucket; every child reaches the store with its endpoint and key pair, and
+one table shows the stores side by side, the ratios (x upload_file, x smart_open) within each
+store's run. A row that fails on a store shows its error there.
 """
 
 from __future__ import annotations
@@ -25,37 +28,27 @@ import tempfile
 import time
 from typing import Any
 
-from tests.support import devservices
+from benchmarks.stores import Column, add_store_argument, print_side_by_side, ratio_notes, run_on_stores, service_env
+from tests.support.devservices import S3Service
 
 MiB = 1024 * 1024
 BUCKET = "bench-upload"
 
 
-def _client(endpoint: str, pool: int = 16, production: bool = False) -> Any:
+def _client(s3: S3Service, pool: int = 16, production: bool = False) -> Any:
     """A client with botocore's defaults, or (``production``) configured as the package's hook
     configures its own: botocore's retries off, the engine's retry policy the only one."""
-    import boto3
-    from botocore.config import Config
-
-    from airflow_s3stream.s3.client import single_attempt_config
-
-    config = Config(s3={"addressing_style": "path"}, max_pool_connections=pool)
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=os.environ.get("S3STREAM_S3_ACCESS_KEY_ID", "testing"),
-        aws_secret_access_key=os.environ.get("S3STREAM_S3_SECRET_ACCESS_KEY", "testing"),
-        region_name="us-east-1",
-        config=single_attempt_config(config, max_pool_connections=pool) if production else config,
-    )
+    if production:
+        return s3.client(max_pool_connections=pool)
+    return s3.client(retries={"mode": "legacy"}, max_pool_connections=pool)
 
 
 # -- what each child process runs ------------------------------------------------------------
 
 
-def run_method(method: str, endpoint: str, path: str, key: str, opts: dict[str, Any]) -> dict[str, Any]:
+def run_method(method: str, s3: S3Service, path: str, key: str, opts: dict[str, Any]) -> dict[str, Any]:
     engine = method in ("engine", "engine_resume", "writer")
-    client = _client(endpoint, pool=max(16, opts.get("concurrency", 0) + 2), production=engine)
+    client = _client(s3, pool=max(16, opts.get("concurrency", 0) + 2), production=engine)
     size = os.path.getsize(path)
     started = time.monotonic()
     extra: dict[str, Any] = {}
@@ -116,54 +109,72 @@ def run_method(method: str, endpoint: str, path: str, key: str, opts: dict[str, 
 # -- the parent: one child per row -----------------------------------------------------------
 
 
-def _spawn(method: str, endpoint: str, path: str, key: str, opts: dict[str, Any]) -> subprocess.Popen[str]:
-    args = [sys.executable, "-m", "benchmarks.bench_upload", "--child", method, endpoint, path, key, json.dumps(opts)]
-    return subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+def _spawn(
+    method: str, s3: S3Service, path: str, key: str, opts: dict[str, Any], *, errors: Any
+) -> subprocess.Popen[str]:
+    args = [sys.executable, "-m", "benchmarks.bench_upload", "--child", method, path, key, json.dumps(opts)]
+    env = {**os.environ, **service_env(s3)}  # the child's devservices.start_s3() is this store
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=errors, env=env, text=True)
 
 
-def _reap(proc: subprocess.Popen[str]) -> tuple[int, dict[str, Any], int]:
-    """Wait for ``proc``; returns (exit status, its JSON line or {}, its peak RSS in KiB)."""
+def _reap(proc: subprocess.Popen[str], errors: Any) -> tuple[int, dict[str, Any], int, str]:
+    """Wait for ``proc``; returns (exit status, its JSON line or {}, its peak RSS in KiB, the last
+    line of its stderr: the exception, when it failed)."""
     assert proc.stdout is not None
     out = proc.stdout.read()
     proc.wait()
     lines = [ln for ln in out.splitlines() if ln.startswith("{")]
     measured = json.loads(lines[-1]) if lines else {}
-    return proc.returncode, measured, int(measured.pop("peak_kib", 0))
+    errors.seek(0)
+    text = errors.read()
+    if proc.returncode not in (0, -signal.SIGKILL):
+        print(text[-3000:], file=sys.stderr)
+    last = [ln.strip() for ln in text.splitlines() if ln.strip()][-1:] or [f"exit status {proc.returncode}"]
+    return proc.returncode, measured, int(measured.pop("peak_kib", 0)), last[0][:300]
 
 
-def measure(method: str, endpoint: str, path: str, key: str, **opts: Any) -> dict[str, Any]:
-    code, data, rss_kib = _reap(_spawn(method, endpoint, path, key, opts))
+def measure(method: str, s3: S3Service, path: str, key: str, **opts: Any) -> dict[str, Any]:
+    """One row in a fresh child: its figures, or ``{"error": ...}`` naming why it failed."""
+    with tempfile.TemporaryFile("w+") as errors:
+        code, data, rss_kib, last = _reap(_spawn(method, s3, path, key, opts, errors=errors), errors)
     if code != 0:
-        raise SystemExit(f"{method} {opts} failed with exit code {code}")
+        return {"error": last}
     size = os.path.getsize(path)
     return {"mb_s": size / 1e6 / data["seconds"], "rss_mib": rss_kib / 1024, **data}
 
 
-def kill_and_resume(endpoint: str, path: str, key: str, concurrency: int, part_mib: int) -> dict[str, Any]:
+def kill_and_resume(s3: S3Service, path: str, key: str, concurrency: int, part_mib: int) -> dict[str, Any]:
     """Kill -9 the engine at about half way, then resume; count parts stored and sent."""
-    client = _client(endpoint)
+    client = _client(s3)
     size = os.path.getsize(path)
     total = -(-size // (part_mib * MiB))
     # A killed try cannot release its resume state: the next one waits for its lease (a short one
     # here; in Airflow the retry_delay, 5 minutes by default, outlasts the default 120 s lease).
     lease = 3.0
-    proc = _spawn("engine", endpoint, path, key, {"concurrency": concurrency, "part_mib": part_mib, "lease": lease})
-    stored = 0
-    while proc.poll() is None:
-        uploads = client.list_multipart_uploads(Bucket=BUCKET, Prefix=key).get("Uploads", [])
-        if uploads:
-            listed = client.list_parts(Bucket=BUCKET, Key=key, UploadId=uploads[0]["UploadId"], MaxParts=10000)
-            stored = len(listed.get("Parts", []))
-            if stored >= total // 2:
-                os.kill(proc.pid, signal.SIGKILL)
-                break
-        time.sleep(0.05)
-    _reap(proc)
+    opts = {"concurrency": concurrency, "part_mib": part_mib, "lease": lease}
+    with tempfile.TemporaryFile("w+") as errors:
+        proc = _spawn("engine", s3, path, key, opts, errors=errors)
+        stored = 0
+        while proc.poll() is None:
+            uploads = client.list_multipart_uploads(Bucket=BUCKET, Prefix=key).get("Uploads", [])
+            if uploads:
+                listed = client.list_parts(Bucket=BUCKET, Key=key, UploadId=uploads[0]["UploadId"], MaxParts=10000)
+                stored = len(listed.get("Parts", []))
+                if stored >= total // 2:
+                    os.kill(proc.pid, signal.SIGKILL)
+                    break
+            time.sleep(0.05)
+        code, _, _, last = _reap(proc, errors)
+    if code != -signal.SIGKILL:
+        return {"error": f"the first run was not killed (exit status {code}): {last}"}
     uploads = client.list_multipart_uploads(Bucket=BUCKET, Prefix=key).get("Uploads", [])
+    if not uploads:
+        return {"error": "the killed run left no multipart upload to resume"}
     listed = client.list_parts(Bucket=BUCKET, Key=key, UploadId=uploads[0]["UploadId"], MaxParts=10000)
     stored = len(listed.get("Parts", []))
     time.sleep(lease + 0.5)
-    row = measure("engine_resume", endpoint, path, key, concurrency=concurrency, part_mib=part_mib, lease=lease)
+    row = measure("engine_resume", s3, path, key, concurrency=concurrency, part_mib=part_mib, lease=lease)
+    row.pop("mb_s", None)  # the file's size over a run that sent only the missing parts: no throughput
     row.update(total_parts=total, stored_at_kill=stored, missing_at_kill=total - stored)
     return row
 
@@ -195,96 +206,127 @@ ROWS: list[tuple[str, str, str, dict[str, Any]]] = [
 ]
 
 
+RESUME_LABEL = "engine kill -9 at ~half, then resume (c 8, 16 MiB)"
+BEFORE_BUDGET = "engine file, concurrency 8, 16 MiB (before the budget)"
+AT_BUDGET = "engine file, concurrency 7, 8 MiB (128 MiB budget)"
+COLUMNS = [
+    Column("seconds", "seconds", lambda v: f"{v:.1f}", 7),
+    Column("MB/s", "mb_s", lambda v: f"{v:.1f}", 6),
+    Column("x upload_file", "x_upload_file", lambda v: f"{v:.2f}", 13),
+    Column("x smart_open", "x_smart_open", lambda v: f"{v:.2f}", 12),
+    Column("peak RSS MiB", "rss_mib", lambda v: f"{v:.0f}", 12),
+    Column("UploadParts", "uploaded_parts", str, 11),
+]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=1024, help="file size in MiB (default 1024)")
     parser.add_argument("--repeat", type=int, default=2, help="rounds over all rows; best MB/s is kept (default 2)")
+    add_store_argument(parser)
     args = parser.parse_args()
-    with devservices.s3_endpoint_process() as service:
-        best, resumed, size = _run_rows(service.endpoint_url, args.size_mb * MiB, args.repeat)
-    _print_table([(label, best[label]) for label, *_ in ROWS], size, resumed, args.repeat)
-
-
-def _run_rows(endpoint: str, size: int, repeat: int) -> tuple[dict[str, dict[str, Any]], dict[str, Any], int]:
-    """Every row, ``repeat`` interleaved rounds (best MB/s kept), then the kill -9 and resume."""
-    client = _client(endpoint)
-    client.create_bucket(Bucket=BUCKET)
+    size = args.size_mb * MiB
     workdir = tempfile.mkdtemp(prefix="bench-upload-")
     files = {"big": os.path.join(workdir, "big.bin"), "quarter": os.path.join(workdir, "quarter.bin")}
     _make_file(files["big"], size)
     _make_file(files["quarter"], size // 4)
-    best: dict[str, dict[str, Any]] = {}
     try:
-        for round_ in range(repeat):  # interleaved rounds: load changes hit every row alike
-            # each round starts at another row, so no row always runs first against a fresh server
-            shift = round_ * len(ROWS) // max(1, repeat)
-            for label, method, which, opts in ROWS[shift:] + ROWS[:shift]:
-                result = measure(method, endpoint, files[which], "obj", **opts)
-                result["size"] = os.path.getsize(files[which])
-                client.delete_object(Bucket=BUCKET, Key="obj")  # keep the endpoint's memory flat
-                kept = best.get(label)
-                if kept is None or result["mb_s"] > kept["mb_s"]:
-                    result["rss_mib"] = max(result["rss_mib"], kept["rss_mib"] if kept else 0)
-                    best[label] = result
-                else:
-                    kept["rss_mib"] = max(kept["rss_mib"], result["rss_mib"])
-                print(f"  round {round_ + 1}: {label}: {result['mb_s']:.1f} MB/s", file=sys.stderr)
-        resumed = kill_and_resume(endpoint, files["big"], "obj", concurrency=8, part_mib=16)
-        resumed["size"] = size
+        results = run_on_stores(args, lambda _store, s3: _run_rows(s3, files, args.repeat))
     finally:
         for path in files.values():
             os.unlink(path)
-    return best, resumed, size
+        os.rmdir(workdir)
+    _print_table(results, size, args.repeat)
 
 
-def _print_table(rows: list[tuple[str, dict[str, Any]]], size: int, resumed: dict[str, Any], repeat: int) -> None:
-    base = rows[0][1]
-    smart = rows[2][1]
-    print(
-        f"\nUpload of a {size / MiB:.0f} MiB file (1/4 size rows: {size / 4 / MiB:.0f} MiB) to a local S3 endpoint "
-        f"(moto in its own process); best MB/s of {repeat} interleaved rounds, peak RSS the highest seen"
-    )
-    header = (
-        f"{'method':<48} {'seconds':>7} {'MB/s':>6} {'x upload_file':>13} {'x smart_open':>12} "
-        f"{'peak RSS MiB':>12} {'UploadParts':>11}"
-    )
-    print(header)
-    print("-" * len(header))
-    for label, r in rows:
-        sent = r.get("uploaded_parts", "")
-        print(
-            f"{label:<48} {r['seconds']:>7.1f} {r['mb_s']:>6.1f} {r['mb_s'] / base['mb_s']:>13.2f} "
-            f"{r['mb_s'] / smart['mb_s']:>12.2f} {r['rss_mib']:>12.0f} {sent!s:>11}"
+def _run_rows(s3: S3Service, files: dict[str, str], repeat: int) -> dict[str, dict[str, Any]]:
+    """Every row on ``s3`` (a fresh bucket), ``repeat`` interleaved rounds (best MB/s kept), then
+    the kill -9 and resume: ``{label: row}``, each ratio against this store's baselines."""
+    client = _client(s3)
+    client.create_bucket(Bucket=BUCKET)
+    best: dict[str, dict[str, Any]] = {}
+    for round_ in range(repeat):  # interleaved rounds: load changes hit every row alike
+        # each round starts at another row, so no row always runs first against a fresh server
+        shift = round_ * len(ROWS) // max(1, repeat)
+        for label, method, which, opts in ROWS[shift:] + ROWS[:shift]:
+            result = measure(method, s3, files[which], "obj", **opts)
+            client.delete_object(Bucket=BUCKET, Key="obj")  # keep the endpoint's memory flat
+            _abort_uploads(client)  # a failed row leaves none behind for the next
+            kept = best.get(label)
+            if result.get("error"):
+                best.setdefault(label, result)
+                print(f"  round {round_ + 1}: {label}: {result['error']}", file=sys.stderr)
+                continue
+            if kept is None or kept.get("error") or result["mb_s"] > kept["mb_s"]:
+                result["rss_mib"] = max(result["rss_mib"], kept.get("rss_mib", 0) if kept else 0)
+                best[label] = result
+            else:
+                kept["rss_mib"] = max(kept["rss_mib"], result["rss_mib"])
+            print(f"  round {round_ + 1}: {label}: {result['mb_s']:.1f} MB/s", file=sys.stderr)
+    rows = {label: best[label] for label, *_ in ROWS}
+    rows[RESUME_LABEL] = kill_and_resume(s3, files["big"], "obj", concurrency=8, part_mib=16)
+    _abort_uploads(client)
+    base, smart = rows[ROWS[0][0]].get("mb_s"), rows[ROWS[2][0]].get("mb_s")
+    for label, *_ in ROWS:
+        row = rows[label]
+        if "mb_s" in row:
+            row["x_upload_file"] = row["mb_s"] / base if base else None
+            row["x_smart_open"] = row["mb_s"] / smart if smart else None
+    return rows
+
+
+def _abort_uploads(client: Any) -> None:
+    for upload in client.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []):
+        client.abort_multipart_upload(Bucket=BUCKET, Key=upload["Key"], UploadId=upload["UploadId"])
+
+
+def _ratios(rows: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """One store's notes: the budget against the defaults before it, and what the resume sent."""
+    shown = {}
+    before, budget, resumed = rows[BEFORE_BUDGET], rows[AT_BUDGET], rows[RESUME_LABEL]
+    if "mb_s" in before and "mb_s" in budget:
+        shown["128 MiB budget (c 7, 8 MiB) / before it (c 8, 16 MiB), MB/s (peak RSS)"] = (
+            f"{budget['mb_s'] / before['mb_s']:.2f}x ({budget['rss_mib']:.0f} vs {before['rss_mib']:.0f} MiB)"
         )
-    label = "engine kill -9 at ~half, then resume (c 8, 16 MiB)"
-    print(
-        f"{label:<48} {resumed['seconds']:>7.1f} {'':>6} {'':>13} {'':>12} {resumed['rss_mib']:>12.0f} "
-        f"{resumed['uploaded_parts']!s:>11}"
-    )
-    by = dict(rows)
-    before, budget = (
-        by["engine file, concurrency 8, 16 MiB (before the budget)"],
-        by["engine file, concurrency 7, 8 MiB (128 MiB budget)"],
-    )
-    print(
-        f"\n128 MiB budget (c 7, 8 MiB) / before it (c 8, 16 MiB): {budget['mb_s'] / before['mb_s']:.2f}x MB/s "
-        f"(target >= 0.90), peak RSS {budget['rss_mib']:.0f} vs {before['rss_mib']:.0f} MiB"
-    )
-    bound = resumed["missing_at_kill"] + 8
-    print(
-        f"\nresume: {resumed['total_parts']} parts in all; {resumed['stored_at_kill']} stored by the server when the "
-        f"first run was killed, {resumed['missing_at_kill']} missing; the resumed run sent {resumed['uploaded_parts']} "
-        f"and reused {resumed['resumed_parts']} (target: at most missing + max_concurrency = {bound}: "
-        f"{'met' if resumed['uploaded_parts'] <= bound else 'NOT met'})"
+    if "uploaded_parts" in resumed:
+        bound = resumed["missing_at_kill"] + 8
+        shown["resume: parts in all / stored at the kill / missing"] = (
+            f"{resumed['total_parts']} / {resumed['stored_at_kill']} / {resumed['missing_at_kill']}"
+        )
+        shown["resume: parts sent / reused by the resumed run"] = (
+            f"{resumed['uploaded_parts']} / {resumed['resumed_parts']}"
+        )
+        shown["resume: sent <= missing + max_concurrency"] = (
+            f"{'met' if resumed['uploaded_parts'] <= bound else 'NOT met'} (<= {bound})"
+        )
+    return shown
+
+
+def _print_table(results: dict[str, dict[str, dict[str, Any]]], size: int, repeat: int) -> None:
+    targets = {
+        "128 MiB budget (c 7, 8 MiB) / before it (c 8, 16 MiB), MB/s (peak RSS)": "(target >= 0.90)",
+        "resume: parts in all / stored at the kill / missing": "",
+        "resume: parts sent / reused by the resumed run": "",
+        "resume: sent <= missing + max_concurrency": "(target: met)",
+    }
+    print_side_by_side(
+        f"Upload of a {size / MiB:.0f} MiB file (1/4 size rows: {size / 4 / MiB:.0f} MiB); best MB/s of {repeat} "
+        "interleaved rounds, peak RSS (each child's VmHWM) the highest seen; x upload_file, x smart_open: "
+        "against that store's rows",
+        results,
+        COLUMNS,
+        label_width=55,
+        notes=ratio_notes("in this run:", {store: _ratios(rows) for store, rows in results.items()}, targets),
     )
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        method, endpoint, path, key, opts = sys.argv[2:7]
+        method, path, key, opts = sys.argv[2:6]
+        from tests.support.devservices import start_s3
         from tests.support.memory import peak_rss_kib
 
-        measured = run_method(method, endpoint, path, key, json.loads(opts))
+        measured = run_method(method, start_s3(), path, key, json.loads(opts))  # the store of S3STREAM_S3_*
         print(json.dumps({**measured, "peak_kib": peak_rss_kib()}), flush=True)
     else:
         main()

@@ -1,31 +1,34 @@
-"""Benchmark: verifying a zipped BagIt bag in S3, four ways, in one run and one table.
+"""Benchmark: verifying a zipped BagIt bag in S3 against the download route, on moto and on RGW.
 
-    .venv/bin/python benchmarks/bench_zip_verify.py [--quick]
+    .venv/bin/python benchmarks/bench_zip_verify.py [--quick] [--stores moto,rgw]
     .venv/bin/python benchmarks/bench_zip_verify.py --latency [--latency-mb 4600] [--latency-ms 30] [--mb-per-s 40]
     .venv/bin/python benchmarks/bench_zip_verify.py --memory [--entries 10000,250000,1000000]
 
-``--latency``: parallel ranged reads at real-S3 latency, which moto cannot show (it reads the whole
-object for every ranged GET). A ZIP of ``--latency-mb`` MB of payload (about 44% of it once
-deflated: the default makes a ~2 GB archive) is verified through
-:class:`tests.support.latency.LatencySource` (a local file behind ``--latency-ms`` per request and
-``--mb-per-s`` per connection): one streamed GET vs N fixed parallel GETs (2, 4, 8, 16) vs the
-adaptive default. ``--memory``: peak RSS above the idle operator imports for archives of
-``--entries`` 1-byte members (and one hostile archive whose entries all point at one member).
+The default table builds a ~223 MB zipped bag of 1,500 files (bagit-python, sha256 + sha512,
+zipped by zipfile; ``--quick``: 25 MiB, 150 files), uploads it to each S3 store of ``--stores`` in
+turn (moto, a mock that reads the whole object for every ranged GET, and Ceph RGW, a real S3
+implementation where a ranged GET costs its own bytes; one ``env`` column instead when
+``S3STREAM_S3_ENDPOINT`` is set) and prints the stores side by side: the download route
+(``download_file`` + ``zipfile`` extract + bagit-python ``validate``), ``S3ZipVerifyOperator`` with
+its defaults, and the core with one setting changed (one streamed GET; four parallel GETs; digests
+computed inline). Every row runs in a fresh child process talking to the store directly: seconds
+are its wall time, peak RSS its own ``VmHWM`` and that above its imports, GETs the GetObject
+requests its client sent (botocore's ``before-send`` event; the operator's reader counts its own),
+local disk the bytes in its private temporary directory at its peak.
 
-Builds a ~250 MB bag of ~1,500 files (bagit-python, zipped by zipfile), a ~10 MB bag for the
-one-GET-per-read recipe, and a >4 GiB zipped bag (sparse zeros, on local disk: the test S3
-endpoint, moto, loads a whole object into memory on every GET). The S3 endpoint runs in its
-own process (``python -m tests.support.devservices s3``, or ``S3STREAM_S3_ENDPOINT``) behind
-the recording proxy of the test suite, which counts GETs and the bytes their ranges cover at the
-server. Every row runs in a fresh child process: seconds are its wall time, peak RSS its own
-``VmHWM``, local disk the bytes left in its private temporary directory at its peak.
+``--latency``: parallel ranged reads at real-S3 latency, through
+:class:`tests.support.latency.LatencySource` (a local file behind ``--latency-ms`` per request and
+``--mb-per-s`` per connection), no store: one streamed GET vs N fixed parallel GETs vs the adaptive
+default, on a ZIP of ``--latency-mb`` MB of payload (about 44% once deflated: ~2 GB by default).
+``--memory``: peak RSS above the idle operator imports for archives of ``--entries`` 1-byte members
+(and one hostile archive whose entries all point at one member), from a local file.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
+import math
 import os
 import random
 import shutil
@@ -40,13 +43,20 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support import devservices  # noqa: E402
-from tests.support.bags import SparseZeroWriter, write_many_member_zip  # noqa: E402
-from tests.support.devservices import DEFAULT_REGION, MOTO_CREDENTIALS  # noqa: E402
-from tests.support.s3proxy import S3Proxy  # noqa: E402
+from benchmarks.stores import (  # noqa: E402
+    Column,
+    add_store_argument,
+    client_kwargs,
+    print_side_by_side,
+    ratio_notes,
+    run_on_stores,
+)
+from tests.support.bags import write_many_member_zip  # noqa: E402
+from tests.support.devservices import S3Service  # noqa: E402
 
 KiB, MiB, GiB = 1024, 1024**2, 1024**3
 BUCKET = "bench-zip-verify"
+KEY = "bag250.zip"
 # Shared by the child scripts: the imports of the operator row, so "idle" is a fair baseline.
 OPERATOR_IMPORTS = "import boto3\nfrom airflow_s3stream.operators import S3ZipVerifyOperator\n"
 CHILD_PRELUDE = textwrap.dedent(
@@ -59,16 +69,30 @@ CHILD_PRELUDE = textwrap.dedent(
     def done(**extra):
         peak = peak_rss_kib() * 1024
         print(json.dumps({"peak_rss": peak, **extra}))
+    def counted_client(single_attempt=False):
+        import boto3
+        from botocore.config import Config
+        config = Config(s3={"addressing_style": "path"})
+        if single_attempt:  # as the package's hook builds it: the reader retries, botocore does not
+            from airflow_s3stream.s3.client import single_attempt_config
+            config = single_attempt_config(config)
+        client = boto3.client("s3", **args["client"], config=config)
+        gets = [0]
+        def count(**_):
+            gets[0] += 1
+        client.meta.events.register("before-send.s3.GetObject", count)
+        return client, gets
     """
 )
 CHILDREN = {
-    "idle": OPERATOR_IMPORTS + "done(seconds=0.0, disk=0)\n",
+    "idle": OPERATOR_IMPORTS + "done(seconds=0.0, disk=0, idle=peak_rss_kib() * 1024)\n",
     "conventional": textwrap.dedent(
         """
         import boto3, bagit, zipfile, logging
         logging.disable(logging.CRITICAL)
+        idle = peak_rss_kib() * 1024
         t = time.monotonic()
-        c = boto3.client("s3", **args["client"])
+        c, gets = counted_client()
         tmp = os.environ["TMPDIR"]
         local = os.path.join(tmp, "archive.zip")
         c.download_file(args["bucket"], args["key"], local)
@@ -78,69 +102,34 @@ CHILDREN = {
         top = os.listdir(os.path.join(tmp, "x"))
         bag = bagit.Bag(os.path.join(tmp, "x", top[0]))
         bag.validate(processes=1)
-        done(seconds=time.monotonic() - t, disk=disk, valid=True)
-        """
-    ),
-    "s3fs": textwrap.dedent(
-        """
-        import s3fs, zipfile
-        t = time.monotonic()
-        c = args["client"]
-        fs = s3fs.S3FileSystem(key=c["aws_access_key_id"], secret=c["aws_secret_access_key"],
-                               client_kwargs={"endpoint_url": c["endpoint_url"], "region_name": c["region_name"]})
-        with fs.open(f"{args['bucket']}/{args['key']}", "rb") as f:
-            bad = zipfile.ZipFile(f).testzip()
-        done(seconds=time.monotonic() - t, disk=disk_used(os.environ["TMPDIR"]), valid=bad is None)
-        """
-    ),
-    "recipe": textwrap.dedent(
-        """
-        import io, boto3, zipfile
-        class S3RangeFile(io.RawIOBase):  # the classic recipe: one ranged GET per read()
-            def __init__(self, client, bucket, key):
-                self.c, self.b, self.k, self.pos = client, bucket, key, 0
-                self.size = client.head_object(Bucket=bucket, Key=key)["ContentLength"]
-            def readable(self): return True
-            def seekable(self): return True
-            def tell(self): return self.pos
-            def seek(self, off, whence=0):
-                self.pos = {0: 0, 1: self.pos, 2: self.size}[whence] + off
-                return self.pos
-            def read(self, n=-1):
-                end = self.size if n is None or n < 0 else min(self.size, self.pos + n)
-                if end <= self.pos:
-                    return b""
-                r = self.c.get_object(Bucket=self.b, Key=self.k, Range=f"bytes={self.pos}-{end - 1}")
-                data = r["Body"].read()
-                self.pos += len(data)
-                return data
-        t = time.monotonic()
-        c = boto3.client("s3", **args["client"])
-        bad = zipfile.ZipFile(S3RangeFile(c, args["bucket"], args["key"])).testzip()
-        done(seconds=time.monotonic() - t, disk=disk_used(os.environ["TMPDIR"]), valid=bad is None)
+        done(seconds=time.monotonic() - t, disk=disk, valid=True, idle=idle, gets=gets[0])
         """
     ),
     "operator": OPERATOR_IMPORTS
     + textwrap.dedent(
         """
+        idle = peak_rss_kib() * 1024
         t = time.monotonic()
         op = S3ZipVerifyOperator(task_id="bench", s3_bucket=args["bucket"], s3_key=args["key"],
-                                 aws_conn_id="aws_bench", mode=args.get("mode", "auto"))
+                                 aws_conn_id="aws_bench", mode="bagit")
         r = op.execute({})
-        done(seconds=time.monotonic() - t, disk=disk_used(os.environ["TMPDIR"]), valid=r["valid"],
-             mode=r["mode"], payload_files=r["payload_files"], reported_requests=r["requests"])
+        done(seconds=time.monotonic() - t, disk=disk_used(os.environ["TMPDIR"]), valid=r["valid"], idle=idle,
+             gets=r["requests"], payload_files=r["payload_files"])
         """
     ),
-    "listing": OPERATOR_IMPORTS
+    "core": OPERATOR_IMPORTS
     + textwrap.dedent(
         """
-        from airflow_s3stream.s3.reader import RangedReader, S3ObjectSource
-        from airflow_s3stream.archive.zip import ZipArchive
+        from airflow_s3stream.archive.verify import VerifyConfig, verify_archive
+        from airflow_s3stream.s3.reader import ReaderConfig, S3ObjectSource
+        idle = peak_rss_kib() * 1024
         t = time.monotonic()
-        c = boto3.client("s3", **args["client"])
-        with RangedReader(S3ObjectSource(c, args["bucket"], args["key"])) as reader:
-            n = len(ZipArchive.open(reader, reader.size).entries)
-        done(seconds=time.monotonic() - t, disk=0, valid=n > 0, members=n)
+        c, gets = counted_client(single_attempt=True)
+        reader = ReaderConfig(**args["reader"])
+        config = VerifyConfig(mode="bagit", reader=reader, **args["verify"])
+        r = verify_archive(S3ObjectSource(c, args["bucket"], args["key"]), config)
+        done(seconds=time.monotonic() - t, disk=disk_used(os.environ["TMPDIR"]), valid=r.valid, idle=idle,
+             gets=gets[0])
         """
     ),
     "latency": OPERATOR_IMPORTS
@@ -168,25 +157,6 @@ CHILDREN = {
         r = verify_archive(LocalFileSource(args["path"]), VerifyConfig(mode="auto"))
         done(seconds=time.monotonic() - t, disk=0, valid=r.valid, idle=idle, members=r.members_total,
              errors=r.errors.total)
-        """
-    ),
-    "local_zipfile": textwrap.dedent(
-        """
-        import zipfile
-        t = time.monotonic()
-        bad = zipfile.ZipFile(args["path"]).testzip()
-        done(seconds=time.monotonic() - t, disk=disk_used(os.environ["TMPDIR"]), valid=bad is None)
-        """
-    ),
-    "local_core": OPERATOR_IMPORTS
-    + textwrap.dedent(
-        """
-        from airflow_s3stream.archive.verify import VerifyConfig, verify_archive
-        from airflow_s3stream.s3.reader import LocalFileSource
-        t = time.monotonic()
-        r = verify_archive(LocalFileSource(args["path"]), VerifyConfig(mode="bagit"))
-        done(seconds=time.monotonic() - t, disk=disk_used(os.environ["TMPDIR"]), valid=r.valid,
-             reported_requests=r.requests, bytes_read=r.bytes_read, payload_files=r.payload_files)
         """
     ),
 }
@@ -222,44 +192,7 @@ def zip_bag(bag: Path, out: Path) -> int:
     return out.stat().st_size
 
 
-def build_huge_bag_zip(root: Path, zeros: int) -> Path:
-    """A zipped bag over 4 GiB whose big payload file is zeros: sparse on disk, built without writing them."""
-    import bagit
-
-    bag = root / "hugebag"
-    (bag / "notes").mkdir(parents=True)
-    (bag / "notes" / "readme.txt").write_bytes(b"a sparse payload over 4 GiB\n")
-    with open(bag / "zeros.bin", "wb") as f:
-        f.truncate(zeros)  # sparse: bagit-python hashes it without it occupying disk
-    bagit.make_bag(str(bag), {"Source-Organization": "bench"}, checksums=["sha256"])
-    out = root / "huge.zip"
-    block = bytes(MiB)
-    with SparseZeroWriter(out) as sink, zipfile.ZipFile(sink, "w", zipfile.ZIP_STORED) as zf:
-        for path in sorted(p for p in bag.rglob("*") if p.is_file()):
-            arcname = path.relative_to(root).as_posix()
-            if path.name == "zeros.bin":
-                with zf.open(arcname, "w", force_zip64=True) as member:
-                    for _ in range(zeros // MiB):
-                        member.write(block)
-            else:
-                zf.write(path, arcname)
-    shutil.rmtree(bag)
-    return out
-
-
 # --- running rows -------------------------------------------------------------------------------
-
-
-def range_bytes(header: str | None, size: int) -> int:
-    """Bytes a GET with this Range header asks for (what the server sends back)."""
-    if not header:
-        return size
-    spec = header.split("=", 1)[1]
-    first, _, last = spec.partition("-")
-    if not first:
-        return min(int(last), size)
-    end = min(int(last), size - 1) if last else size - 1
-    return max(0, end - int(first) + 1)
 
 
 def run_child(kind: str, args: dict[str, Any], env: dict[str, str], work: Path) -> dict[str, Any]:
@@ -357,6 +290,112 @@ def memory_table(opts: argparse.Namespace) -> int:
     return 0
 
 
+STORE_ROWS: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("idle interpreter, operator imports", "idle", {}),
+    ("download + zipfile extract + bagit validate", "conventional", {}),
+    ("S3ZipVerifyOperator (this), defaults", "operator", {}),
+    ("  core, one streamed GET (prefetch_blocks=0)", "core", {"reader": {"prefetch_blocks": 0}}),
+    ("  core, 4 parallel GETs (prefetch_blocks=4)", "core", {"reader": {"prefetch_blocks": 4}}),
+    ("  core, digests inline (hash_threads=0)", "core", {"verify": {"hash_threads": 0}}),
+)
+STORE_COLUMNS = [
+    Column("seconds", "seconds", lambda v: f"{v:.2f}", 7),
+    Column("MB/s", "mb_s", lambda v: f"{v:.0f}", 5),
+    Column("peak RSS MiB", "peak_rss_mib", lambda v: f"{v:.0f}", 12),
+    Column("above imports", "above_mib", lambda v: f"{v:.0f}", 13),
+    Column("GETs", "gets", str, 5),
+    Column("disk MB", "disk_mb", lambda v: f"{v:.0f}", 7),
+    Column("valid", "valid", lambda v: "yes" if v else "NO", 5),
+]
+VERIFY_LABEL, DOWNLOAD_LABEL = STORE_ROWS[2][0], STORE_ROWS[1][0]
+
+
+def measure_store(s3: S3Service, archive: Path, work: Path) -> dict[str, dict[str, Any]]:
+    """Every row of :data:`STORE_ROWS` against ``s3``: the archive uploaded to a fresh bucket, then
+    each row in a child process of its own."""
+    import boto3
+
+    client = boto3.client("s3", **client_kwargs(s3))  # type: ignore[call-overload]
+    client.create_bucket(Bucket=BUCKET)
+    client.upload_file(str(archive), BUCKET, KEY)
+    size = archive.stat().st_size
+    conn = {"conn_type": "aws", "login": s3.access_key_id, "password": s3.secret_access_key,
+            "extra": {"endpoint_url": s3.endpoint_url, "region_name": s3.region}}  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "AIRFLOW_CONN_AWS_BENCH": json.dumps(conn),
+        "AIRFLOW_HOME": str(work / "airflow-home"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    rows: dict[str, dict[str, Any]] = {}
+    try:
+        for label, kind, settings in STORE_ROWS:
+            args = {"bucket": BUCKET, "key": KEY, "client": client_kwargs(s3), "reader": {}, "verify": {}, **settings}
+            try:
+                r = run_child(kind, args, env, work)
+            except RuntimeError as exc:
+                r = {"error": str(exc).splitlines()[-1][:300]}
+            print(f"  {label.strip()}: {r}", file=sys.stderr)
+            if "seconds" in r:
+                r["peak_rss_mib"] = r["peak_rss"] / MiB
+                r["above_mib"] = (r["peak_rss"] - r["idle"]) / MiB
+                r["disk_mb"] = r["disk"] / 1e6
+                if kind != "idle":
+                    r["mb_s"] = size / 1e6 / r["seconds"]
+                else:
+                    r.pop("seconds")
+            rows[label] = {**r, "size": size}
+    finally:
+        client.delete_object(Bucket=BUCKET, Key=KEY)
+        client.delete_bucket(Bucket=BUCKET)
+    return rows
+
+
+def store_ratios(rows: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """The figures the issue sets targets for, from one store's rows."""
+    verify, download = rows.get(VERIFY_LABEL, {}), rows.get(DOWNLOAD_LABEL, {})
+    shown: dict[str, str] = {}
+    if "seconds" in verify and "seconds" in download:
+        shown["verify vs download route (x faster)"] = f"{download['seconds'] / verify['seconds']:.2f}x"
+    if "gets" in verify:
+        bound = math.ceil(verify["size"] / (8 * MiB)) + 4
+        shown["verify GETs vs ceil(size / 8 MiB) + 4"] = f"{verify['gets']} <= {bound}"
+    if "above_mib" in verify:
+        shown["verify peak RSS above imports"] = f"{verify['above_mib']:.0f} MiB"
+    return shown
+
+
+def store_table(opts: argparse.Namespace) -> int:
+    """The default table: the download route against this package's verify, on each store."""
+    files, total = (150, 25 * MiB) if opts.quick else (1500, 250 * 1000 * 1000)  # the issue's ~231 MB bag
+    work = Path(tempfile.mkdtemp(prefix="bench-zip-verify-"))
+    try:
+        print("building the bag ...", file=sys.stderr)
+        bag = build_bag(work, files, total, seed=1)
+        archive = work / KEY
+        size = zip_bag(bag, archive)
+        shutil.rmtree(bag)
+        results = run_on_stores(opts, lambda _store, s3: measure_store(s3, archive, work))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    targets = {
+        "verify vs download route (x faster)": "(target on RGW: >= 2x)",
+        "verify GETs vs ceil(size / 8 MiB) + 4": "(target: within)",
+        "verify peak RSS above imports": "(target: < 128 MiB, the default memory_budget)",
+    }
+    print_side_by_side(
+        f"Verify a zipped BagIt bag in S3: {size / 1e6:.0f} MB, {files} payload files, sha256 + sha512 "
+        "(each row a child process; peak RSS its VmHWM; GETs as its client sent them)",
+        results,
+        STORE_COLUMNS,
+        label_width=46,
+        notes=ratio_notes("in this run:", {store: store_ratios(rows) for store, rows in results.items()}, targets),
+    )
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller data (a smoke run, not the benchmark)")
@@ -368,140 +407,13 @@ def main() -> int:
     parser.add_argument("--mb-per-s", type=float, default=40, help="bandwidth of one connection, MB/s")
     parser.add_argument("--memory", action="store_true", help="the peak-RSS-by-entry-count table")
     parser.add_argument("--entries", default="10000,250000,1000000", help="entry counts for --memory")
+    add_store_argument(parser)
     opts = parser.parse_args()
     if opts.latency:
         return latency_table(opts)
     if opts.memory:
         return memory_table(opts)
-    big_files, big_total = (150, 25 * MiB) if opts.quick else (1500, 250 * 1000 * 1000)  # the issue's ~250 MB
-    huge_zeros = 64 * MiB if opts.quick else 4 * GiB + 128 * MiB
-
-    work = Path(tempfile.mkdtemp(prefix="bench-zip-verify-"))
-    services = contextlib.ExitStack()
-    endpoint = services.enter_context(devservices.s3_endpoint_process()).endpoint_url
-    try:
-        import boto3
-        from botocore.config import Config
-
-        key_id = os.environ.get("S3STREAM_S3_ACCESS_KEY_ID", MOTO_CREDENTIALS[0])
-        secret = os.environ.get("S3STREAM_S3_SECRET_ACCESS_KEY", MOTO_CREDENTIALS[1])
-        region = os.environ.get("S3STREAM_S3_REGION", DEFAULT_REGION)
-        direct = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            aws_access_key_id=key_id,
-            aws_secret_access_key=secret,
-            region_name=region,
-            config=Config(s3={"addressing_style": "path"}),
-        )
-        direct.create_bucket(Bucket=BUCKET)
-        print("building data ...", file=sys.stderr)
-        sizes = {}
-        for name, files, total, seed in (("bag250.zip", big_files, big_total, 1), ("bag10.zip", 150, 10 * MiB, 2)):
-            bag = build_bag(work, files, total, seed)
-            sizes[name] = zip_bag(bag, work / name)
-            shutil.rmtree(bag)
-            direct.upload_file(str(work / name), BUCKET, name)
-            (work / name).unlink()
-        huge = build_huge_bag_zip(work, huge_zeros)
-        sizes["huge.zip"] = huge.stat().st_size
-
-        with S3Proxy(endpoint) as proxy:
-            client_args = {
-                "endpoint_url": proxy.endpoint_url,
-                "aws_access_key_id": key_id,
-                "aws_secret_access_key": secret,
-                "region_name": region,
-            }
-            conn = {
-                "conn_type": "aws",
-                "login": key_id,
-                "password": secret,
-                "extra": {"endpoint_url": proxy.endpoint_url, "region_name": region},
-            }
-            env = {
-                **os.environ,
-                "PYTHONPATH": str(ROOT),
-                "AIRFLOW_CONN_AWS_BENCH": json.dumps(conn),
-                "AIRFLOW_HOME": str(work / "airflow-home"),
-                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                "AWS_EC2_METADATA_DISABLED": "true",
-            }
-            rows: list[tuple[str, str, dict[str, Any]]] = []
-
-            def row(label: str, archive: str, kind: str, **extra: Any) -> dict[str, Any]:
-                proxy.clear()
-                args = {"bucket": BUCKET, "key": archive, "client": client_args, **extra}
-                result = run_child(kind, args, env, work)
-                gets = [r for r in proxy.requests if r.op == "GetObject"]
-                result["gets"] = len(gets)
-                result["other"] = len(proxy.requests) - len(gets)
-                result["fetched"] = sum(range_bytes(r.headers.get("range"), sizes.get(archive, 0)) for r in gets)
-                rows.append((label, archive, result))
-                print(f"  {label} [{archive}]: {result}", file=sys.stderr)
-                return result
-
-            idle = row("idle interpreter, operator imports", "-", "idle")
-            row("download + zipfile extract + bagit validate", "bag250.zip", "conventional")
-            row("s3fs 0.4.2 + zipfile.testzip (CRC only)", "bag250.zip", "s3fs")
-            row("S3ZipVerifyOperator: listing only (core)", "bag250.zip", "listing")
-            ours = row("S3ZipVerifyOperator (this), bagit", "bag250.zip", "operator", mode="bagit")
-            row("one-GET-per-read recipe + testzip (CRC only)", "bag10.zip", "recipe")
-            row("S3ZipVerifyOperator (this), bagit", "bag10.zip", "operator", mode="bagit")
-            row("zipfile.testzip on local file (CRC only)", "huge.zip", "local_zipfile", path=str(huge))
-            ours_huge = row("this core, LocalFileSource, bagit", "huge.zip", "local_core", path=str(huge))
-            ours_huge["gets"], ours_huge["fetched"] = ours_huge["reported_requests"], ours_huge["bytes_read"]
-    finally:
-        services.close()
-        shutil.rmtree(work, ignore_errors=True)
-
-    print_table(rows, sizes, idle, ours, ours_huge)
-    return 0
-
-
-def print_table(
-    rows: list[tuple[str, str, dict[str, Any]]],
-    sizes: dict[str, int],
-    idle: dict[str, Any],
-    ours: dict[str, Any],
-    ours_huge: dict[str, Any],
-) -> None:
-    conventional = next(r for label, _, r in rows if label.startswith("download"))
-    listing = next(r for label, _, r in rows if "listing" in label)
-    print()
-    print("S3ZipVerifyOperator benchmark (one run; moto endpoint in its own process; GETs counted at the server)")
-    print(
-        f"archives: bag250.zip {sizes['bag250.zip'] / 1e6:.0f} MB, bag10.zip {sizes['bag10.zip'] / 1e6:.1f} MB "
-        f"(S3); huge.zip {sizes['huge.zip'] / GiB:.2f} GiB (local-file source: moto loads whole objects per GET)"
-    )
-    header = (
-        f"| {'method':<46} | {'archive':<10} | {'seconds':>8} | {'GETs':>5} | {'other req':>9} | "
-        f"{'bytes fetched':>14} | {'peak RSS MiB':>12} | {'local disk MB':>13} | valid |"
-    )
-    print(header)
-    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
-    for label, archive, r in rows:
-        valid = "-" if "valid" not in r else ("yes" if r["valid"] else "NO")
-        fetched = "-" if archive == "-" else f"{r['fetched']:,}"
-        print(
-            f"| {label:<46} | {archive:<10} | {r['seconds']:>8.2f} | {r['gets']:>5} | {r['other']:>9} | "
-            f"{fetched:>14} | {r['peak_rss'] / MiB:>12.1f} | {r['disk'] / 1e6:>13.1f} | {valid:<5} |"
-        )
-    bound = sizes["bag250.zip"] / (8 * MiB) + 4
-    speedup = conventional["seconds"] / ours["seconds"]
-    above_idle = (ours["peak_rss"] - idle["peak_rss"]) / MiB
-    rss_ratio = max(ours["peak_rss"], ours_huge["peak_rss"]) / min(ours["peak_rss"], ours_huge["peak_rss"])
-    print()
-    print("targets (issue 4)                                   measured")
-    print(f"  listing <= 2 requests                             {listing['gets'] + listing['other']}")
-    print(f"  bagit verification GETs <= size/8MiB + 4 = {bound:.1f}   {ours['gets']}")
-    print(f"  >= 1.5x faster than download+extract+validate     {speedup:.2f}x")
-    print(f"  zero bytes written to local disk                  {ours['disk']} bytes")
-    print(f"  peak RSS < 128 MiB above idle (same imports)      {above_idle:+.1f} MiB")
-    print(
-        f"  peak RSS 250 MB vs >4 GiB archive within 1.25x    {rss_ratio:.2f}x "
-        f"({ours['peak_rss'] / MiB:.1f} vs {ours_huge['peak_rss'] / MiB:.1f} MiB)"
-    )
+    return store_table(opts)
 
 
 if __name__ == "__main__":

@@ -6,27 +6,46 @@ describes the store, not the package, and the side-by-side table shows which is 
 
     parser = argparse.ArgumentParser()
     add_store_argument(parser)
-    results = {}
-    for store in stores(args):
-        with devservices.s3_endpoint_process(store.name) as s3:
-            results[store.name] = measure(s3)          # {row label: {column: value}}
+    args = parser.parse_args()
+    results = run_on_stores(args, measure)  # measure(store, s3) -> {row label: {column: value}}
     print_side_by_side("Upload of 1 GiB", results, COLUMNS)
 
-Each store's endpoint runs in a process of its own (``python -m tests.support.devservices s3
-<store>``), so its CPU never shares a GIL with what is measured; on a 2-core machine it still
-shares the cores, which is why ratios are quoted from one run, never across runs.
+A child process reaches the same store with :func:`service_env` (then ``devservices.start_s3()``)
+or :func:`client_kwargs`: RGW's key pair is not moto's. A row whose measurement failed carries
+``{"error": text}`` and is printed as the error, not a figure.
+
+Every measurement runs in a child process of its own, and each store in a process of its own
+(:func:`~tests.support.devservices.s3_endpoint_process`), so it never shares a GIL with what is
+measured; on a 2-core machine it still shares the cores, which is why ratios are quoted from one
+run, never across runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import sys
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tests.support.devservices import STORES
+from tests.support import devservices
+from tests.support.devservices import STORES, S3Service
 
-__all__ = ["Column", "add_store_argument", "print_side_by_side", "selected_stores"]
+__all__ = [
+    "Column",
+    "add_store_argument",
+    "client_kwargs",
+    "print_side_by_side",
+    "ratio_notes",
+    "run_on_stores",
+    "selected_stores",
+    "service_env",
+]
+
+Rows = dict[str, dict[str, Any]]  # {row label: {column key: value}}
 
 
 @dataclass(frozen=True)
@@ -62,6 +81,64 @@ def selected_stores(args: argparse.Namespace) -> list[str]:
     return names
 
 
+def run_on_stores(args: argparse.Namespace, measure: Callable[[str, S3Service], Rows]) -> dict[str, Rows]:
+    """``measure(store, s3)`` on each ``--stores`` store in turn, each started for it and stopped
+    before the next starts: ``{store: rows}``. With ``S3STREAM_S3_ENDPOINT`` set it runs once, as
+    ``env``. A store that does not start, or whose ``measure`` raises, gets one row naming why, and
+    the other stores still run."""
+    names = ["env"] if os.environ.get("S3STREAM_S3_ENDPOINT") else selected_stores(args)
+    results: dict[str, Rows] = {}
+    for name in names:
+        print(f"-- {name}", file=sys.stderr, flush=True)
+        with contextlib.ExitStack() as stack:
+            try:  # a process of its own: its CPU never shares a GIL with the measuring process
+                s3 = stack.enter_context(devservices.s3_endpoint_process(None if name == "env" else name))
+            except Exception as exc:  # the store, not a row, failed: say so in its column
+                results[name] = {"(the store did not start)": {"error": f"{type(exc).__name__}: {exc}"}}
+                continue
+            try:
+                results[name] = measure(name, s3)
+            except Exception as exc:  # keep the other stores' rows: print this one's failure in its column
+                traceback.print_exc()
+                results[name] = {"(the run failed)": {"error": f"{type(exc).__name__}: {exc}"}}
+    return results
+
+
+def service_env(s3: S3Service) -> dict[str, str]:
+    """The ``S3STREAM_S3_*`` variables with which :func:`~tests.support.devservices.start_s3` in a
+    child process returns ``s3``'s endpoint, key pair and region."""
+    return {
+        "S3STREAM_S3_ENDPOINT": s3.endpoint_url,
+        "S3STREAM_S3_ACCESS_KEY_ID": s3.access_key_id,
+        "S3STREAM_S3_SECRET_ACCESS_KEY": s3.secret_access_key,
+        "S3STREAM_S3_REGION": s3.region,
+    }
+
+
+def client_kwargs(s3: S3Service) -> dict[str, str]:
+    """``boto3.client("s3", **client_kwargs(s3))``: ``s3``'s endpoint, key pair and region."""
+    return {
+        "endpoint_url": s3.endpoint_url,
+        "aws_access_key_id": s3.access_key_id,
+        "aws_secret_access_key": s3.secret_access_key,
+        "region_name": s3.region,
+    }
+
+
+def ratio_notes(title: str, ratios: dict[str, dict[str, str]], targets: dict[str, str]) -> list[str]:
+    """Lines for :func:`print_side_by_side`'s ``notes``: one per ratio, each store's value side by
+    side, then its target. ``ratios`` is ``{store: {ratio label: shown value}}``; a value a store
+    could not compute is shown as ``n/a``."""
+    stores = list(ratios)
+    width = max([12, *(len(v) for values in ratios.values() for v in values.values())])
+    label_width = max([len(title), *(len(label) + 2 for label in targets)])
+    lines = ["", f"{title:<{label_width}} " + " ".join(f"{store:>{width}}" for store in stores)]
+    for label, target in targets.items():
+        values = " ".join(f"{ratios[store].get(label, 'n/a'):>{width}}" for store in stores)
+        lines.append(f"  {label:<{label_width - 2}} {values}  {target}")
+    return lines
+
+
 def print_side_by_side(
     title: str,
     results: dict[str, dict[str, dict[str, Any]]],
@@ -69,21 +146,41 @@ def print_side_by_side(
     *,
     label_width: int = 46,
     notes: Sequence[str] = (),
+    shared: Sequence[Column] = (),
 ) -> None:
     """Print one table: a row per label (in first-seen order), each store's ``columns`` beside the
     other's. ``results`` is ``{store: {row label: {column key: value}}}``; a row a store did not
-    run is left blank there."""
+    run is left blank there. ``shared`` columns (the same in every store, such as a row count) are
+    printed once, before the stores'. A row ``{"error": text}`` shows the error in its store's
+    cells; the full texts follow the table."""
     stores = list(results)
     labels: list[str] = []
     for rows in results.values():
         labels.extend(label for label in rows if label not in labels)
     block = sum(c.width + 1 for c in columns) - 1
+    lead = label_width + sum(c.width + 1 for c in shared)
     print(f"\n{title}")
-    print(f"{'':<{label_width}} | " + " | ".join(f"{store:^{block}}" for store in stores))
-    print(f"{'':<{label_width}} | " + " | ".join(" ".join(f"{c.header:>{c.width}}" for c in columns) for _ in stores))
-    print("-" * (label_width + (block + 3) * len(stores)))
+    print(f"{'':<{lead}} | " + " | ".join(f"{store:^{block}}" for store in stores))
+    shared_head = "".join(f" {c.header:>{c.width}}" for c in shared)
+    heads = " ".join(f"{c.header:>{c.width}}" for c in columns)
+    print(f"{'':<{label_width}}{shared_head} | " + " | ".join(heads for _ in stores))
+    print("-" * (lead + (block + 3) * len(stores)))
+    errors: list[str] = []
     for label in labels:
-        cells = [" ".join(c.show(results[store].get(label, {})) for c in columns) for store in stores]
-        print(f"{label:<{label_width}} | " + " | ".join(cells))
+        first = next(results[store][label] for store in stores if label in results[store])
+        cells = []
+        for store in stores:
+            row = results[store].get(label, {})
+            if row.get("error"):
+                errors.append(f"{store}, {label}: {row['error']}")
+                cells.append(f"{'error: ' + str(row['error']):<{block}}"[:block])
+            else:
+                cells.append(" ".join(c.show(row) for c in columns))
+        lead_cells = "".join(" " + c.show(first) for c in shared)
+        print(f"{label:<{label_width}}{lead_cells} | " + " | ".join(cells))
     for note in notes:
         print(note)
+    if errors:
+        print("\nerrors:")
+        for error in errors:
+            print(f"  {error}")
