@@ -126,10 +126,11 @@ def test_a_missing_bucket_error_chain_ends_and_names_the_bucket(s3_client: Any, 
     from airflow_s3stream.s3.retry import RetryPolicy
 
     def chain(exc: BaseException) -> list[str]:
-        names, current = [], exc
+        names: list[str] = []
+        current: BaseException | None = exc
         while current is not None and len(names) < 10:
             names.append(type(current).__name__)
-            current = current.__cause__  # type: ignore[assignment]
+            current = current.__cause__
         return names
 
     with pytest.raises(DestinationError, match="s3://no-such-bucket-s3stream/k") as put:
