@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import shutil
 import subprocess
@@ -36,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.stores import (  # noqa: E402
     Column,
     add_store_argument,
+    airflow_child_env,
     client_kwargs,
     print_side_by_side,
     ratio_notes,
@@ -155,15 +155,7 @@ def _measure_store(s3: S3Service, opts: argparse.Namespace, work: Path) -> dict[
     client = boto3.client("s3", **client_kwargs(s3))  # type: ignore[call-overload]
     client.create_bucket(Bucket=BUCKET)
     payload = build_prefix(client, opts.files, int(opts.mb * 1e6))
-    conn = {"conn_type": "aws", "login": s3.access_key_id, "password": s3.secret_access_key,
-            "extra": {"endpoint_url": s3.endpoint_url, "region_name": s3.region}}  # fmt: skip
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "AIRFLOW_CONN_AWS_BENCH": json.dumps(conn),
-        "AIRFLOW_HOME": str(work / "airflow-home"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-    }
+    env = airflow_child_env(s3, work / "airflow-home")
     rows: dict[str, dict[str, Any]] = {}
     for label, kind in ROWS:
         r = _run_child(kind, {"bucket": BUCKET, "prefix": PREFIX, "client": client_kwargs(s3)}, env, work)

@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.stores import (  # noqa: E402
     Column,
     add_store_argument,
+    airflow_child_env,
     client_kwargs,
     print_side_by_side,
     ratio_notes,
@@ -319,16 +320,7 @@ def measure_store(s3: S3Service, archive: Path, work: Path) -> dict[str, dict[st
     client.create_bucket(Bucket=BUCKET)
     client.upload_file(str(archive), BUCKET, KEY)
     size = archive.stat().st_size
-    conn = {"conn_type": "aws", "login": s3.access_key_id, "password": s3.secret_access_key,
-            "extra": {"endpoint_url": s3.endpoint_url, "region_name": s3.region}}  # fmt: skip
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "AIRFLOW_CONN_AWS_BENCH": json.dumps(conn),
-        "AIRFLOW_HOME": str(work / "airflow-home"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }
+    env = airflow_child_env(s3, work / "airflow-home")
     rows: dict[str, dict[str, Any]] = {}
     try:
         for label, kind, settings in STORE_ROWS:

@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tests.support import devservices
@@ -37,6 +39,7 @@ from tests.support.devservices import STORES, S3Service
 __all__ = [
     "Column",
     "add_store_argument",
+    "airflow_child_env",
     "client_kwargs",
     "print_side_by_side",
     "ratio_notes",
@@ -112,6 +115,26 @@ def service_env(s3: S3Service) -> dict[str, str]:
         "S3STREAM_S3_ACCESS_KEY_ID": s3.access_key_id,
         "S3STREAM_S3_SECRET_ACCESS_KEY": s3.secret_access_key,
         "S3STREAM_S3_REGION": s3.region,
+    }
+
+
+def airflow_child_env(s3: S3Service, home: Path, conn_id: str = "aws_bench") -> dict[str, str]:
+    """The environment of a child process that runs an operator on ``s3``: ``os.environ``, the
+    repository on ``PYTHONPATH``, an ``aws`` connection ``conn_id`` to the store (its endpoint, key
+    pair and region) and a throwaway ``AIRFLOW_HOME`` at ``home``."""
+    conn = {
+        "conn_type": "aws",
+        "login": s3.access_key_id,
+        "password": s3.secret_access_key,
+        "extra": {"endpoint_url": s3.endpoint_url, "region_name": s3.region},
+    }
+    return {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(conn),
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AWS_EC2_METADATA_DISABLED": "true",
     }
 
 
