@@ -85,6 +85,11 @@ class MemoryBudget:
         """Bytes a streaming compressor's state may take."""
         return self.total // 8
 
+    @property
+    def digest_queue_bytes(self) -> int:
+        """Bytes of inflated data that may wait for the verifier's digest threads."""
+        return self.total // 16
+
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt() parameter number (malloc.h)
 LARGE_BUFFER = 1 * MiB  # allocations this large each get their own mapping, returned to the OS when freed

@@ -29,7 +29,6 @@ from airflow_s3stream.s3.retry import RetryPolicy
 __all__ = ["S3ZipVerifyOperator"]
 
 JSON = "application/json"  # Content-Type of the report object
-HASH_QUEUE_MIN = 1024 * 1024  # bytes: inflated data waiting for the digest threads, at the smallest budget
 
 
 class S3ZipVerifyOperator(BaseOperator):
@@ -100,7 +99,7 @@ class S3ZipVerifyOperator(BaseOperator):
             budget = MemoryBudget(memory_budget)
             if max_streams is None:
                 max_streams = max(2, budget.read_ahead(block_size) - 2)
-            self.hash_queue_bytes = max(HASH_QUEUE_MIN, budget.total // 16)
+            self.hash_queue_bytes = budget.digest_queue_bytes
             self.reader_config = ReaderConfig(
                 block_size=block_size,
                 prefetch_blocks=prefetch_blocks,

@@ -60,3 +60,12 @@ def test_operators_derive_their_buffers_from_the_budget() -> None:
     assert (export.upload_config.part_size, export.upload_config.max_concurrency) == (16 * MiB, 7)
     upload = S3MultipartUploadOperator(task_id="u", source="/tmp/x", s3_bucket="b", s3_key="k")
     assert (upload.config.part_size, upload.config.max_concurrency) == (8 * MiB, 7)
+
+
+def test_the_verifiers_digest_queue_is_a_sixteenth_of_the_budget() -> None:
+    from airflow_s3stream.operators import S3ZipVerifyOperator
+
+    assert MemoryBudget(128 * MiB).digest_queue_bytes == 8 * MiB
+    assert MemoryBudget(32 * MiB).digest_queue_bytes == 2 * MiB  # the smallest budget accepted
+    verify = S3ZipVerifyOperator(task_id="v", s3_bucket="b", s3_key="k.zip", memory_budget=256 * MiB)
+    assert verify.hash_queue_bytes == 16 * MiB
