@@ -6,6 +6,7 @@ import io
 import os
 import struct
 import zipfile
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -183,3 +184,30 @@ def test_overlapping_members_fail_verification_without_being_expanded(tmp_path: 
     report = verify_archive(LocalFileSource(path))
     assert [str(e) for e in report.errors] == ["b: overlaps member a (zip bomb or corrupt archive)"]
     assert report.members_checked == 1
+
+
+@pytest.mark.timeout(60)
+def test_a_deflate_stream_damaged_mid_way_ends_the_member_with_an_error_naming_it(tmp_path: Path) -> None:
+    """A flipped byte can end a deflate stream early with input left over: the member fails, the
+    verification goes on to the next one and ends (it once spun on the leftover input for ever)."""
+    from airflow_s3stream.archive.verify import VerifyConfig, verify_archive
+    from airflow_s3stream.s3.reader import LocalFileSource
+
+    pattern = bytes((i * 7919) % 251 for i in range(200_000))  # the demo's sample "noise"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("bag/noise.bin", pattern)
+        zf.writestr("bag/after.txt", b"still checked")
+    body = bytearray(buf.getvalue())
+    info = zipfile.ZipFile(io.BytesIO(bytes(body))).getinfo("bag/noise.bin")
+    fields = struct.unpack_from("<4s5H3I2H", body, info.header_offset)
+    data_start = info.header_offset + 30 + fields[-2] + fields[-1]
+    body[data_start + info.compress_size // 2] ^= 0xFF
+    path = tmp_path / "damaged.zip"
+    path.write_bytes(bytes(body))
+
+    report = verify_archive(LocalFileSource(path), VerifyConfig(mode="zip"))
+
+    assert not report.valid
+    assert "bag/noise.bin" in [e.member for e in report.errors], [str(e) for e in report.errors]
+    assert "bag/after.txt" not in [e.member for e in report.errors]

@@ -311,8 +311,12 @@ def _decompress_steps(decomp: Any, data: bytes, entry: ZipEntry, final: bool) ->
         if hasattr(decomp, "unconsumed_tail"):  # zlib: leftover input waits in unconsumed_tail
             out = decomp.decompress(data, OUT_CHUNK)
             yield out
-            while decomp.unconsumed_tail:
-                yield decomp.decompress(decomp.unconsumed_tail, OUT_CHUNK)
+            while decomp.unconsumed_tail and not decomp.eof:
+                tail = decomp.unconsumed_tail
+                out = decomp.decompress(tail, OUT_CHUNK)
+                if not out and decomp.unconsumed_tail == tail:  # a damaged stream that cannot go on
+                    raise MemberError(entry.name, "corrupt compressed data: the deflate stream stopped making progress")
+                yield out
             if final:
                 yield decomp.flush()
             return
