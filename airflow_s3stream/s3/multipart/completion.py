@@ -115,7 +115,7 @@ def _read_back(session: UploadSession, expected: ExpectedObject, answer: dict[st
         )
         return _ReadBack([], answered, _answered_checksum(session, answer))
     etag = str(head.get("ETag") or "").strip('"') or answered
-    stored = None if session.algorithm == CHECKSUM_MD5 else str(head.get(f"Checksum{session.algorithm}") or "")
+    stored = _stored_checksum(head, session.algorithm)
     if not verify:
         return _ReadBack([], etag, stored)
     comparison = compare_object(head, expected)
@@ -129,6 +129,12 @@ def _read_back(session: UploadSession, expected: ExpectedObject, answer: dict[st
         session.client.delete_object(Bucket=session.bucket, Key=session.key)
         raise ChecksumMismatchError(f"{problem}; the object was deleted")
     return _ReadBack(comparison.verified, etag, stored)
+
+
+def _stored_checksum(head: dict[str, Any], algorithm: str) -> str | None:
+    """The checksum HeadObject reports for ``algorithm`` (``''``: the store kept none); ``None`` for
+    an MD5 upload, whose checksum is its ETag and is not asked for."""
+    return None if algorithm == CHECKSUM_MD5 else str(head.get(f"Checksum{algorithm}") or "")
 
 
 def _answered_checksum(session: UploadSession, answer: dict[str, Any]) -> str | None:
@@ -235,7 +241,7 @@ def confirm_completed(session: UploadSession, parts: list[PartRecord], *, becaus
             f"comparable {expected.algorithm} checksum; it may or may not be this upload's"
         )
     log.info("%s: upload %s had completed (%s match); not sent again", session.uri, session.upload_id, verified)
-    stored = None if expected.algorithm == CHECKSUM_MD5 else str(head.get(f"Checksum{expected.algorithm}") or "")
+    stored = _stored_checksum(head, expected.algorithm)
     version = head.get("VersionId")
     etag = str(head.get("ETag", "")).strip('"')
     return Finished(
