@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from typing import Any
 
@@ -56,3 +57,27 @@ def test_postgres_hook_gives_a_psycopg3_connection() -> None:
         assert conn.execute("SELECT 41 + 1").fetchone() == (42,)
     finally:
         conn.close()
+
+
+def test_s3_hook_names_the_calling_operator_in_the_user_agent_without_reading_source_files(
+    s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conn = {
+        "conn_type": "aws",
+        "login": s3.access_key_id,
+        "password": s3.secret_access_key,
+        "extra": {"endpoint_url": s3.endpoint_url},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_CALLER", json.dumps(conn))
+
+    def no_stack(*_: Any, **__: Any) -> Any:
+        raise AssertionError("inspect.stack() reads a source line per frame")
+
+    monkeypatch.setattr(inspect, "stack", no_stack)
+
+    class ArchiveCheckOperator:
+        def execute(self) -> Any:
+            return S3StreamHook(aws_conn_id="aws_caller").get_s3_client()
+
+    client = ArchiveCheckOperator().execute()
+    assert "Caller/ArchiveCheckOperator" in client.meta.config.user_agent_extra
