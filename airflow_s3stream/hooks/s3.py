@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+from types import FrameType
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -113,10 +114,10 @@ class S3StreamHook(S3Hook):
         (``S3Hook`` names it as the ``Caller/`` of the user agent).
 
         ``AwsBaseHook`` finds it with ``inspect.stack()``, which reads a source line for every
-        frame of the
-        task's deep stack, for every client built. Walking the frames finds the same class without touching a source file.
+        frame of the task's deep stack, for every client built. Walking the frames finds the same
+        class without touching a source file.
         """
-        frame = sys._getframe(1)
+        frame: FrameType | None = sys._getframe(1)
         while frame is not None:
             if frame.f_code.co_name == target_function_name and "self" in frame.f_locals:
                 return type(frame.f_locals["self"]).__name__
