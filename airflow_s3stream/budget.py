@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from airflow_s3stream.errors import ConfigurationError
+from airflow_s3stream.units import MiB
 
 __all__ = [
     "DEFAULT_MEMORY_BUDGET",
@@ -32,7 +33,6 @@ __all__ = [
     "release_large_buffers",
 ]
 
-MiB = 1024 * 1024
 DEFAULT_MEMORY_BUDGET = 128 * MiB  # bytes a task may add to its worker (an idle Airflow 3 worker takes ~300 MiB)
 MIN_MEMORY_BUDGET = 32 * MiB  # below this the fixed costs (two 5 MiB parts, Arrow blocks) do not fit
 S3_MIN_PART_SIZE = 5 * MiB  # S3 limit: every part but the last

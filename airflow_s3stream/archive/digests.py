@@ -31,6 +31,8 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
+from airflow_s3stream.units import KiB, MiB
+
 __all__ = [
     "BATCH_BYTES",
     "DEFAULT_MAX_PENDING",
@@ -42,7 +44,6 @@ __all__ = [
     "assign_lanes",
 ]
 
-KiB, MiB = 1024, 1024 * 1024
 DEFAULT_MAX_PENDING = 8 * MiB  # bytes of chunks waiting for a worker (a sixteenth of the default budget)
 BATCH_BYTES = 512 * KiB  # chunks handed to a worker at once (one hand-over per half MiB, not per chunk)
 INLINE_BELOW = 16 * KiB  # members smaller than this are hashed on the calling thread

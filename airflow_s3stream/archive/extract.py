@@ -15,13 +15,13 @@ from airflow_s3stream.archive.zip import Expansion, ZipArchive, ZipEntry, ZipLim
 from airflow_s3stream.errors import ArchiveError
 from airflow_s3stream.s3.multipart import MultipartConfig, MultipartWriter
 from airflow_s3stream.s3.reader import RangedReader, ReaderConfig, S3ObjectSource
+from airflow_s3stream.units import GiB
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 __all__ = ["DEFAULT_EXTRACT_MAX_TOTAL", "ExtractedMember", "extract_members"]
 
-GiB = 1024**3
 # What one extraction may expand to by default: a small worker's share of output, not the
 # verifier's "anything" (an extraction writes every byte it expands, to S3, billed).
 DEFAULT_EXTRACT_MAX_TOTAL = 4 * GiB

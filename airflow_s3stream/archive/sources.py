@@ -25,10 +25,10 @@ from airflow_s3stream.errors import ConfigurationError
 from airflow_s3stream.s3.objects import list_objects
 from airflow_s3stream.s3.reader import RangedReader, ReaderConfig, S3ObjectSource
 from airflow_s3stream.s3.retry import RetryPolicy
+from airflow_s3stream.units import MiB
 
 __all__ = ["DEFAULT_PREFETCH_OBJECTS", "local_payload", "relative_path", "s3_payload"]
 
-KiB, MiB = 1024, 1024 * 1024
 DEFAULT_PREFETCH_OBJECTS = 16  # objects opened ahead: 16 x 1 MiB tails at most
 READ_CHUNK = 1 * MiB
 

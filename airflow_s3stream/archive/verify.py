@@ -30,11 +30,11 @@ from airflow_s3stream.archive.zip import (
 )
 from airflow_s3stream.errors import BagError
 from airflow_s3stream.s3.reader import ByteSource, RangedReader, ReaderConfig
+from airflow_s3stream.units import MiB
 
 __all__ = ["MODES", "VerifyConfig", "verify_archive"]
 
 MODES = ("auto", "zip", "bagit")
-MiB = 1024 * 1024
 MAX_TAG_FILE_BYTES = 256 * MiB  # a tag file (manifest) larger than this is not kept in memory
 CRC32 = "crc32"  # the digest lane that checks the ZIP's CRC-32
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from airflow_s3stream.budget import DEFAULT_MEMORY_BUDGET, MemoryBudget
 from airflow_s3stream.errors import ConfigurationError
+from airflow_s3stream.units import MiB
 
 __all__ = [
     "COMPRESSIONS",
@@ -21,7 +22,6 @@ __all__ = [
     "MiB",
 ]
 
-MiB = 1024 * 1024
 FILE_FORMATS = ("csv", "jsonl", "parquet")
 COMPRESSIONS = (None, "gzip", "zstd")
 EMPTY_RESULT_POLICIES = ("write_empty_file", "skip", "fail")

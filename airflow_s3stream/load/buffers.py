@@ -28,10 +28,10 @@ from dataclasses import dataclass
 
 from airflow_s3stream.budget import MemoryBudget
 from airflow_s3stream.errors import ConfigurationError
+from airflow_s3stream.units import MiB
 
 __all__ = ["MAX_BATCH_ROWS", "MAX_READ_AHEAD", "MIN_BATCH_ROWS", "PARQUET_READ_AHEAD", "LoadBuffers"]
 
-MiB = 1024 * 1024
 MAX_BLOCK_SIZE = 8 * MiB  # larger ranged GETs stop helping throughput
 MIN_BLOCK_SIZE = 1 * MiB
 MIN_READ_AHEAD, MAX_READ_AHEAD = 2, 16  # decoded 1 MiB chunks queued ahead of the COPY

@@ -23,10 +23,10 @@ from airflow_s3stream.errors import ArchiveError, ObjectChangedError
 from airflow_s3stream.load.formats import compression_from_magic, compression_from_suffix
 from airflow_s3stream.load.sources import LoadFile
 from airflow_s3stream.s3.reader import RangedReader, ReaderConfig, S3ObjectSource
+from airflow_s3stream.units import MiB
 
 __all__ = ["CHUNK_SIZE", "DEFAULT_READ_AHEAD", "OpenedFile", "ReadAhead", "open_file"]
 
-MiB = 1024 * 1024
 CHUNK_SIZE = 1 * MiB  # bytes per read from the decoded stream (one COPY write)
 DEFAULT_READ_AHEAD = 8  # chunks queued ahead of the COPY
 _PUT_POLL = 0.1  # seconds between checks whether the consumer stopped

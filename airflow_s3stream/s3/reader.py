@@ -46,6 +46,7 @@ from airflow_s3stream.s3.classify import classify, raise_error
 from airflow_s3stream.s3.client import warn_if_retrying
 from airflow_s3stream.s3.readahead import BlockBuffers, ReadAhead, StreamController
 from airflow_s3stream.s3.retry import RetryPolicy
+from airflow_s3stream.units import KiB, MiB
 
 __all__ = [
     "ByteSource",
@@ -58,8 +59,6 @@ __all__ = [
     "Tail",
 ]
 
-KiB = 1024
-MiB = 1024 * KiB
 
 DEFAULT_BLOCK_SIZE = 8 * MiB  # the GET budget is "archive size / 8 MiB + 4"
 DEFAULT_TAIL_SIZE = 1 * MiB  # EOCD + ZIP64 records + ~10,000 central-directory entries

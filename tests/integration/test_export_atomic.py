@@ -28,7 +28,7 @@ import pytest
 from airflow_s3stream.errors import ExportConnectionError, TransientError
 from airflow_s3stream.export import ExportOptions, ExportResult, export_query
 from airflow_s3stream.s3.multipart import MultipartConfig
-from airflow_s3stream.s3.multipart.config import MiB
+from airflow_s3stream.units import MiB
 from tests.support.s3proxy import Delay, DropResponse, Hold, S3Proxy, S3Request, Status, completed_uploads_gone
 
 PREFIX = "exp/day"

@@ -18,7 +18,7 @@ from airflow_s3stream.errors import ConfigurationError, TransientError, UploadEr
 from airflow_s3stream.export import ExportOptions, export_query
 from airflow_s3stream.export.job import abort_job, commit_job
 from airflow_s3stream.s3.multipart import MultipartConfig
-from airflow_s3stream.s3.multipart.config import MiB
+from airflow_s3stream.units import MiB
 from tests.support.s3proxy import DropResponse, S3Proxy, S3Request, Status, completed_uploads_gone
 
 PREFIX = "exp/orders"

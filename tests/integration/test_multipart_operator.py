@@ -19,7 +19,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow_s3stream.errors import ConfigurationError, TransientError
 from airflow_s3stream.operators import S3MultipartUploadOperator
 from airflow_s3stream.s3.multipart.cleanup import abort_stale_uploads
-from airflow_s3stream.s3.multipart.config import MiB
+from airflow_s3stream.units import MiB
 from tests.support.s3proxy import S3Proxy, Status
 
 PART = 5 * MiB

@@ -23,10 +23,10 @@ from airflow_s3stream.errors import (
     UploadInterruptedError,
 )
 from airflow_s3stream.s3.multipart import MultipartConfig
-from airflow_s3stream.s3.multipart.config import MiB
 from airflow_s3stream.s3.multipart.resume import state_key
 from airflow_s3stream.s3.multipart.uploader import DEFAULT_STATE_LEASE, ResumableUploader
 from airflow_s3stream.s3.retry import RetryPolicy
+from airflow_s3stream.units import MiB
 from tests.support.s3proxy import Corrupt, Delay, Reset, S3Proxy, Status
 
 FAST_RETRY = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05)

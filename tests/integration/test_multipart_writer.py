@@ -13,9 +13,9 @@ import pytest
 from airflow_s3stream.errors import ChecksumMismatchError, DestinationError
 from airflow_s3stream.s3.multipart import MultipartConfig, MultipartWriter
 from airflow_s3stream.s3.multipart.commit import CommitPlan, abort_staged, commit
-from airflow_s3stream.s3.multipart.config import MiB
 from airflow_s3stream.s3.retry import RetryPolicy
 from airflow_s3stream.s3.store_checks import PROBE_PREFIX
+from airflow_s3stream.units import MiB
 from tests.support.s3proxy import Corrupt, Delay, S3Proxy, S3Request, Status
 
 FAST_RETRY = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.05)

@@ -30,11 +30,11 @@ from airflow_s3stream.errors import ConcurrentUploadError, DestinationError, Tra
 from airflow_s3stream.export import ExportOptions, export_query
 from airflow_s3stream.operators import S3MultipartUploadOperator
 from airflow_s3stream.s3.multipart import MultipartConfig, MultipartWriter
-from airflow_s3stream.s3.multipart.config import MiB
 from airflow_s3stream.s3.multipart.resume import state_key
 from airflow_s3stream.s3.multipart.state_store import StateStore
 from airflow_s3stream.s3.multipart.uploader import ResumableUploader
 from airflow_s3stream.s3.retry import RetryPolicy
+from airflow_s3stream.units import MiB
 from tests.support.s3proxy import (
     Delay,
     DropResponse,

@@ -26,10 +26,10 @@ from airflow_s3stream.archive.zip.records import (
     zip64_values,
 )
 from airflow_s3stream.errors import ArchiveError
+from airflow_s3stream.units import KiB
 
 __all__ = ["CHUNK", "CentralDirectory", "RawRecord", "parse_record"]
 
-KiB = 1024
 CHUNK = 1024 * KiB  # bytes of directory read per step; a single record is at most 46 + 3 * 65,535 bytes
 
 RawRecord = tuple[int, int, int, int, int, int, bytes]  # flags, method, crc, csize, usize, offset, raw name

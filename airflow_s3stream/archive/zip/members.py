@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from airflow_s3stream.archive.zip.records import LOCAL_HEADER_SIZE, LOCAL_SIG, ZipEntry, parse_local_header
 from airflow_s3stream.errors import ArchiveError
+from airflow_s3stream.units import KiB, MiB, TiB
 
 __all__ = [
     "DEFAULT_MAX_RATIO",
@@ -35,10 +36,6 @@ __all__ = [
     "iter_member_data",
 ]
 
-KiB = 1024
-MiB = 1024 * KiB
-GiB = 1024 * MiB
-TiB = 1024 * GiB
 
 ZIP64_MARKER = 0xFFFFFFFF  # a 32-bit size field whose value is in the ZIP64 extra field
 # Compressed bytes read per step, and at most as many uncompressed bytes per decompress() call:

@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 from airflow_s3stream.errors import ConfigurationError
 from airflow_s3stream.s3.retry import RetryPolicy
+from airflow_s3stream.units import GiB, KiB, MiB
 
 __all__ = [
     "AUTO_PREFERRED_ALGORITHM",
@@ -34,9 +35,6 @@ __all__ = [
     "validate_part_size",
 ]
 
-KiB = 1024
-MiB = 1024 * KiB
-GiB = 1024 * MiB
 
 # S3 limits (https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html)
 S3_MIN_PART_SIZE = 5 * MiB  # every part but the last, bytes

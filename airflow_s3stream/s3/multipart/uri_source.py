@@ -16,9 +16,10 @@ from dataclasses import replace
 from typing import Any, Literal, NamedTuple
 
 from airflow_s3stream.errors import SourceError
-from airflow_s3stream.s3.multipart.config import MiB, MultipartConfig
+from airflow_s3stream.s3.multipart.config import MultipartConfig
 from airflow_s3stream.s3.multipart.result import UploadResult
 from airflow_s3stream.s3.multipart.writer import MultipartWriter
+from airflow_s3stream.units import MiB
 
 __all__ = ["SourceSpec", "classify_source", "redact_uri", "upload_uri"]
 
