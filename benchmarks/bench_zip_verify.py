@@ -152,7 +152,7 @@ CHILDREN = {
     + textwrap.dedent(
         """
         from airflow_s3stream.archive.verify import VerifyConfig, verify_archive
-        from airflow_s3stream.s3.reader import LocalFileSource
+        from tests.support.local_sources import LocalFileSource
         idle = peak_rss_kib() * 1024
         t = time.monotonic()
         r = verify_archive(LocalFileSource(args["path"]), VerifyConfig(mode="auto"))

@@ -1,4 +1,4 @@
-"""Where payload files come from: S3 objects (under a prefix or listed) and local directories.
+"""Where payload files come from: S3 objects, under a prefix or listed.
 
 Each yields :class:`~airflow_s3stream.archive.package.PayloadFile` records for
 :func:`~airflow_s3stream.archive.package.package_bag`. S3 objects are read through the package's
@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 from airflow_s3stream.archive.package import PayloadFile
@@ -27,7 +25,7 @@ from airflow_s3stream.s3.reader import RangedReader, ReaderConfig, S3ObjectSourc
 from airflow_s3stream.s3.retry import RetryPolicy
 from airflow_s3stream.units import MiB
 
-__all__ = ["DEFAULT_PREFETCH_OBJECTS", "local_payload", "relative_path", "s3_payload"]
+__all__ = ["DEFAULT_PREFETCH_OBJECTS", "relative_path", "s3_payload"]
 
 DEFAULT_PREFETCH_OBJECTS = 16  # objects opened ahead: 16 x 1 MiB tails at most
 READ_CHUNK = 1 * MiB
@@ -102,18 +100,3 @@ def s3_payload(
                 if not pending.cancel():
                     with contextlib.suppress(Exception):  # an object never read: nothing to report
                         pending.result().close()
-
-
-def local_payload(root: str | os.PathLike[str], chunk: int = READ_CHUNK) -> Iterator[PayloadFile]:
-    """Payload files for every regular file under ``root``, in sorted path order."""
-    base = Path(root)
-    paths = sorted(p for p in base.rglob("*") if p.is_file())
-
-    def read(path: Path) -> Iterator[bytes]:
-        with open(path, "rb") as f:
-            while data := f.read(chunk):
-                yield data
-
-    for path in paths:
-        opener = functools.partial(read, path)
-        yield PayloadFile(path.relative_to(base).as_posix(), f"file://{path}", opener, path.stat().st_size)

@@ -32,16 +32,15 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Protocol
+from typing import Any, Protocol
 
 from airflow_s3stream.budget import release_large_buffers
-from airflow_s3stream.errors import ObjectChangedError, SourceError, TransientError
+from airflow_s3stream.errors import ObjectChangedError, TransientError
 from airflow_s3stream.s3.classify import classify, raise_error
 from airflow_s3stream.s3.client import warn_if_retrying
 from airflow_s3stream.s3.readahead import BlockBuffers, ReadAhead, StreamController
@@ -51,7 +50,6 @@ from airflow_s3stream.units import KiB, MiB
 __all__ = [
     "ByteSource",
     "RangeStream",
-    "LocalFileSource",
     "RangedReader",
     "ReaderConfig",
     "ReaderStats",
@@ -204,50 +202,6 @@ class S3ObjectSource:
     def open_range(self, start: int, end: int) -> RangeStream:
         body: RangeStream = self._get(f"bytes={start}-{end - 1}", pinned=True)["Body"]
         return body
-
-
-class LocalFileSource:
-    """A local file behind the same interface, for archives too large for the test S3 endpoint."""
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = os.fspath(path)
-
-    def describe(self) -> str:
-        return f"file://{self.path}"
-
-    def open_tail(self, n: int) -> Tail:
-        try:
-            with open(self.path, "rb") as f:
-                size = os.fstat(f.fileno()).st_size
-                f.seek(max(0, size - n))
-                return Tail(size=size, data=f.read())
-        except FileNotFoundError as exc:
-            raise SourceError(f"{self.describe()}: no such file") from exc
-
-    def open_range(self, start: int, end: int) -> RangeStream:
-        f = open(self.path, "rb")  # noqa: SIM115 - closed by the reader
-        f.seek(start)
-        return _Bounded(f, end - start)
-
-
-class _Bounded(io.RawIOBase):
-    """At most ``limit`` bytes of ``raw``; closes ``raw`` when closed."""
-
-    def __init__(self, raw: BinaryIO, limit: int) -> None:
-        self._raw, self._left = raw, limit
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        n = self._left if size < 0 else min(size, self._left)
-        data = self._raw.read(n)
-        self._left -= len(data)
-        return data
-
-    def close(self) -> None:
-        self._raw.close()
-        super().close()
 
 
 class RangedReader(io.RawIOBase):

@@ -214,8 +214,7 @@ def test_arguments_are_validated_at_parse_time() -> None:
 @pytest.mark.slow
 def test_a_member_over_4_gib_from_a_local_source_is_packaged_with_zip64_and_verifies(tmp_path: Path) -> None:
     from airflow_s3stream.archive.package import PackageConfig, package_bag
-    from airflow_s3stream.archive.sources import local_payload
-    from airflow_s3stream.s3.reader import LocalFileSource
+    from tests.support.local_sources import LocalFileSource, local_payload
 
     payload = tmp_path / "payload"
     (payload / "scans").mkdir(parents=True)

@@ -1,7 +1,7 @@
 """Large archives: over 4 GiB (ZIP64 offsets and sizes, local-file source) and bounded memory.
 
 The >4 GiB archive is a sparse file (its member is zeros), verified through
-:class:`~airflow_s3stream.s3.reader.LocalFileSource` because the test S3 endpoint (moto) loads a
+:class:`~tests.support.local_sources.LocalFileSource` because the test S3 endpoint (moto) loads a
 whole object per GET. Memory is measured as the peak RSS of a child process verifying archives
 of two sizes from the real S3 endpoint.
 """
@@ -20,8 +20,9 @@ import pytest
 
 from airflow_s3stream.archive.verify import VerifyConfig, verify_archive
 from airflow_s3stream.archive.zip import ZipArchive
-from airflow_s3stream.s3.reader import LocalFileSource, ReaderConfig
+from airflow_s3stream.s3.reader import ReaderConfig
 from tests.support.bags import SparseZeroWriter
+from tests.support.local_sources import LocalFileSource
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB

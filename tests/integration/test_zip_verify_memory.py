@@ -3,7 +3,7 @@
 Each verification runs in a child process that first imports the operators (the idle baseline a
 worker pays anyway) and reports its peak RSS above that baseline. Archives are written record by
 record (:func:`tests.support.bags.write_many_member_zip`) and read through
-:class:`~airflow_s3stream.s3.reader.LocalFileSource`: the memory under test is the verifier's, and
+:class:`~tests.support.local_sources.LocalFileSource`: the memory under test is the verifier's, and
 the test S3 endpoint would add its own whole-object reads.
 """
 
@@ -30,7 +30,7 @@ import boto3
 from tests.support.memory import peak_rss_kib
 from airflow_s3stream.operators import S3ZipVerifyOperator  # the idle baseline: what a worker imports anyway
 from airflow_s3stream.archive.verify import VerifyConfig, verify_archive
-from airflow_s3stream.s3.reader import LocalFileSource
+from tests.support.local_sources import LocalFileSource
 from airflow_s3stream.errors import ArchiveError
 idle = peak_rss_kib()
 result = {}

@@ -18,7 +18,8 @@ import time
 from collections.abc import Callable
 
 from airflow_s3stream.errors import ObjectChangedError
-from airflow_s3stream.s3.reader import ByteSource, LocalFileSource, RangeStream, Tail
+from airflow_s3stream.s3.reader import ByteSource, RangeStream, Tail
+from tests.support.local_sources import LocalFileSource
 
 __all__ = ["FlakySource", "LatencySource", "Throttled"]
 

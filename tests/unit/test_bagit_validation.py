@@ -13,8 +13,8 @@ import pytest
 from airflow_s3stream.archive.report import VerificationReport
 from airflow_s3stream.archive.verify import VerifyConfig, verify_archive
 from airflow_s3stream.errors import BagError
-from airflow_s3stream.s3.reader import LocalFileSource
 from tests.support.bags import edit_zip, make_bag, zip_bytes, zip_dir
+from tests.support.local_sources import LocalFileSource
 
 FILES = {
     "a.txt": b"alpha\n" * 1000,

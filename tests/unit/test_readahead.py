@@ -14,9 +14,10 @@ import pytest
 
 from airflow_s3stream.errors import ObjectChangedError
 from airflow_s3stream.s3.readahead import GAIN, StreamController
-from airflow_s3stream.s3.reader import LocalFileSource, RangedReader, ReaderConfig
+from airflow_s3stream.s3.reader import RangedReader, ReaderConfig
 from airflow_s3stream.s3.retry import RetryPolicy
 from tests.support.latency import FlakySource, LatencySource
+from tests.support.local_sources import LocalFileSource
 
 KiB, MiB = 1024, 1024 * 1024
 FAST_RETRY = RetryPolicy(max_attempts=6, base_delay=0.001, max_delay=0.005)

@@ -16,8 +16,8 @@ import pytest
 
 from airflow_s3stream.archive.digests import BATCH_BYTES, INLINE_BELOW, DigestPipeline, assign_lanes
 from airflow_s3stream.archive.verify import VerifyConfig, verify_archive
-from airflow_s3stream.s3.reader import LocalFileSource
 from tests.support.bags import edit_zip, make_bag, zip_dir
+from tests.support.local_sources import LocalFileSource
 
 KiB, MiB = 1024, 1024 * 1024
 

@@ -174,7 +174,7 @@ def test_members_sharing_their_bytes_are_flagged_as_overlapping() -> None:
 
 def test_overlapping_members_fail_verification_without_being_expanded(tmp_path: Any) -> None:
     from airflow_s3stream.archive.verify import verify_archive
-    from airflow_s3stream.s3.reader import LocalFileSource
+    from tests.support.local_sources import LocalFileSource
 
     data = bytearray(zip_bytes({"a": bytes(10_000), "b": bytes(10_000)}))
     second = data.find(b"PK\x01\x02", data.find(b"PK\x01\x02") + 4)
@@ -191,7 +191,7 @@ def test_a_deflate_stream_damaged_mid_way_ends_the_member_with_an_error_naming_i
     """A flipped byte can end a deflate stream early with input left over: the member fails, the
     verification goes on to the next one and ends (it once spun on the leftover input for ever)."""
     from airflow_s3stream.archive.verify import VerifyConfig, verify_archive
-    from airflow_s3stream.s3.reader import LocalFileSource
+    from tests.support.local_sources import LocalFileSource
 
     pattern = bytes((i * 7919) % 251 for i in range(200_000))  # the demo's sample "noise"
     buf = io.BytesIO()

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from airflow_s3stream.errors import SourceError
-from airflow_s3stream.s3.reader import LocalFileSource, RangedReader, ReaderConfig
+from airflow_s3stream.s3.reader import RangedReader, ReaderConfig
+from tests.support.local_sources import LocalFileSource
 
 KiB, MiB = 1024, 1024 * 1024
 
