@@ -1,12 +1,13 @@
 # Two commands on a fresh machine with Python 3.10+ and make:  make demo  |  make test
 # The store matrix (moto and Ceph RGW, a real S3 implementation): make test-stores
 # Optional extras: make playground (the Airflow UI) | make cluster (the docker stack's processes)
+# The tools behind demo, playground, cluster and screenshots live in tests/tools/.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo playground cluster test test-stores lint typecheck pytest bench clean install
+.PHONY: demo playground cluster screenshots test test-stores lint typecheck pytest bench clean install
 
 install: $(STAMP)
 
@@ -30,17 +31,23 @@ DEMO_ARGS ?=
 
 # Every operator through real `airflow dags test` runs, on embedded Postgres and S3.
 demo: $(STAMP)
-	@$(BIN)/python -m tests.support.demo $(DEMO_ARGS)
+	@$(BIN)/python -m tests.tools.demo $(DEMO_ARGS)
 
 # Optional: the Airflow UI (api-server, scheduler, dag-processor, triggerer) on the example DAGs,
 # with the demo's sample data, on embedded services. Runs until Ctrl-C, then stops all it started.
 playground: $(STAMP)
-	@$(BIN)/python -m tests.support.playground
+	@$(BIN)/python -m tests.tools.playground
 
 # Optional: the docker stack's processes natively (CeleryExecutor, two workers capped by
 # S3STREAM_WORKER_MEMORY, default 768 MiB, in memory cgroups when root). Runs until Ctrl-C.
 cluster: $(STAMP)
-	$(BIN)/python -m tests.support.cluster
+	$(BIN)/python -m tests.tools.cluster
+
+# Optional: the UI screenshots of docs/ui-walkthrough.md, from a running `make playground`, with
+# Debian's headless Chromium: make screenshots URL=http://127.0.0.1:<port> RUN=<verify run id>
+SCREENSHOTS_DIR ?= docs/images
+screenshots: $(STAMP)
+	$(BIN)/python -m tests.tools.screenshots $(URL) $(RUN) $(SCREENSHOTS_DIR)
 
 lint: $(STAMP)
 	@echo "==> ruff check"

@@ -3,7 +3,7 @@
     .venv/bin/python -m benchmarks.bench_cluster [--rows 3000000] [--partitions 4] [--workers 1,2]
 
 Loads ``--rows`` rows into one table (``generate_series``, keyed on ``id``), then for each worker
-count starts a fresh cluster (:func:`tests.support.cluster.running_cluster`: CeleryExecutor,
+count starts a fresh cluster (:func:`tests.tools.cluster.running_cluster`: CeleryExecutor,
 concurrency 2 per worker, each worker in a memory cgroup capped by ``S3STREAM_WORKER_MEMORY``,
 default 768 MiB) and triggers ``s3stream_export_partitioned`` over the table once, through the
 REST API. Reported per run:
@@ -64,7 +64,7 @@ def _seconds(start: str | None, end: str | None) -> float | None:
 
 def run_once(services: Any, table: str, bucket: str, workers: int, partitions: int) -> dict[str, Any]:
     """One cluster with ``workers`` workers, one export run; its figures."""
-    from tests.support.cluster import running_cluster
+    from tests.tools.cluster import running_cluster
 
     with running_cluster(services, worker_count=workers, extra_env={"S3STREAM_BUCKET": bucket}) as cluster:
         stack = cluster.stack

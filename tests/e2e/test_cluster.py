@@ -1,6 +1,6 @@
 """The fan-out DAGs on the cluster of ``make cluster``: CeleryExecutor, two workers capped at 768 MiB.
 
-One cluster for the module (:func:`tests.support.cluster.running_cluster`), driven through the
+One cluster for the module (:func:`tests.tools.cluster.running_cluster`), driven through the
 REST API as the UI drives it. What must hold, per the small-worker claim:
 
 * ``s3stream_export_partitioned`` over 3M rows in 4 partitions and ``s3stream_verify_prefix``
@@ -27,11 +27,12 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.e2e.airflow_stack import wait_for
-from tests.support import devservices, stack_spec
+from tests.support import devservices
+from tests.support.airflow_stack import wait_for
 from tests.support.bags import make_bag, zip_dir
-from tests.support.cluster import Cluster, running_cluster
 from tests.support.devservices import DevServices
+from tests.tools import stack_spec
+from tests.tools.cluster import Cluster, running_cluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(720)]
 

@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.support import demo
+from tests.tools import demo
 
 pytestmark = pytest.mark.e2e
 

@@ -26,8 +26,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.e2e.airflow_stack import AirflowStack, wait_for
 from tests.e2e.conftest import DAGS_EXAMPLES
+from tests.support.airflow_stack import AirflowStack, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(420)]
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.airflow_stack import wait_for
-from tests.support import demo
-from tests.support.playground import READY_LINE
+from tests.support.airflow_stack import wait_for
+from tests.tools import demo
+from tests.tools.playground import READY_LINE
 
 pytestmark = pytest.mark.e2e
 
@@ -74,7 +74,7 @@ def test_playground_serves_the_ui_runs_the_verify_dag_with_its_defaults_and_stop
     with log.open("wb") as out:
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "tests.support.playground", "--rows", "20000"],
+                [sys.executable, "-m", "tests.tools.playground", "--rows", "20000"],
                 cwd=demo.REPO,
                 env=env,
                 stdout=out,

@@ -21,9 +21,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.e2e.airflow_stack import AirflowStack, wait_for
 from tests.e2e.conftest import DAGS_EXAMPLES
 from tests.support import devservices
+from tests.support.airflow_stack import AirflowStack, wait_for
 from tests.support.bags import make_bag, zip_dir
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

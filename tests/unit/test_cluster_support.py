@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support import cluster
-from tests.support.cluster import MemoryCgroup, choose_broker, parse_memory
+from tests.tools import cluster
+from tests.tools.cluster import MemoryCgroup, choose_broker, parse_memory
 
 METADATA = "postgresql+psycopg://postgres@127.0.0.1:5432/s3stream_cluster_x"
 

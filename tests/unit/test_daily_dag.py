@@ -9,7 +9,7 @@ from types import ModuleType
 
 import pytest
 
-from tests.support import demo
+from tests.tools import demo
 
 
 def _daily_module() -> ModuleType:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from tests.support import demo
+from tests.tools import demo
 
 
 def test_demo_runs_the_dag_from_the_checkouts_example_dags() -> None:
     assert (demo.REPO / "dags_examples" / "postgres_to_s3_daily.py").is_file()
-    assert (demo.REPO / "tests" / "support" / "demo_dags" / "demo_tour.py").is_file()
+    assert (demo.REPO / "tests" / "tools" / "demo_dags" / "demo_tour.py").is_file()
     assert (demo.REPO / "Makefile").is_file()
 
 
@@ -17,7 +17,7 @@ def test_demo_database_replaces_only_the_database_of_the_server_uri() -> None:
 
 
 def test_demo_advertises_no_option_it_does_not_have() -> None:
-    assert "--keep-running" not in (demo.REPO / "tests" / "support" / "demo.py").read_text()
+    assert "--keep-running" not in (demo.REPO / "tests" / "tools" / "demo.py").read_text()
 
 
 def test_makefile_never_runs_the_system_package_manager() -> None:

@@ -1,8 +1,8 @@
 """The docker stack, checked without a Docker engine: the compose file and Dockerfile as data.
 
 The Airflow processes, their executor settings and the workers' concurrency and memory cap are
-read from :mod:`tests.support.stack_spec`, the description ``make cluster`` runs natively
-(:mod:`tests.support.cluster`): the compose file and the cluster are both checked against it.
+read from :mod:`tests.tools.stack_spec`, the description ``make cluster`` runs natively
+(:mod:`tests.tools.cluster`): the compose file and the cluster are both checked against it.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support import stack_spec
-from tests.support.cluster import Cluster, parse_memory
 from tests.support.devservices import DevServices, PostgresService, S3Service
+from tests.tools import stack_spec
+from tests.tools.cluster import Cluster, parse_memory
 
 DOCKER = Path(__file__).resolve().parents[2] / "docker"
 AIRFLOW_SERVICES = tuple(component.service for component in stack_spec.AIRFLOW_COMPONENTS)

@@ -1,6 +1,6 @@
 """``make demo``'s second DAG: every other operator, on the data the first DAG exported.
 
-Run by :mod:`tests.support.demo` with ``airflow dags test s3stream_demo_tour`` (this folder as the dags folder);
+Run by :mod:`tests.tools.demo` with ``airflow dags test s3stream_demo_tour`` (this folder as the dags folder);
 not an example to copy (those are in ``dags_examples/``). The demo passes, in the environment:
 ``S3STREAM_BUCKET``, ``S3STREAM_DEMO_MANIFEST`` (the CSV export's ``_manifest.json``),
 ``S3STREAM_DEMO_LOAD_TABLE`` (an empty copy of the exported table), ``S3STREAM_DEMO_UPLOAD_FILE``

@@ -5,7 +5,7 @@ Starts, on free loopback ports:
 * Postgres and S3 as the tests find or start them (:mod:`tests.support.devservices`), with a
   metadata database of the cluster's own, created now and dropped at the end;
 * api-server, scheduler, dag-processor and triggerer with the ``CeleryExecutor``
-  (:class:`tests.e2e.airflow_stack.AirflowStack`, all in one process group);
+  (:class:`tests.support.airflow_stack.AirflowStack`, all in one process group);
 * a broker: Redis when ``S3STREAM_REDIS_URL`` is set or 127.0.0.1:6379 answers (with a key prefix
   of this cluster's own), else kombu's SQLAlchemy transport on the cluster's Postgres database;
 * ``WORKER_COUNT`` Celery workers with distinct hostnames (Celery's ``--celery-hostname`` and
@@ -13,8 +13,8 @@ Starts, on free loopback ports:
   in a memory cgroup of its own capped at ``S3STREAM_WORKER_MEMORY`` bytes (default 768 MiB,
   suffixes K/M/G accepted). Where no cgroup can be made it says so and runs them uncapped.
 
-What it runs is :mod:`tests.support.stack_spec`, the description the compose file is checked
-against. ``python -m tests.support.cluster`` prints the UI URL, the workers and their caps, and
+What it runs is :mod:`tests.tools.stack_spec`, the description the compose file is checked
+against. ``python -m tests.tools.cluster`` prints the UI URL, the workers and their caps, and
 runs until Ctrl-C; then every process is stopped by its process group and the cgroups removed.
 """
 
@@ -38,9 +38,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.e2e.airflow_stack import AirflowStack, wait_for
-from tests.support import stack_spec
+from tests.support.airflow_stack import AirflowStack, wait_for
 from tests.support.devservices import DevServices, airflow_connection_env, free_port, start_postgres, start_s3
+from tests.tools import stack_spec
 
 __all__ = [
     "Broker",
@@ -54,7 +54,7 @@ __all__ = [
     "worker_hostname",
 ]
 
-REPO = Path(__file__).resolve().parents[2]  # tests/support/cluster.py -> the checkout
+REPO = Path(__file__).resolve().parents[2]  # tests/tools/cluster.py -> the checkout
 DAGS_EXAMPLES = REPO / "dags_examples"
 CGROUP_V1_MEMORY = Path("/sys/fs/cgroup/memory")
 CGROUP_V2_ROOT = Path("/sys/fs/cgroup")
@@ -327,7 +327,7 @@ class _TaskSampler(threading.Thread):
 
 @dataclass
 class Cluster:
-    """The deployment of :mod:`tests.support.stack_spec` over ``services``, natively.
+    """The deployment of :mod:`tests.tools.stack_spec` over ``services``, natively.
 
     ``extra_dag_folders`` become DAG bundles next to ``dags_examples/`` (the tests' comparison DAG).
     """

@@ -4,7 +4,7 @@ Drives Chromium over the DevTools protocol (``websockets``, already a dependency
 stack): open a page, optionally click a button by its visible text, wait, save a PNG. Nothing is
 downloaded at run time; ``chromium`` must be installed (``apt-get install chromium``).
 
-    python -m tests.support.screenshots <playground URL> <run id> <out dir>
+    python -m tests.tools.screenshots <playground URL> <run id> <out dir>
 """
 
 from __future__ import annotations

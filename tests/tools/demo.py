@@ -6,12 +6,12 @@
    2023-12-31 .. 2024-01-02), create the bucket ``s3stream`` and a few sample files;
 3. in a throwaway ``AIRFLOW_HOME`` with SQLite: ``airflow db migrate``, then the real CLI:
    ``airflow dags test s3stream_postgres_to_s3_daily 2024-01-01`` (the export example DAG), then
-   ``airflow dags test s3stream_demo_tour`` (:mod:`tests.support.demo_dags.demo_tour`: load the export
+   ``airflow dags test s3stream_demo_tour`` (:mod:`tests.tools.demo_dags.demo_tour`: load the export
    back, package a BagIt bag, make a tampered copy, upload a file in parts), then the example verify
    DAG ``s3stream_verify_archive`` on the bag and on the tampered copy;
 4. print one block per operator, then what to do next.
 
-    python -m tests.support.demo [--rows 1500000]
+    python -m tests.tools.demo [--rows 1500000]
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ ANALYZE {TABLE};
 DROP TABLE IF EXISTS {LOAD_TABLE};
 CREATE TABLE {LOAD_TABLE} (LIKE {TABLE});
 """
-REPO = Path(__file__).resolve().parents[2]  # tests/support/demo.py -> the checkout
+REPO = Path(__file__).resolve().parents[2]  # tests/tools/demo.py -> the checkout
 INTERVAL_NOTE = (
     "Why 2023-12-31: the daily DAG exports whole UTC days [start, end). A run triggered (or tested) "
     "for 2024-01-01 happens at midnight of that day, when only 2023-12-31 is complete, so Airflow "
@@ -321,9 +321,9 @@ def main(argv: list[str] | None = None) -> int:
     _print_export(client, manifests, seconds)
 
     say()
-    say(f"[5/6] running every other operator: airflow dags test {TOUR_DAG_ID} (tests/support/demo_dags/demo_tour.py)")
+    say(f"[5/6] running every other operator: airflow dags test {TOUR_DAG_ID} (tests/tools/demo_dags/demo_tour.py)")
     env["S3STREAM_DEMO_MANIFEST"] = csv_manifest
-    env["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "tests" / "support" / "demo_dags")
+    env["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "tests" / "tools" / "demo_dags")
     status, _, tour_peak_mib, output = _airflow(
         ["dags", "test", TOUR_DAG_ID], env, "load back, package, tamper a copy, upload"
     )

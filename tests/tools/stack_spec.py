@@ -1,6 +1,6 @@
 """One description of the deployment that the docker stack and ``make cluster`` both run.
 
-``docker/docker-compose.yaml`` and :mod:`tests.support.cluster` must start the same Airflow
+``docker/docker-compose.yaml`` and :mod:`tests.tools.cluster` must start the same Airflow
 processes with the same executor settings and the same small workers. This module is the single
 place those facts live: the cluster reads it to start its processes, and
 ``tests/unit/test_docker_stack.py`` checks the compose file against it. Change a fact here and

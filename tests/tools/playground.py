@@ -3,14 +3,14 @@
 1. start (or find) Postgres and S3 as ``make demo`` does (:mod:`tests.support.devservices`), load
    the demo's data into its own database ``s3stream_demo`` and bucket ``s3stream``, and package
    the sample bag to ``s3stream/archives/sample-bag.zip`` (what the verify DAG checks by default);
-2. start Airflow natively with :class:`tests.e2e.airflow_stack.AirflowStack`: api-server,
+2. start Airflow natively with :class:`tests.support.airflow_stack.AirflowStack`: api-server,
    scheduler, dag-processor and triggerer, the LocalExecutor, a SQLite metadata DB in a throwaway
    ``AIRFLOW_HOME``, the example DAGs of ``dags_examples/``;
 3. print the UI URL (the simple auth manager, every user an admin: no password) and wait;
 4. on Ctrl-C (SIGINT) or SIGTERM: stop every Airflow process (by process group and by
    ``AIRFLOW_HOME``), then the services, and exit 0.
 
-    python -m tests.support.playground [--rows 300000]
+    python -m tests.tools.playground [--rows 300000]
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from tests.support import demo, devservices
+from tests.support import devservices
+from tests.tools import demo
 
 __all__ = ["COMPONENTS", "main"]
 
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     # and a SIGINT from a supervising process must still stop everything.
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
-    from tests.e2e.airflow_stack import AirflowStack
+    from tests.support.airflow_stack import AirflowStack
 
     demo.say("[1/3] starting Postgres and S3, loading the demo data (database s3stream_demo, bucket s3stream)")
     services = devservices.start_all()

@@ -1,0 +1,52 @@
+"""The layers of tests/: test modules build on tools and support, tools build on support, never the reverse.
+
+Imports are read from the source (``ast``), including those inside functions, so a lazy import
+counts as much as one at the top of a module.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parents[1]
+TEST_MODULES = ("tests.unit", "tests.integration", "tests.e2e")
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module ``path`` imports (``from a.b import c`` counts as ``a.b`` and ``a.b.c``)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def imports_under(path: Path, packages: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in imported_modules(path) if any(m == p or m.startswith(p + ".") for p in packages))
+
+
+def _sources(folder: str) -> list[Path]:
+    return sorted((TESTS / folder).rglob("*.py"))
+
+
+def test_imported_modules_reads_top_level_lazy_and_from_imports(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text("import os\nfrom tests.e2e import conftest\n\ndef f():\n    from tests.tools.demo import main\n")
+    assert imports_under(module, TEST_MODULES) == ["tests.e2e", "tests.e2e.conftest"]
+    assert imports_under(module, ("tests.tools",)) == ["tests.tools.demo", "tests.tools.demo.main"]
+
+
+@pytest.mark.parametrize("path", _sources("support"), ids=lambda p: p.name)
+def test_test_support_imports_no_test_module_and_no_tool(path: Path) -> None:
+    assert imports_under(path, (*TEST_MODULES, "tests.tools")) == []
+
+
+@pytest.mark.parametrize("path", _sources("tools"), ids=lambda p: str(p.relative_to(TESTS)))
+def test_tools_import_no_test_module(path: Path) -> None:
+    assert imports_under(path, TEST_MODULES) == []
