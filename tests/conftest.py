@@ -21,13 +21,17 @@ from typing import Any
 
 import pytest
 
-# Airflow reads its home at import time: give the whole session a throwaway one.
-os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="s3stream-airflow-home-"))
+# Airflow reads its home at import time: give the whole session a throwaway one. An xdist worker
+# inherits the controller's environment: it makes a home of its own (its own SQLite metadata DB)
+# unless AIRFLOW_HOME was set before the run.
+_OWN_HOME = "S3STREAM_TEST_AIRFLOW_HOME"  # the home this file made, so a worker knows it may replace it
+if "AIRFLOW_HOME" not in os.environ or os.environ["AIRFLOW_HOME"] == os.environ.get(_OWN_HOME):
+    os.environ["AIRFLOW_HOME"] = os.environ[_OWN_HOME] = tempfile.mkdtemp(prefix="s3stream-airflow-home-")
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
 
-from tests.support import devservices
-from tests.support.s3proxy import S3Proxy
+from tests.support import devservices  # noqa: E402 - after AIRFLOW_HOME is set
+from tests.support.s3proxy import S3Proxy  # noqa: E402
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -43,10 +47,78 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"S3 store: {devservices.selected_store(config.getoption('--store'))}"
 
 
+# --- one store per run under xdist ------------------------------------------------------------
+# moto starts in a fraction of a second: each xdist worker runs its own, in-process, as a run
+# without xdist does. Ceph RGW takes a cluster's start and two daemons' CPU: the controller starts
+# one for the whole run before the workers start, and hands it to them in SHARED_S3 (they inherit
+# the environment); their tests keep apart by their own buckets.
+SHARED_S3 = "S3STREAM_TEST_SHARED_S3"  # the run's one S3 endpoint, as S3Service.to_json() describes it
+_shared_store = pytest.StashKey[devservices.S3Service]()
+
+
+def _runs_workers(config: pytest.Config) -> bool:
+    """This process is an xdist controller that will start workers."""
+    return bool(getattr(config.option, "numprocesses", None)) and not hasattr(config, "workerinput")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    store = devservices.selected_store(config.getoption("--store"))
+    if _runs_workers(config) and store == "rgw" and not os.environ.get("S3STREAM_S3_ENDPOINT"):
+        service = config.stash[_shared_store] = devservices.start_s3(store)
+        os.environ[SHARED_S3] = service.to_json()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _shared_store in config.stash:
+        os.environ.pop(SHARED_S3, None)
+        config.stash[_shared_store].stop()
+
+
+# --- what runs apart under xdist (--dist loadgroup) --------------------------------------------
+# Tests of one xdist_group run on one worker, one after another. ISOLATED measures memory, time or
+# a whole cluster's load, so none of them runs beside another of them. A module whose module-scoped
+# fixture starts an Airflow deployment stays on one worker, so it starts once. The demo's tests
+# share the demo's own database.
+ISOLATED = "isolated"
+XDIST_GROUPS: dict[str, str] = {
+    "tests/e2e/test_cluster.py": ISOLATED,
+    "tests/integration/test_export_memory.py": ISOLATED,
+    "tests/integration/test_load_process.py": ISOLATED,
+    "tests/integration/test_memory_budget.py": ISOLATED,
+    "tests/integration/test_zip_verify_large.py": ISOLATED,
+    "tests/integration/test_zip_verify_memory.py": ISOLATED,
+    "tests/integration/test_multipart_upload.py::"
+    "test_peak_rss_of_a_1gb_streamed_upload_stays_within_the_bound": ISOLATED,
+    "tests/integration/test_multipart_writer.py::"
+    "test_writer_blocks_while_max_concurrency_parts_are_in_flight": ISOLATED,
+    "tests/unit/test_readahead.py::test_adaptive_read_ahead_beats_one_stream_through_latency": ISOLATED,
+    "tests/e2e/test_demo.py": "demo-database",
+    "tests/e2e/test_playground.py": "demo-database",
+    "tests/e2e/test_example_dags.py": "tests/e2e/test_example_dags.py",
+    "tests/e2e/test_load_on_asset.py": "tests/e2e/test_load_on_asset.py",
+    "tests/e2e/test_real_airflow.py": "tests/e2e/test_real_airflow.py",
+}
+
+
+def xdist_group_of(nodeid: str) -> str | None:
+    """The xdist group :data:`XDIST_GROUPS` gives ``nodeid``: by its test (parameters aside), else its module."""
+    test = nodeid.split("[", 1)[0]
+    return XDIST_GROUPS.get(test) or XDIST_GROUPS.get(test.split("::", 1)[0])
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        group = xdist_group_of(item.nodeid)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(scope="session")
 def services(request: pytest.FixtureRequest) -> Iterator[devservices.DevServices]:
+    shared = os.environ.get(SHARED_S3)
     store = devservices.selected_store(request.config.getoption("--store"))
-    svc = devservices.DevServices(postgres=devservices.start_postgres(), s3=devservices.start_s3(store))
+    s3 = devservices.S3Service.from_json(shared) if shared else devservices.start_s3(store)
+    svc = devservices.DevServices(postgres=devservices.start_postgres(), s3=s3)
     yield svc
     svc.stop()
 

@@ -104,6 +104,17 @@ class S3Service:
             "env",
         )
 
+    def to_json(self) -> str:
+        """This endpoint as one JSON line, without the handle (the process that started it keeps that)."""
+        return json.dumps(
+            {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if not f.name.startswith("_")}
+        )
+
+    @classmethod
+    def from_json(cls, line: str) -> S3Service:
+        """The endpoint :meth:`to_json` described, in another process: reachable, not owned (``stop`` does nothing)."""
+        return cls(**json.loads(line))
+
     @property
     def is_moto(self) -> bool:
         """moto, a mock: it checks no additional checksum and answers what a store would refuse."""
@@ -297,7 +308,7 @@ def s3_endpoint_process(store: str | None = None) -> Iterator[S3Service]:
         line = server.stdout.readline().strip()
         if not line:
             raise RuntimeError(f"the {store} endpoint process exited with {server.wait(60)} before serving")
-        yield S3Service(**json.loads(line))
+        yield S3Service.from_json(line)
     finally:
         server.terminate()
         server.wait(30)
@@ -305,8 +316,7 @@ def s3_endpoint_process(store: str | None = None) -> Iterator[S3Service]:
 
 def _serve_s3_forever(store: str) -> None:
     service = start_s3(store)
-    public = {f.name: getattr(service, f.name) for f in dataclasses.fields(service) if not f.name.startswith("_")}
-    print(json.dumps(public), flush=True)
+    print(service.to_json(), flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:

@@ -50,3 +50,26 @@ def test_test_support_imports_no_test_module_and_no_tool(path: Path) -> None:
 @pytest.mark.parametrize("path", _sources("tools"), ids=lambda p: str(p.relative_to(TESTS)))
 def test_tools_import_no_test_module(path: Path) -> None:
     assert imports_under(path, TEST_MODULES) == []
+
+
+def test_a_test_is_grouped_by_its_own_entry_else_by_its_module() -> None:
+    from tests.conftest import ISOLATED, xdist_group_of
+
+    assert xdist_group_of("tests/e2e/test_cluster.py::test_anything") == ISOLATED
+    assert xdist_group_of(
+        "tests/unit/test_readahead.py::test_adaptive_read_ahead_beats_one_stream_through_latency"
+    ) == (ISOLATED)
+    assert xdist_group_of("tests/unit/test_readahead.py::test_adaptive_read_ahead_beats_one_stream_through_latency[x]")
+    assert xdist_group_of("tests/unit/test_readahead.py::test_something_else") is None
+
+
+def test_every_xdist_group_entry_names_a_test_that_exists() -> None:
+    from tests.conftest import XDIST_GROUPS
+
+    for entry in XDIST_GROUPS:
+        module, _, test = entry.partition("::")
+        path = TESTS.parent / module
+        assert path.is_file(), entry
+        if test:
+            names = {n.name for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.FunctionDef)}
+            assert test in names, entry
