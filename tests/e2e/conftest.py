@@ -1,20 +1,22 @@
 """End-to-end fixtures: an Airflow metadata DB for ``dag.test()``, and the example DAGs parsed once.
 
 ``tests/conftest.py`` already points ``AIRFLOW_HOME`` at a throwaway directory at import time;
-here its SQLite DB is migrated once per session (in a subprocess, as ``airflow db migrate``
-would run in a deployment) before any DAG runs, and the DAGs folder is ``dags_examples/``.
+here its SQLite DB is a copy of one migrated once per test run (in a subprocess, as ``airflow db
+migrate`` would run in a deployment; the AirflowStack deployments copy the same one) before any
+DAG runs, and the DAGs folder is ``dags_examples/``.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.support.airflow_stack import migrated_sqlite_db
 
 DAGS_EXAMPLES = Path(__file__).resolve().parents[2] / "dags_examples"
 
@@ -23,17 +25,19 @@ os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(DAGS_EXAMPLES))
 
 
 @pytest.fixture(scope="session")
-def airflow_db() -> str:
-    """Migrate the session's SQLite metadata DB; returns ``AIRFLOW_HOME``."""
+def migrated_airflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite metadata DB to copy from: one per test run, shared by the xdist workers."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's directory, above each worker's own
+    return migrated_sqlite_db(root / "airflow-metadata-template")
+
+
+@pytest.fixture(scope="session")
+def airflow_db(migrated_airflow_db: Path) -> str:
+    """The session's SQLite metadata DB, migrated (a copy of the run's template); returns ``AIRFLOW_HOME``."""
     home = os.environ["AIRFLOW_HOME"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert proc.returncode == 0, f"airflow db migrate failed:\n{proc.stdout}\n{proc.stderr}"
+    shutil.copyfile(migrated_airflow_db, Path(home) / "airflow.db")
     return home
 
 

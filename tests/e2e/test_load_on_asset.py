@@ -89,7 +89,11 @@ def replica_uri(pg_uri: str) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def airflow(
-    airflow_connections: dict[str, str], export_bucket: str, source_table: str, replica_uri: str
+    airflow_connections: dict[str, str],
+    export_bucket: str,
+    source_table: str,
+    replica_uri: str,
+    migrated_airflow_db: Path,
 ) -> Iterator[AirflowStack]:
     home = Path(tempfile.mkdtemp(prefix="s3stream-e2e-load-"))
     replica = urllib.parse.urlsplit(replica_uri)
@@ -100,7 +104,7 @@ def airflow(
         "S3STREAM_BUCKET": export_bucket,
         "S3STREAM_ORDERS_TABLE": source_table,
     }
-    stack = AirflowStack(home / "home", DAGS_EXAMPLES, extra_env=env)
+    stack = AirflowStack(home / "home", DAGS_EXAMPLES, extra_env=env, metadata_template=migrated_airflow_db)
     try:
         stack.start()
         yield stack

@@ -59,13 +59,15 @@ def orders_table(pg_uri: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def airflow(airflow_connections: dict[str, str], export_bucket: str, orders_table: str) -> Iterator[AirflowStack]:
+def airflow(
+    airflow_connections: dict[str, str], export_bucket: str, orders_table: str, migrated_airflow_db: Path
+) -> Iterator[AirflowStack]:
     """A running deployment over ``dags_examples/``; stopped (whole process group) afterwards."""
     home = Path(tempfile.mkdtemp(prefix="s3stream-e2e-airflow-"))
     # The deployment's own SQLite DB and config, never the test session's; the daily export DAG
     # reads its bucket and table from the environment, as a deployer would set them.
     env = {**airflow_connections, "S3STREAM_BUCKET": export_bucket, "S3STREAM_ORDERS_TABLE": orders_table}
-    stack = AirflowStack(home / "home", DAGS_EXAMPLES, extra_env=env)
+    stack = AirflowStack(home / "home", DAGS_EXAMPLES, extra_env=env, metadata_template=migrated_airflow_db)
     try:
         stack.start()
         yield stack

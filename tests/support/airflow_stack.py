@@ -12,7 +12,9 @@ triggerer), and :meth:`AirflowStack.spawn` adds more processes to the group (Cel
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,7 +27,7 @@ import httpx
 
 from tests.support.devservices import free_port
 
-__all__ = ["AirflowStack", "wait_for"]
+__all__ = ["AirflowStack", "migrated_sqlite_db", "wait_for"]
 
 T = TypeVar("T")
 
@@ -51,6 +53,39 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout_s: float, interva
     raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what} (last error: {last_error!r})")
 
 
+def migrated_sqlite_db(directory: Path) -> Path:
+    """``directory/airflow.db``: a SQLite metadata DB that ``airflow db migrate`` brought to this
+    Airflow's schema, made on the first call and reused after (a file lock serialises the callers,
+    so xdist workers sharing ``directory`` migrate once between them).
+
+    A template: copy it into a deployment's home, never open it in place.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    db, done = directory / "airflow.db", directory / "migrated"
+    with open(directory / "migrate.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            env = {
+                **os.environ,
+                "AIRFLOW_HOME": str(directory / "home"),
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{db}",
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            }
+            env.pop("AIRFLOW__CORE__SQL_ALCHEMY_CONN", None)
+            proc = subprocess.run(
+                [sys.executable, "-m", "airflow", "db", "migrate"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=False,
+            )
+            if proc.returncode != 0:
+                raise RuntimeError(f"airflow db migrate exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+            done.touch()
+    return db
+
+
 class AirflowStack:
     """api-server + scheduler + dag-processor over ``dags_folder``, reachable on a loopback port."""
 
@@ -62,9 +97,15 @@ class AirflowStack:
         *,
         components: tuple[str, ...] = COMPONENTS,
         config: Mapping[str, str] | None = None,
+        metadata_template: Path | None = None,
     ) -> None:
-        """``extra_env`` is added to every process; ``config`` overrides the defaults below."""
+        """``extra_env`` is added to every process; ``config`` overrides the defaults below.
+
+        ``metadata_template`` (:func:`migrated_sqlite_db`) is copied in as the SQLite metadata DB
+        instead of migrating one.
+        """
         self.home = home
+        self.metadata_template = metadata_template
         self.components = components
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -118,7 +159,10 @@ class AirflowStack:
     def start(self) -> None:
         """Migrate the DB, start every component in one process group, wait for the API."""
         self.home.mkdir(parents=True, exist_ok=True)
-        self.airflow_cli("db", "migrate")
+        if self.metadata_template is not None:
+            shutil.copyfile(self.metadata_template, self.home / "airflow.db")
+        else:
+            self.airflow_cli("db", "migrate")
         for name in self.components:
             self.spawn(name, [sys.executable, "-m", "airflow", name])
         wait_for("the api-server to answer", self._api_ready, STARTUP_TIMEOUT_S)
