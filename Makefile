@@ -63,7 +63,8 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
-# The store matrix: the S3 tests on each store in STORES, one pytest run per store. moto is a mock;
+# The store matrix: the S3 tests on each store in STORES, one pytest run per store (on the xdist
+# workers, with one RGW for the whole run, started before them). moto is a mock;
 # rgw is a throwaway single-node Ceph RADOS Gateway, a real S3 implementation, started by the tests
 # from Debian's packages (ceph-mon ceph-osd radosgw ceph-common; this target says how to install
 # them when they are missing). Behaviour that differs by store is asserted per store, never skipped.
