@@ -89,8 +89,6 @@ XDIST_GROUPS: dict[str, str] = {
     "tests/integration/test_zip_verify_memory.py": ISOLATED,
     "tests/integration/test_multipart_upload.py::"
     "test_peak_rss_of_a_1gb_streamed_upload_stays_within_the_bound": ISOLATED,
-    "tests/integration/test_multipart_writer.py::"
-    "test_writer_blocks_while_max_concurrency_parts_are_in_flight": ISOLATED,
     "tests/unit/test_readahead.py::test_adaptive_read_ahead_beats_one_stream_through_latency": ISOLATED,
     "tests/e2e/test_demo.py": "demo-database",
     "tests/e2e/test_playground.py": "demo-database",
