@@ -104,11 +104,32 @@ def xdist_group_of(nodeid: str) -> str | None:
     return XDIST_GROUPS.get(test) or XDIST_GROUPS.get(test.split("::", 1)[0])
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the marks to group the tests
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         group = xdist_group_of(item.nodeid)
         if group is not None:
             item.add_marker(pytest.mark.xdist_group(group))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup`` that also groups by :data:`XDIST_GROUPS` on the controller, from the node ids.
+
+    xdist 3.8 carries a test's xdist_group mark to the controller as an ``@group`` suffix it writes
+    into the node id, which pytest 9.2 no longer reads back (pytest-dev/pytest-xdist#1386): the
+    marks alone group nothing there.
+    """
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling  # type: ignore[import-untyped]
+
+    class TableGroupScheduling(LoadGroupScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            scope = str(super()._split_scope(nodeid))
+            return scope if scope != nodeid else xdist_group_of(nodeid) or nodeid
+
+    return TableGroupScheduling(config, log)
 
 
 @pytest.fixture(scope="session")
