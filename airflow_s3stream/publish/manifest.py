@@ -183,9 +183,10 @@ def parse_manifest(body: bytes, bucket: str, key: str) -> Manifest:
     """Read the manifest stored at ``s3://bucket/key``.
 
     :raises SourceError: naming the manifest and the field at fault: not JSON, not an object, a
-        ``version`` newer than :data:`MANIFEST_VERSION`, no ``files`` list, an entry without key, a
-        count that is not a non-negative integer, a ``format``, ``compression``, ``etag`` or checksum
-        field that is not a string, a ``csv`` or ``checksum`` that is not an object.
+        ``version`` that is not a positive integer or is newer than :data:`MANIFEST_VERSION`, no
+        ``files`` list, an entry without key, a count that is not a non-negative integer, a
+        ``format``, ``compression``, ``etag`` or checksum field that is not a string, a ``csv`` or
+        ``checksum`` that is not an object.
     """
     where = f"manifest s3://{bucket}/{key}"
     try:
@@ -195,7 +196,9 @@ def parse_manifest(body: bytes, bucket: str, key: str) -> Manifest:
     if not isinstance(doc, dict):
         raise SourceError(f"{where}: expected a JSON object, got {type(doc).__name__}")
     version = doc.get("version")
-    if version is not None and version != MANIFEST_VERSION:
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
+        raise SourceError(f"{where}: version must be a positive integer, got {version!r}")
+    if version is not None and version > MANIFEST_VERSION:
         raise SourceError(f"{where}: version {version!r} is newer than this package reads ({MANIFEST_VERSION})")
     files = doc.get("files")
     if not isinstance(files, list):
