@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,7 +28,7 @@ from airflow_s3stream.s3.multipart.result import UploadResult
 
 WRITTEN_BEFORE = (Path(__file__).parent / "data" / "export_manifest_v1.json").read_bytes().removesuffix(b"\n")
 KEY = "exp/day/_manifest.json"
-FILES = [
+FILES: list[dict[str, Any]] = [
     {"key": "exp/day/part-00000.csv.gz", "rows": 6000, "bytes": 6291456},
     {"key": "exp/day/part-00001.csv.gz", "rows": 17, "bytes": 512},
 ]
