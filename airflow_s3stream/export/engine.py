@@ -216,7 +216,10 @@ def export_query(
             document = _manifest(description, parts.files, seconds=time.monotonic() - started)
     except BaseException as exc:
         parts.abort(exc)
-        _abandon(client, bucket, prefix, parts.files, config, owned=options.split and not stage_only)
+        try:
+            _abandon(client, bucket, prefix, parts.files, config, owned=options.split and not stage_only)
+        except Exception as cleanup:  # the export's own error is the one to raise; the next try cleans up
+            log.error("export failed (%s), and giving up its files failed too: %s", exc, cleanup)
         raise
     stale: list[str] = []
     commit_ms: float | None = None
