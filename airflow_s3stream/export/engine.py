@@ -233,16 +233,16 @@ def export_query(
             owned_prefix=prefix + "/part-" if options.split else None,
         )
 
-        def stale_parts() -> list[str]:
+        def stale_parts() -> list[str]:  # listed once a commit a killed try recorded is finished
             listed = list_keys(client, bucket, prefix + "/part-", config.retry)
-            stale.extend(stale_part_keys(prefix, listed, [f.key for f in parts.files]))
-            return stale
+            return stale_part_keys(prefix, listed, [f.key for f in parts.files])
 
         outcome = publish(client, publication, config, stale=stale_parts if options.split else None)
         for f in parts.files:
             if f.key in outcome.results:
                 f.upload = outcome.results[f.key].to_dict()
         commit_ms = outcome.commit_ms if options.split else None
+        stale = outcome.deleted
     seconds = time.monotonic() - started
     progress.set(rows, sum(f.bytes for f in parts.files))
     progress.finish()

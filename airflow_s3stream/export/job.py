@@ -176,14 +176,10 @@ def commit_job(
         owned_prefix=base + "/",
         staged_elsewhere=True,
     )
-    stale: list[str] = []
 
-    def replaced_files() -> list[str]:
+    def replaced_files() -> list[str]:  # read once a commit a killed try recorded is finished
         previous = _previous_files(client, bucket, index_key, config)
-        stale.extend(
-            k for k in previous if k not in written and k.startswith(base + "/") and k not in (index_key, state)
-        )
-        return stale
+        return [k for k in previous if k not in written and k.startswith(base + "/") and k not in (index_key, state)]
 
     outcome = publish(client, publication, config, stale=replaced_files)
     entries = [
@@ -197,7 +193,7 @@ def commit_job(
         files=entries,
         rows=sum(f.rows for f in files),
         bytes=sum(f.bytes for f in files),
-        deleted_stale=list(stale),
+        deleted_stale=outcome.deleted,
         commit_ms=outcome.commit_ms,
     )
 
