@@ -4,23 +4,22 @@
 
 1. HeadBucket: a missing bucket or refused credentials fail before the query runs;
    every S3 call here goes through :mod:`airflow_s3stream.s3` (retried, errors named);
-2. split exports: finish the commit a killed earlier try recorded in ``<prefix>/_commit.json``
-   (its export is published whole), then abort multipart uploads left open under
-   ``<prefix>/part-`` (a try killed while staging);
-3. describe the query (``LIMIT 0``): SQL errors fail here, before any object is opened;
-4. stream ``COPY`` into one object, or numbered parts, through the multipart writer (uploads
+2. describe the query (``LIMIT 0``): SQL errors fail here, before any object is opened;
+3. stream ``COPY`` into one object, or numbered parts, through the multipart writer (uploads
    overlap reading; memory is about ``(max_concurrency + 1) x part_size``). Split: every part is
    *staged*, a multipart upload left open when its file closes, so nothing under the prefix
    changes yet (the old parts and the old manifest stay as they were);
-5. on error: abort the open upload and every staged one (a single object completed by a custom
-   opener is deleted), then re-raise; the previous export is untouched;
-6. on success, split: the commit (:func:`airflow_s3stream.s3.multipart.commit.commit`): write
-   the commit state, complete every staged upload (a lost Complete answer is settled
-   idempotently), delete stale ``part-NNNNN`` objects of an earlier, larger run, write the
-   manifest LAST (replacing the old one), delete the commit state. The window from the first
-   Complete to the manifest is ``commit_ms``. Single object: the manifest (if asked) after it.
+4. on error: :func:`airflow_s3stream.publish.abandon`: abort the open upload and every staged
+   one (a single object completed by a custom opener is deleted), then re-raise; the previous
+   export is untouched;
+5. on success, split: :func:`airflow_s3stream.publish.publish`: finish the commit a killed
+   earlier try recorded in ``<prefix>/_commit.json`` (its export is published whole), then the
+   staged commit (commit state, every Complete, stale ``part-NNNNN`` objects of an earlier, larger
+   run deleted, the manifest LAST, the state dropped), then abort the uploads killed tries left
+   open under ``<prefix>/part-``. The window from the first Complete to the manifest is
+   ``commit_ms``. Single object: the manifest (if asked) after it.
 
-With ``stage_only`` (one task of a job of mapped tasks) step 6 is left to the job: every file,
+With ``stage_only`` (one task of a job of mapped tasks) step 5 is left to the job: every file,
 split or not, is staged and returned (:attr:`ExportResult.staged`); :mod:`airflow_s3stream.export.job`
 commits the files of all tasks under one manifest, or aborts them.
 """
@@ -28,28 +27,25 @@ commits the files of all tasks under one manifest, or aborts them.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow_s3stream.budget import compact_arrow_memory
-from airflow_s3stream.errors import ConfigurationError, DestinationError, InvalidInputError
+from airflow_s3stream.errors import ConfigurationError, InvalidInputError
 from airflow_s3stream.export.columns import Column, describe_query
 from airflow_s3stream.export.copy_stream import arrow_batches, copy_rows
 from airflow_s3stream.export.keys import commit_state_key, manifest_key, part_key, single_key, stale_part_keys
-from airflow_s3stream.export.manifest import build_manifest, csv_settings
 from airflow_s3stream.export.options import ExportOptions
 from airflow_s3stream.export.query import copy_statement, jsonl_copy_statement
 from airflow_s3stream.export.writers import ExportedFile, ObjectOpener, PartSequence, write_parquet, write_text
 from airflow_s3stream.progress import Progress, ProgressSnapshot
-from airflow_s3stream.s3.multipart import MultipartConfig, MultipartWriter, abort_stale_uploads
-from airflow_s3stream.s3.multipart.commit import CommitPlan, abort_staged, commit, finish_recorded_commit, index_entry
-from airflow_s3stream.s3.objects import check_bucket, delete_keys, list_keys, put_object
-from airflow_s3stream.s3.retry import RetryPolicy
+from airflow_s3stream.publish import Publication, abandon, publish
+from airflow_s3stream.publish.manifest import build_manifest, csv_settings, index_entry
+from airflow_s3stream.s3.multipart import MultipartConfig, MultipartWriter
+from airflow_s3stream.s3.objects import check_bucket, list_keys
 
 if TYPE_CHECKING:
     import psycopg
@@ -175,13 +171,8 @@ def export_query(
         raise ConfigurationError("stage_only: the job's commit writes the manifest; write_manifest must be off")
     started = time.monotonic()
     config = upload_config or MultipartConfig()
-    retry = config.retry
-    check_bucket(client, bucket, retry)
+    check_bucket(client, bucket, config.retry)
     prefix = key.rstrip("/")
-    state = commit_state_key(prefix) if options.split and not stage_only else None
-    if state is not None:
-        finish_recorded_commit(client, bucket, state, config)
-        _abort_leftover_uploads(client, bucket, prefix, retry)
     columns = describe_query(conn, sql, parameters)
     stage = options.split or stage_only
     opener = open_object or multipart_opener(client, bucket, options.content_type, config, stage=stage)
@@ -219,35 +210,39 @@ def export_query(
                 rows = write_text(copied, parts, options, has_header=has_header, progress=progress.set)
         if rows == 0 and options.empty_result == "fail":
             raise InvalidInputError(_empty_result_message(sql, parameters))
+        description = _description(sql, options, columns)
+        document = None
+        if manifest is not None:
+            document = _manifest(description, parts.files, seconds=time.monotonic() - started)
     except BaseException as exc:
         parts.abort(exc)
-        _discard(client, bucket, parts.files, config)
+        try:
+            _abandon(client, bucket, prefix, parts.files, config, owned=options.split and not stage_only)
+        except Exception as cleanup:  # the export's own error is the one to raise; the next try cleans up
+            log.error("export failed (%s), and giving up its files failed too: %s", exc, cleanup)
         raise
     stale: list[str] = []
     commit_ms: float | None = None
-    description = _description(sql, options, columns)
-    if stage_only:
-        pass  # published (or aborted) by the job's commit
-    elif options.split:
-        try:
-            listed = list_keys(client, bucket, prefix + "/part-", retry)
-            stale = stale_part_keys(prefix, listed, [f.key for f in parts.files])
-            document = None
-            if manifest is not None:
-                document = _manifest(description, parts.files, seconds=time.monotonic() - started)
-        except BaseException:
-            _discard(client, bucket, parts.files, config)
-            raise
-        staged = tuple(f.staged for f in parts.files if f.staged is not None)
-        plan = CommitPlan(bucket, staged, tuple(stale), manifest, document)
-        outcome = commit(client, plan, config, state_key=state)
+    if not stage_only and (options.split or document is not None):  # stage_only: the job's commit publishes
+        publication = Publication(
+            bucket,
+            tuple(f.staged for f in parts.files if f.staged is not None),
+            manifest,
+            document,
+            state_key=commit_state_key(prefix) if options.split else None,
+            owned_prefix=prefix + "/part-" if options.split else None,
+        )
+
+        def stale_parts() -> list[str]:  # listed once a commit a killed try recorded is finished
+            listed = list_keys(client, bucket, prefix + "/part-", config.retry)
+            return stale_part_keys(prefix, listed, [f.key for f in parts.files])
+
+        outcome = publish(client, publication, config, stale=stale_parts if options.split else None)
         for f in parts.files:
             if f.key in outcome.results:
                 f.upload = outcome.results[f.key].to_dict()
-        commit_ms = outcome.commit_ms
-    elif manifest is not None:
-        body = _manifest(description, parts.files, seconds=time.monotonic() - started)
-        put_object(client, bucket, manifest, json.dumps(body, indent=2).encode(), retry, ContentType="application/json")
+        commit_ms = outcome.commit_ms if options.split else None
+        stale = outcome.deleted
     seconds = time.monotonic() - started
     progress.set(rows, sum(f.bytes for f in parts.files))
     progress.finish()
@@ -266,26 +261,20 @@ def export_query(
     )
 
 
-def _abort_leftover_uploads(client: S3Client, bucket: str, prefix: str, retry: RetryPolicy) -> None:
-    """Abort uploads left open under ``<prefix>/part-`` by a try killed while staging (the prefix
-    is the export's own). Credentials that may not list uploads skip this with a warning: the
-    leftovers then wait for the bucket's lifecycle rule."""
-    try:
-        abort_stale_uploads(client, bucket, prefix + "/part-", older_than=timedelta(0), retry=retry)
-    except DestinationError as exc:
-        log.warning("could not abort uploads left under s3://%s/%s/ by an earlier try: %s", bucket, prefix, exc)
-
-
-def _discard(client: S3Client, bucket: str, files: list[ExportedFile], config: MultipartConfig) -> None:
-    """Before the commit: abort the staged uploads; delete objects a (custom) opener completed."""
-    staged = [f.staged for f in files if f.staged is not None]
-    if staged:
-        log.warning("export failed; aborting %d staged upload(s): the previous export stays as it was", len(staged))
-        abort_staged(client, staged, config)
-    written = [f.key for f in files if f.staged is None]
-    if written:
-        log.warning("export failed; deleting %d object(s) this run completed", len(written))
-        delete_keys(client, bucket, written, config.retry)
+def _abandon(
+    client: S3Client, bucket: str, prefix: str, files: list[ExportedFile], config: MultipartConfig, *, owned: bool
+) -> None:
+    """Before the commit: abort the staged uploads (and, for a split export, every upload open under
+    ``<prefix>/part-``); delete objects a (custom) opener completed."""
+    staged = tuple(f.staged for f in files if f.staged is not None)
+    publication = Publication(
+        bucket,
+        staged,
+        state_key=commit_state_key(prefix) if owned else None,
+        owned_prefix=prefix + "/part-" if owned else None,
+    )
+    log.warning("export failed; publishing nothing: the previous export stays as it was")
+    abandon(client, publication, config, completed=[f.key for f in files if f.staged is None])
 
 
 def _empty_result_message(sql: str, parameters: Any) -> str:

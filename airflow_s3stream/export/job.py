@@ -4,12 +4,13 @@ Each task of the job runs :func:`~airflow_s3stream.export.engine.export_query` w
 and returns its staged files (XCom, a few hundred bytes per file). Then one of two things happens:
 
 * :func:`commit_job`, once every task has staged, publishes them all as one export under
-  ``<prefix>/``: finish a commit an earlier try recorded, check every staged upload is still
-  open, then the staged commit of :mod:`airflow_s3stream.s3.multipart.commit` (commit state,
+  ``<prefix>/`` with :func:`airflow_s3stream.publish.publish`: finish a commit an earlier try
+  recorded, check every staged upload is still open, then the staged commit (commit state,
   Complete all, delete the files the replaced manifest listed that this export does not write,
   the manifest LAST), and finally abort uploads left open under the prefix by killed tries;
-* :func:`abort_job`, when a task failed: abort every staged upload (and every other upload open
-  under the prefix), so the previous export stays exactly as it was.
+* :func:`abort_job`, when a task failed: :func:`airflow_s3stream.publish.abandon` aborts every
+  staged upload (and every other upload open under the prefix), so the previous export stays
+  exactly as it was.
 
 The job owns ``<prefix>/``: every staged key must lie under it, the manifest is
 ``<prefix>/_manifest.json`` and the commit state ``<prefix>/_commit.json``.
@@ -17,27 +18,21 @@ The job owns ``<prefix>/``: every staged key must lie under it, the manifest is
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow_s3stream.errors import ConfigurationError, DestinationError
+from airflow_s3stream.errors import ConfigurationError, SourceError
 from airflow_s3stream.export.keys import commit_state_key, manifest_key
-from airflow_s3stream.export.manifest import build_manifest
-from airflow_s3stream.s3.multipart import MultipartConfig, abort_stale_uploads
-from airflow_s3stream.s3.multipart.cleanup import abort_upload
-from airflow_s3stream.s3.multipart.commit import (
-    CommitPlan,
-    StagedUpload,
-    abort_staged,
-    check_staged,
-    commit,
-    finish_recorded_commit,
-)
+from airflow_s3stream.publish import Publication, abandon, publish
+from airflow_s3stream.publish.manifest import build_manifest, parse_manifest
+from airflow_s3stream.s3.multipart import MultipartConfig
+from airflow_s3stream.s3.multipart.staged import StagedUpload
 from airflow_s3stream.s3.objects import get_object_bytes
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
 
 __all__ = ["JobAbort", "JobCommit", "StagedFile", "abort_job", "commit_job", "staged_files"]
 
@@ -146,7 +141,7 @@ def _description(results: list[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def commit_job(
-    client: Any,
+    client: S3Client,
     *,
     bucket: str,
     prefix: str,
@@ -163,27 +158,30 @@ def commit_job(
     base = prefix.rstrip("/")
     state = commit_state_key(base)
     index_key = manifest_key(base, split=True)
-    finish_recorded_commit(client, bucket, state, config)
     files = staged_files(listed, bucket, base)
     description = _description(listed)
-    uploads = tuple(f.upload for f in files)
-    try:
-        check_staged(client, uploads, config)
-    except BaseException:
-        abort_staged(client, uploads, config)
-        raise
     written = {f.key for f in files}
-    stale = [key for key in _previous_files(client, bucket, index_key, config) if key not in written]
-    stale = [key for key in stale if key.startswith(base + "/") and key not in (index_key, state)]
     seconds = max((float(r.get("seconds", 0.0)) for r in listed), default=0.0)
     document = build_manifest(
         **description,
         files=[{"key": f.key, "rows": f.rows, "bytes": f.bytes} for f in files],
         seconds=seconds,
     )
-    plan = CommitPlan(bucket, uploads, tuple(stale), index_key, document)
-    outcome = commit(client, plan, config, state_key=state)
-    _abort_leftovers(client, bucket, base, {u.upload_id for u in uploads}, config)
+    publication = Publication(
+        bucket,
+        tuple(f.upload for f in files),
+        index_key,
+        document,
+        state_key=state,
+        owned_prefix=base + "/",
+        staged_elsewhere=True,
+    )
+
+    def replaced_files() -> list[str]:  # read once a commit a killed try recorded is finished
+        previous = _previous_files(client, bucket, index_key, config)
+        return [k for k in previous if k not in written and k.startswith(base + "/") and k not in (index_key, state)]
+
+    outcome = publish(client, publication, config, stale=replaced_files)
     entries = [
         {"key": f.key, "rows": f.rows, "bytes": f.bytes, "etag": outcome.results[f.key].etag}
         for f in files
@@ -195,13 +193,13 @@ def commit_job(
         files=entries,
         rows=sum(f.rows for f in files),
         bytes=sum(f.bytes for f in files),
-        deleted_stale=list(stale),
+        deleted_stale=outcome.deleted,
         commit_ms=outcome.commit_ms,
     )
 
 
 def abort_job(
-    client: Any,
+    client: S3Client,
     *,
     bucket: str,
     prefix: str,
@@ -217,59 +215,21 @@ def abort_job(
     uploads, every upload of ``results`` is aborted (a completed one answers ``NoSuchUpload``).
     """
     base = prefix.rstrip("/")
-    done = JobAbort()
-    done.finished_commit = finish_recorded_commit(client, bucket, commit_state_key(base), config) is not None
-    staged = [f.upload for f in staged_files([r for r in results if r is not None], bucket, base)]
-    still_open = _open_uploads(client, bucket, base, config)
-    targets = [(u.key, u.upload_id) for u in staged] if still_open is None else sorted(still_open)
-    if targets:
-        log.warning(
-            "aborting %d staged upload(s) under s3://%s/%s/: the previous export stays as it was",
-            len(targets),
-            bucket,
-            base,
-        )
-    for key, upload_id in targets:
-        abort_upload(client, bucket, key, upload_id, config.retry)
-    done.aborted = sorted({key for key, _ in targets})
-    return done
+    staged = tuple(f.upload for f in staged_files([r for r in results if r is not None], bucket, base))
+    publication = Publication(bucket, staged, state_key=commit_state_key(base), owned_prefix=base + "/")
+    done = abandon(client, publication, config)
+    return JobAbort(aborted=done.aborted, finished_commit=done.finished_commit)
 
 
-def _previous_files(client: Any, bucket: str, index_key: str, config: MultipartConfig) -> list[str]:
-    """The keys the manifest being replaced lists (none when there is none, or it cannot be parsed)."""
+def _previous_files(client: S3Client, bucket: str, index_key: str, config: MultipartConfig) -> list[str]:
+    """The keys the manifest being replaced lists (none when there is none, or it cannot be read)."""
     raw = get_object_bytes(
         client, bucket, index_key, config.retry, what=f"reading the current manifest s3://{bucket}/{index_key}"
     )
     if raw is None:
         return []
     try:
-        return [str(f["key"]) for f in json.loads(raw).get("files", [])]
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        log.warning("s3://%s/%s is not a manifest (%s): no stale files are deleted", bucket, index_key, exc)
+        return [f.key for f in parse_manifest(raw, bucket, index_key).files]
+    except SourceError as exc:
+        log.warning("%s: no stale files are deleted", exc)
         return []
-
-
-def _open_uploads(client: Any, bucket: str, base: str, config: MultipartConfig) -> set[tuple[str, str]] | None:
-    """``(key, upload_id)`` of every upload open under ``<base>/``; ``None`` (with a warning) when the
-    credentials may not list uploads."""
-    try:
-        listed = abort_stale_uploads(
-            client, bucket, base + "/", older_than=timedelta(0), dry_run=True, retry=config.retry
-        )
-    except DestinationError as exc:
-        log.warning("could not list the uploads open under s3://%s/%s/: %s", bucket, base, exc)
-        return None
-    return {(u.key, u.upload_id) for u in listed}
-
-
-def _abort_leftovers(client: Any, bucket: str, base: str, keep: set[str], config: MultipartConfig) -> None:
-    """After a commit: abort uploads open under ``<base>/`` other than ``keep`` (killed tries' leftovers)."""
-    leftovers = sorted(
-        (key, upload_id)
-        for key, upload_id in _open_uploads(client, bucket, base, config) or ()
-        if upload_id not in keep
-    )
-    if leftovers:
-        log.warning("aborting %d upload(s) left open under s3://%s/%s/ by killed tries", len(leftovers), bucket, base)
-    for key, upload_id in leftovers:
-        abort_upload(client, bucket, key, upload_id, config.retry)

@@ -7,7 +7,7 @@ Pure functions over strings, so the naming rules are tested without a server:
 * split: ``s3_key`` is a prefix owned by the export: ``<prefix>/part-00000.csv.gz``, ... and
   ``<prefix>/_manifest.json``. A re-run removes ``part-NNNNN*`` objects under the prefix that it did
   not write (leftovers of an earlier, larger run). ``<prefix>/_commit.json`` exists only while an
-  export commits its staged parts (:mod:`airflow_s3stream.s3.multipart.commit`).
+  export commits its staged parts (:mod:`airflow_s3stream.publish`).
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ import posixpath
 import re
 from collections.abc import Iterable
 
+from airflow_s3stream.publish.manifest import MANIFEST_NAME
+
 __all__ = [
     "COMMIT_STATE_NAME",
-    "MANIFEST_NAME",
     "PART_DIGITS",
     "commit_state_key",
     "manifest_key",
@@ -27,7 +28,6 @@ __all__ = [
     "stale_part_keys",
 ]
 
-MANIFEST_NAME = "_manifest.json"
 COMMIT_STATE_NAME = "_commit.json"
 PART_DIGITS = 5  # part-00000 ... part-99999
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from airflow_s3stream.export.compression import open_compressor
 from airflow_s3stream.export.options import ExportOptions
-from airflow_s3stream.s3.multipart.commit import StagedUpload
+from airflow_s3stream.s3.multipart.staged import StagedUpload
 
 __all__ = ["CountingSink", "ExportedFile", "ObjectOpener", "PartSequence", "write_parquet", "write_text"]
 

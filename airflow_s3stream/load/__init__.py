@@ -6,9 +6,9 @@ No Airflow here: :func:`load_into_postgres` takes a psycopg 3 connection and a b
 from __future__ import annotations
 
 from airflow_s3stream.load.engine import LoadedFile, LoadResult, LoadStep, load_into_postgres
-from airflow_s3stream.load.manifest import Manifest, ManifestFile, parse_manifest
 from airflow_s3stream.load.options import LOAD_COMPRESSIONS, LOAD_FORMATS, MODES, LoadOptions
 from airflow_s3stream.load.sources import LoadFile, SourceSpec, resolve_source
+from airflow_s3stream.publish.manifest import Manifest, ManifestFile, parse_manifest
 
 __all__ = [
     "LOAD_COMPRESSIONS",

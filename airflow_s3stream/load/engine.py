@@ -27,7 +27,6 @@ from airflow_s3stream.load.buffers import LoadBuffers
 from airflow_s3stream.load.byte_stream import DEFAULT_READ_AHEAD, ReadAhead, open_file
 from airflow_s3stream.load.copy_in import CsvDialect, copy_csv, copy_jsonl, copy_parquet, read_header
 from airflow_s3stream.load.formats import format_from_suffix
-from airflow_s3stream.load.manifest import Manifest
 from airflow_s3stream.load.options import LoadOptions
 from airflow_s3stream.load.parquet_input import (
     ParquetInput,
@@ -40,6 +39,7 @@ from airflow_s3stream.load.pg_errors import is_connection_failure, load_error
 from airflow_s3stream.load.sources import LoadFile, ResolvedSource, SourceSpec, resolve_source
 from airflow_s3stream.load.target import TargetTable, check_columns, split_table_name
 from airflow_s3stream.progress import MB, Progress, ProgressSnapshot
+from airflow_s3stream.publish.manifest import Manifest
 from airflow_s3stream.s3.arrow_fs import ArrowS3Settings
 from airflow_s3stream.s3.reader import ReaderConfig
 from airflow_s3stream.s3.retry import RetryPolicy

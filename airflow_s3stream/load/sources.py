@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_s3stream.errors import ChecksumMismatchError, ObjectChangedError, SourceError
-from airflow_s3stream.load.manifest import MANIFEST_NAME, Manifest, ManifestFile, parse_manifest
+from airflow_s3stream.publish.manifest import MANIFEST_NAME, Manifest, ManifestFile, parse_manifest
 from airflow_s3stream.s3.objects import head_object, list_keys
 from airflow_s3stream.s3.reader import RangedReader, ReaderConfig, S3ObjectSource
 from airflow_s3stream.s3.retry import RetryPolicy

@@ -3,8 +3,9 @@
 Thin by design: arguments are validated here (at DAG parse time where they are not templated),
 clients come from :class:`~airflow_s3stream.hooks.s3.S3StreamHook`, the bag is written by
 :func:`airflow_s3stream.archive.package.package_bag` into a staged
-:class:`~airflow_s3stream.s3.multipart.MultipartWriter`, and published by the staged commit, so
-the ZIP appears only when complete and a failed run leaves any previous object as it was.
+:class:`~airflow_s3stream.s3.multipart.MultipartWriter`, and published by
+:func:`airflow_s3stream.publish.publish`, so the ZIP appears only when complete, a failed run
+leaves any previous object as it was, and uploads of the key left open by killed tries are aborted.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from airflow_s3stream.errors import ConfigurationError
 from airflow_s3stream.hooks.s3 import S3StreamHook
 from airflow_s3stream.operators.failures import named_failures
 from airflow_s3stream.operators.links import S3ObjectLink
+from airflow_s3stream.publish import Publication, publish
 from airflow_s3stream.s3.multipart import MultipartConfig, MultipartWriter
-from airflow_s3stream.s3.multipart.commit import CommitPlan, abort_staged, commit
 from airflow_s3stream.s3.reader import ReaderConfig, S3ObjectSource
 
 __all__ = ["S3ToBagItZipOperator"]
@@ -187,11 +188,7 @@ class S3ToBagItZipOperator(BaseOperator):
                 result = package_bag(files, writer, config)
             staged = writer.staged
             assert staged is not None
-            try:
-                outcome = commit(dest, CommitPlan(self.s3_bucket, (staged,)), mp_config)
-            except BaseException:
-                abort_staged(dest, (staged,), mp_config)
-                raise
+            outcome = publish(dest, Publication(self.s3_bucket, (staged,), owned_prefix=self.s3_key), mp_config)
             published = outcome.results[self.s3_key]
             seconds = time.monotonic() - started
             xcom: dict[str, Any] = {

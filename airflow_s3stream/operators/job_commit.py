@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, TriggerRule
 
@@ -27,6 +27,9 @@ from airflow_s3stream.operators.assets import annotate_outlets
 from airflow_s3stream.operators.failures import named_failures
 from airflow_s3stream.operators.links import S3ObjectLink
 from airflow_s3stream.s3.multipart import DEFAULT_MAX_CONCURRENCY, MultipartConfig
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
 
 __all__ = ["S3StreamAbortOperator", "S3StreamCommitOperator"]
 
@@ -72,7 +75,7 @@ class _JobOperator(BaseOperator):
         """What the "S3 object" link opens: the job's prefix."""
         return self.s3_prefix
 
-    def _client_and_config(self) -> tuple[Any, MultipartConfig]:
+    def _client_and_config(self) -> tuple[S3Client, MultipartConfig]:
         hook = S3StreamHook(aws_conn_id=self.aws_conn_id, max_pool_connections=self.upload_config.max_concurrency + 2)
         config = dataclasses.replace(self.upload_config, retry=hook.retry_policy(self.max_attempts))
         return hook.get_s3_client(), config

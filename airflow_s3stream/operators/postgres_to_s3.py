@@ -37,7 +37,7 @@ class PostgresToS3StreamOperator(BaseOperator):
         (``.csv``, ``.jsonl.gz``, ``.parquet`` ...) is appended when missing. With splitting it is a
         prefix: ``<s3_key>/part-00000.csv`` ... and ``<s3_key>/_manifest.json``. The parts are
         staged and published together once the query has finished; a failed run leaves the
-        previous export under the prefix as it was (see :mod:`airflow_s3stream.s3.multipart.commit`).
+        previous export under the prefix as it was (see :mod:`airflow_s3stream.publish`).
     :param parameters: query parameters (templated) for ``%s`` / ``%(name)s`` placeholders. ``COPY``
         cannot take server-side parameters, so psycopg binds them on the client: it quotes and
         escapes each value and merges it into the statement text sent to Postgres. That is safe

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from airflow_s3stream.errors import ChecksumMismatchError, DestinationError
+from airflow_s3stream.publish import Publication, publish
 from airflow_s3stream.s3.multipart import MultipartConfig, MultipartWriter
-from airflow_s3stream.s3.multipart.commit import CommitPlan, abort_staged, commit
+from airflow_s3stream.s3.multipart.staged import abort_staged
 from airflow_s3stream.s3.retry import RetryPolicy
 from airflow_s3stream.s3.store_checks import PROBE_PREFIX
 from airflow_s3stream.units import MiB
@@ -239,7 +240,7 @@ def test_staged_writer_leaves_the_upload_open_until_the_commit_publishes_it(
     assert s3_client.list_objects_v2(Bucket=bucket).get("KeyCount") == 0  # nothing visible yet
     assert s3_proxy.count("CompleteMultipartUpload") == 0
     assert [r.op for r in uploads(s3_proxy)].count("PutObject") == 0  # the endpoint's probe aside
-    outcome = commit(proxy_client, CommitPlan(bucket, (staged,)), config())
+    outcome = publish(proxy_client, Publication(bucket, (staged,)), config())
     assert read(s3_client, bucket, "staged.bin") == data
     result = outcome.results["staged.bin"]
     assert result.size == size and "etag" in result.verified and outcome.commit_ms > 0

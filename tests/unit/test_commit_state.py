@@ -7,9 +7,11 @@ import json
 import pytest
 
 from airflow_s3stream.export.keys import commit_state_key
-from airflow_s3stream.s3.multipart.commit import CommitPlan, StagedUpload, index_entry
+from airflow_s3stream.publish.manifest import index_entry
+from airflow_s3stream.publish.state import CommitPlan
 from airflow_s3stream.s3.multipart.result import UploadResult
 from airflow_s3stream.s3.multipart.session import PartRecord
+from airflow_s3stream.s3.multipart.staged import StagedUpload
 
 STAGED = StagedUpload(
     "b",
@@ -48,3 +50,18 @@ def test_index_entry_names_etag_and_checksum() -> None:
         "etag": "abc-2",
         "checksum": {"algorithm": "CRC32C", "type": "COMPOSITE", "value": "xyz==-2", "etag": "abc-2"},
     }
+
+
+def test_a_commit_state_stored_by_an_earlier_release_still_loads() -> None:
+    stored = (
+        b'{"version":1,"bucket":"b","index_key":"exp/day/_manifest.json","index":{"files":[{"key":"exp/day/'
+        b'part-00000.csv"}]},"delete":["exp/day/part-00004.csv"],"uploads":[{"key":"exp/day/part-00000.csv",'
+        b'"upload_id":"upload-1","algorithm":"CRC32C","checksum_type":"COMPOSITE","parts":[[1,5242880,'
+        b'"\\"e1\\"","AAAAAA==","00000000000000000000000000000000"],[2,7,"\\"e2\\"","BBBBBB==",'
+        b'"11111111111111111111111111111111"]]}]}'
+    )
+    plan = CommitPlan.from_json(stored)
+    assert plan == CommitPlan(
+        "b", (STAGED,), ("exp/day/part-00004.csv",), "exp/day/_manifest.json", {"files": [{"key": STAGED.key}]}
+    )
+    assert plan.to_json() == stored

@@ -12,7 +12,7 @@ block, :meth:`MultipartWriter.abort`, or a failed part aborts the multipart uplo
 published and nothing is left billed. A failed part surfaces on the next ``write``/``close``.
 With ``stage=True`` closing uploads the last part (any size, the empty file a 0-byte part) and
 leaves the upload open: :attr:`MultipartWriter.staged` records what completing it needs, and the
-caller publishes it later with :func:`~.commit.commit` (or aborts it with :func:`~.commit.abort_staged`).
+caller publishes it later (:mod:`airflow_s3stream.publish`) or aborts it (:func:`~.staged.abort_staged`).
 A writer dropped without ``close``/``abort`` only logs a warning: the garbage collector is no place
 for network calls, so its upload waits for the bucket's lifecycle rule or ``abort_stale_uploads``.
 """
@@ -33,11 +33,11 @@ from airflow_s3stream.progress import Progress, log_progress
 from airflow_s3stream.s3.classify import to_error
 from airflow_s3stream.s3.multipart.bodies import BufferBody, part_body
 from airflow_s3stream.s3.multipart.checksums import PartHasher
-from airflow_s3stream.s3.multipart.commit import StagedUpload
 from airflow_s3stream.s3.multipart.completion import complete_and_verify, put_and_verify
 from airflow_s3stream.s3.multipart.config import MultipartConfig, PartSizer
 from airflow_s3stream.s3.multipart.result import UploadResult
 from airflow_s3stream.s3.multipart.session import PartRecord, UploadSession
+from airflow_s3stream.s3.multipart.staged import StagedUpload
 
 __all__ = ["MultipartWriter"]
 
