@@ -32,8 +32,8 @@ never "another try" when the other try is this one. A store that ignores ``If-Ma
 Limits: on a store without usable conditional writes, the lease still keeps a later try away from
 a live one, but two tries that read the state at the same moment can both proceed, each overwriting
 the other's state; the object is still completed only once, and the other try's completion is then
-settled by the object (:func:`~.completion.confirm_completed`). A store that refuses the headers
-outright (501) fails the write: use ``resume=False`` there.
+settled by the object (:func:`~airflow_s3stream.s3.multipart.completion.confirm_completed`). A
+store that refuses the headers outright (501) fails the write: use ``resume=False`` there.
 """
 
 from __future__ import annotations
@@ -51,13 +51,13 @@ from typing import Any
 from airflow_s3stream.errors import ConcurrentUploadError
 from airflow_s3stream.s3.classify import classify, raise_error
 from airflow_s3stream.s3.conditional import if_match_args, if_match_form, learn_refused_match, same_etag
-from airflow_s3stream.s3.multipart.resume import ResumeState
 from airflow_s3stream.s3.multipart.session import PartRecord
 from airflow_s3stream.s3.retry import RetryPolicy
+from airflow_s3stream.upload.resume import ResumeState
 
 __all__ = ["CHECKPOINT_INTERVAL", "Checkpointer", "StateStore", "StoredState"]
 
-log = logging.getLogger("airflow_s3stream.s3.multipart")
+log = logging.getLogger("airflow_s3stream.upload")
 
 # seconds between two background state writes: parts acknowledged meanwhile are not lost to a kill,
 # a resumed try adopts them from ListParts when their ETag is the MD5 of our bytes (uploader.py)

@@ -3,9 +3,9 @@
 A local path (or ``file://`` URI) and an ``s3://`` object in the destination's endpoint go to the
 resumable uploader (ranged reads / server-side copy). Anything else smart_open can open (``http(s)``,
 ``s3`` through another connection, ``gs``, ``azure``, ``sftp``...) is read sequentially into a
-:class:`~.writer.MultipartWriter`; such uploads cannot resume (the source cannot be re-read by range
-in general), but memory stays bounded the same way. Logged names go through :func:`redact_uri`
-so presigned query strings and passwords never reach a log.
+:class:`~airflow_s3stream.s3.multipart.writer.MultipartWriter`; such uploads cannot resume (the
+source cannot be re-read by range in general), but memory stays bounded the same way. Logged
+names go through :func:`redact_uri` so presigned query strings and passwords never reach a log.
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ from typing import Any
 from airflow_s3stream.errors import SourceChangedError, SourceError
 from airflow_s3stream.s3.multipart.bodies import FileRange, part_body
 from airflow_s3stream.s3.multipart.checksums import PartDigest, PartHasher, crc_of, looks_like_md5
-from airflow_s3stream.s3.multipart.resume import SourceFingerprint
 from airflow_s3stream.s3.multipart.session import PartRecord, checksum_value
+from airflow_s3stream.upload.resume import SourceFingerprint
 
 __all__ = ["LocalFile"]
 

@@ -51,22 +51,22 @@ from airflow_s3stream.s3.multipart.config import (
     PartSizer,
     plan_parts,
 )
-from airflow_s3stream.s3.multipart.local_file import LocalFile
 from airflow_s3stream.s3.multipart.result import UploadResult
-from airflow_s3stream.s3.multipart.resume import (
+from airflow_s3stream.s3.multipart.session import PartRecord, UploadSession
+from airflow_s3stream.s3.objects import S3Object
+from airflow_s3stream.upload.local_file import LocalFile
+from airflow_s3stream.upload.resume import (
     DEFAULT_STATE_PREFIX,
     ResumeState,
     SourceFingerprint,
     decide_resume,
     state_key,
 )
-from airflow_s3stream.s3.multipart.session import PartRecord, UploadSession
-from airflow_s3stream.s3.multipart.state_store import Checkpointer, StateStore, StoredState
-from airflow_s3stream.s3.objects import S3Object
+from airflow_s3stream.upload.state_store import Checkpointer, StateStore, StoredState
 
 __all__ = ["DEFAULT_STATE_LEASE", "ResumableUploader"]
 
-log = logging.getLogger("airflow_s3stream.s3.multipart")
+log = logging.getLogger("airflow_s3stream.upload")
 
 # Seconds after a try's last state write that another try may take the state over. A live try
 # rewrites it every quarter of this (15 s), so only a try that is gone (killed, partitioned) loses
