@@ -79,7 +79,7 @@ def run_method(method: str, s3: S3Service, path: str, key: str, opts: dict[str, 
                 dst.write(chunk)
     elif method in ("engine", "engine_resume"):
         from airflow_s3stream.s3.multipart import MultipartConfig
-        from airflow_s3stream.s3.multipart.uploader import DEFAULT_STATE_LEASE, ResumableUploader
+        from airflow_s3stream.upload.uploader import DEFAULT_STATE_LEASE, ResumableUploader
 
         config = MultipartConfig(
             part_size=opts["part_mib"] * MiB,

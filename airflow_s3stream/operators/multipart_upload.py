@@ -1,8 +1,8 @@
 """``S3MultipartUploadOperator``: parallel, checksummed, resumable multipart upload of one source.
 
 Thin by design: arguments are validated here (DAG parse time), clients come from
-:class:`~airflow_s3stream.hooks.s3.S3StreamHook`, and the work is the multipart engine
-(:mod:`airflow_s3stream.s3.multipart`).
+:class:`~airflow_s3stream.hooks.s3.S3StreamHook`, and the work is the upload core
+(:mod:`airflow_s3stream.upload`).
 """
 
 from __future__ import annotations
@@ -20,10 +20,8 @@ from airflow_s3stream.hooks.s3 import S3StreamHook
 from airflow_s3stream.operators.failures import named_failures
 from airflow_s3stream.operators.links import S3ObjectLink
 from airflow_s3stream.s3.multipart import MultipartConfig, abort_stale_uploads
-from airflow_s3stream.s3.multipart.resume import DEFAULT_STATE_PREFIX
-from airflow_s3stream.s3.multipart.uploader import ResumableUploader
-from airflow_s3stream.s3.multipart.uri_source import classify_source, redact_uri, upload_uri
 from airflow_s3stream.s3.retry import RetryPolicy
+from airflow_s3stream.upload import DEFAULT_STATE_PREFIX, ResumableUploader, classify_source, redact_uri, upload_uri
 
 __all__ = ["S3MultipartUploadOperator"]
 

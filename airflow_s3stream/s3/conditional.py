@@ -12,7 +12,7 @@ once per endpoint for the rest of the process, the next form to try, and logs it
 * ``quoted`` (S3's behaviour, the default) -> ``unquoted`` (RGW 16);
 * ``unquoted`` refused too -> ``none``: the store has no usable ``If-Match``, and writes go
   without it. That is the documented behaviour for stores without conditional writes
-  (:mod:`~airflow_s3stream.s3.multipart.state_store`): the lease keeps a later try away from a
+  (:mod:`~airflow_s3stream.upload.state_store`): the lease keeps a later try away from a
   live one, and only two tries that read the state at the same moment can both proceed.
 
 ``If-None-Match: *`` (create only if absent) is not affected and always sent.

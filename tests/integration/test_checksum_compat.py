@@ -29,11 +29,11 @@ from airflow_s3stream.errors import DestinationError, TransientError, UploadErro
 from airflow_s3stream.hooks.s3 import S3StreamHook
 from airflow_s3stream.operators import PostgresToS3StreamOperator, S3MultipartUploadOperator
 from airflow_s3stream.s3.multipart import MultipartConfig, MultipartWriter
-from airflow_s3stream.s3.multipart.uploader import ResumableUploader
 from airflow_s3stream.s3.objects import delete_keys
 from airflow_s3stream.s3.retry import RetryPolicy
 from airflow_s3stream.s3.store_checks import PROBE_PREFIX
 from airflow_s3stream.units import MiB
+from airflow_s3stream.upload.uploader import ResumableUploader
 from tests.support.bags import zip_bytes
 from tests.support.s3proxy import Corrupt, S3Proxy, S3Request, Status
 

@@ -23,10 +23,10 @@ from airflow_s3stream.errors import (
     UploadInterruptedError,
 )
 from airflow_s3stream.s3.multipart import MultipartConfig
-from airflow_s3stream.s3.multipart.resume import state_key
-from airflow_s3stream.s3.multipart.uploader import DEFAULT_STATE_LEASE, ResumableUploader
 from airflow_s3stream.s3.retry import RetryPolicy
 from airflow_s3stream.units import MiB
+from airflow_s3stream.upload.resume import state_key
+from airflow_s3stream.upload.uploader import DEFAULT_STATE_LEASE, ResumableUploader
 from tests.support.s3proxy import Corrupt, Delay, Reset, S3Proxy, Status
 
 FAST_RETRY = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05)
@@ -316,7 +316,7 @@ def test_s3_source_replaced_during_copy_fails_and_publishes_nothing(
 CHILD = """
 import json, sys
 from airflow_s3stream.s3.multipart import MultipartConfig
-from airflow_s3stream.s3.multipart.uploader import ResumableUploader
+from airflow_s3stream.upload.uploader import ResumableUploader
 import boto3
 from botocore.config import Config
 from airflow_s3stream.s3.client import single_attempt_config
@@ -396,7 +396,7 @@ import json, os, sys
 import boto3
 from botocore.config import Config
 from airflow_s3stream.s3.multipart import MultipartConfig, MultipartWriter
-from airflow_s3stream.s3.multipart.uploader import ResumableUploader
+from airflow_s3stream.upload.uploader import ResumableUploader
 from tests.support.memory import peak_rss_kib
 endpoint, key_id, secret, bucket, mode, size_mib = sys.argv[1:7]
 client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=key_id, aws_secret_access_key=secret,

@@ -30,11 +30,11 @@ from airflow_s3stream.errors import ConcurrentUploadError, DestinationError, Tra
 from airflow_s3stream.export import ExportOptions, export_query
 from airflow_s3stream.operators import S3MultipartUploadOperator
 from airflow_s3stream.s3.multipart import MultipartConfig, MultipartWriter
-from airflow_s3stream.s3.multipart.resume import state_key
-from airflow_s3stream.s3.multipart.state_store import StateStore
-from airflow_s3stream.s3.multipart.uploader import ResumableUploader
 from airflow_s3stream.s3.retry import RetryPolicy
 from airflow_s3stream.units import MiB
+from airflow_s3stream.upload.resume import state_key
+from airflow_s3stream.upload.state_store import StateStore
+from airflow_s3stream.upload.uploader import ResumableUploader
 from tests.support.s3proxy import (
     Delay,
     DropResponse,
@@ -236,7 +236,7 @@ CHILD = """
 import json, sys
 from tests.support.devservices import S3Service
 from airflow_s3stream.s3.multipart import MultipartConfig
-from airflow_s3stream.s3.multipart.uploader import ResumableUploader
+from airflow_s3stream.upload.uploader import ResumableUploader
 endpoint, bucket, key, path = sys.argv[1:5]
 client = S3Service.from_child_env(endpoint).client(max_pool_connections=16)
 result = ResumableUploader(client, bucket, key, config=MultipartConfig(part_size=5 * 1024 * 1024)).upload_file(path)

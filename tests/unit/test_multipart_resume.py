@@ -13,10 +13,10 @@ import pytest
 from airflow_s3stream.errors import SourceChangedError, SourceError
 from airflow_s3stream.progress import Progress
 from airflow_s3stream.s3.multipart.bodies import BufferBody, FileRange, hashing_raw, part_body
-from airflow_s3stream.s3.multipart.local_file import LocalFile
-from airflow_s3stream.s3.multipart.resume import ResumeState, SourceFingerprint, decide_resume, state_key
 from airflow_s3stream.s3.multipart.session import PartRecord
-from airflow_s3stream.s3.multipart.uri_source import classify_source, redact_uri
+from airflow_s3stream.upload.local_file import FileSha256, LocalFile
+from airflow_s3stream.upload.resume import ResumeState, SourceFingerprint, decide_resume, state_key
+from airflow_s3stream.upload.sources import classify_source, redact_uri
 
 SOURCE = SourceFingerprint("file", "/data/x.bin", 30, "1700000000000000000", "00ff")
 MiB = 1024 * 1024
@@ -234,3 +234,10 @@ def test_a_part_body_hashes_its_first_full_pass_once(tmp_path: Path) -> None:
     finally:
         os.close(fd)
     assert hashing_raw(b"bytes") is None
+
+
+def test_file_sha256_is_the_digest_of_the_whole_file(tmp_path: Path) -> None:
+    path = tmp_path / "f.bin"
+    data = os.urandom(3 * 1024 * 1024 + 5)
+    path.write_bytes(data)
+    assert FileSha256(str(path)).join() == hashlib.sha256(data).hexdigest()

@@ -1,9 +1,11 @@
-"""The package's one multipart upload engine: config, checksums, a streaming writer, resumable uploads.
+"""The package's one multipart engine: config, checksums, a streaming writer, completion and cleanup.
 
 No Airflow imports here: callers pass a boto3 S3 client.
 
     from airflow_s3stream.s3.multipart import MultipartConfig, MultipartWriter, UploadResult
-    from airflow_s3stream.s3.multipart import ResumableUploader, abort_stale_uploads
+    from airflow_s3stream.s3.multipart import abort_stale_uploads
+
+The resumable upload of known-size sources is the upload operator's core: :mod:`airflow_s3stream.upload`.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from airflow_s3stream.s3.multipart.config import (
     validate_part_size,
 )
 from airflow_s3stream.s3.multipart.result import UploadResult
-from airflow_s3stream.s3.multipart.uploader import ResumableUploader
 from airflow_s3stream.s3.multipart.writer import MultipartWriter
 
 __all__ = [
@@ -33,7 +34,6 @@ __all__ = [
     "MultipartConfig",
     "MultipartWriter",
     "PartSizer",
-    "ResumableUploader",
     "StaleUpload",
     "UploadResult",
     "abort_stale_uploads",

@@ -1,12 +1,7 @@
-"""Keeps the resume state object in S3 up to date while parts complete, with one owner at a time.
+"""The resume state object in S3: read, written and deleted with one owner at a time.
 
-:class:`StateStore` reads, writes and deletes the JSON object; :class:`Checkpointer` writes the
-latest snapshot from one background thread when parts were recorded since the last write (at most
-once per :data:`CHECKPOINT_INTERVAL`), and at least every quarter of the owner's lease even when
-nothing changed (the heartbeat that tells other tries this one is alive). Writes coalesce (a large
-state is not rewritten once per part). Parts a killed worker had stored but not yet written down
-are adopted by the next try when ListParts shows their ETag equal to the MD5 of its own bytes;
-where ETags are opaque (SSE-KMS) they are sent again.
+:class:`StateStore` reads, writes and deletes the JSON object; the
+:class:`~airflow_s3stream.upload.checkpointer.Checkpointer` keeps it up to date while parts complete.
 
 Ownership rests on conditional writes. A try creates its state with ``If-None-Match: *`` (or
 ``If-Match`` with the ETag of the released or stale state it read and takes over), and every later
@@ -22,7 +17,8 @@ holder may be a worker that was killed (a retry can start seconds later, whateve
 ``retry_delay``). :meth:`StateStore.outwait` watches the state for at most the rest of the lease:
 a live holder rewrites it at least every quarter lease, and this try then stops with
 :class:`~airflow_s3stream.errors.ConcurrentUploadError`; a holder that never writes again is gone,
-and this try takes the upload over and sends only what is missing.
+and this try takes the upload over and sends only what is missing. What to do at each read of the held
+state is decided by :class:`~airflow_s3stream.upload.lease.LeaseWait`; this module only reads.
 
 Stores that get ``If-Match`` wrong (Ceph RGW 16 compares it unquoted) are found out at the first
 412 that names the very version the store holds, once per endpoint (:mod:`~airflow_s3stream.s3.conditional`):
@@ -32,8 +28,8 @@ never "another try" when the other try is this one. A store that ignores ``If-Ma
 Limits: on a store without usable conditional writes, the lease still keeps a later try away from
 a live one, but two tries that read the state at the same moment can both proceed, each overwriting
 the other's state; the object is still completed only once, and the other try's completion is then
-settled by the object (:func:`~.completion.confirm_completed`). A store that refuses the headers
-outright (501) fails the write: use ``resume=False`` there.
+settled by the object (:func:`~airflow_s3stream.s3.multipart.completion.confirm_completed`). A
+store that refuses the headers outright (501) fails the write: use ``resume=False`` there.
 """
 
 from __future__ import annotations
@@ -42,26 +38,25 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_s3stream.errors import ConcurrentUploadError
 from airflow_s3stream.s3.classify import classify, raise_error
 from airflow_s3stream.s3.conditional import if_match_args, if_match_form, learn_refused_match, same_etag
-from airflow_s3stream.s3.multipart.resume import ResumeState
-from airflow_s3stream.s3.multipart.session import PartRecord
 from airflow_s3stream.s3.retry import RetryPolicy
+from airflow_s3stream.upload.lease import LeaseWait, Verdict
+from airflow_s3stream.upload.resume import ResumeState
 
-__all__ = ["CHECKPOINT_INTERVAL", "Checkpointer", "StateStore", "StoredState"]
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
 
-log = logging.getLogger("airflow_s3stream.s3.multipart")
+__all__ = ["StateStore", "StoredState"]
 
-# seconds between two background state writes: parts acknowledged meanwhile are not lost to a kill,
-# a resumed try adopts them from ListParts when their ETag is the MD5 of our bytes (uploader.py)
-CHECKPOINT_INTERVAL = 1.0
+log = logging.getLogger("airflow_s3stream.upload")
 
 
 @dataclass(frozen=True)
@@ -87,7 +82,7 @@ class _Read:
     modified: str
 
 
-def _age(response: dict[str, Any]) -> float:
+def _age(response: Mapping[str, Any]) -> float:
     """Seconds between the object's Last-Modified and the server's Date (local time if absent)."""
     modified = response.get("LastModified")
     if not isinstance(modified, datetime):
@@ -103,7 +98,7 @@ def _age(response: dict[str, Any]) -> float:
 class StateStore:
     """The resume state object ``s3://bucket/key`` (JSON) of the upload to ``destination``."""
 
-    def __init__(self, client: Any, bucket: str, key: str, retry: RetryPolicy, destination: str = "") -> None:
+    def __init__(self, client: S3Client, bucket: str, key: str, retry: RetryPolicy, destination: str = "") -> None:
         self.client, self.bucket, self.key, self.retry = client, bucket, key, retry
         self.uri = f"s3://{bucket}/{key}"
         self.destination = destination or self.uri
@@ -204,13 +199,13 @@ class StateStore:
         take over), or the state was released meanwhile (returns it).
 
         Raises :class:`ConcurrentUploadError` as soon as the holder (or any other try) writes the
-        state again or deletes it: it is alive. Waits at most the rest of the lease plus one poll.
+        state again or deletes it: it is alive. Waits at most :attr:`LeaseWait.limit` seconds.
         """
         state = stored.state
         if state is None or not state.held_by_other(owner, stored.age):
             return stored
-        poll = min(2.0, max(0.2, state.lease / 16))
-        deadline = time.monotonic() + state.lease - stored.age + 2 * poll + 5.0
+        held = state.holder
+        wait = LeaseWait(held, stored.age)
         log.warning(
             "%s: resume state %s is held by %s, last written %.0f s ago (lease %.0f s); waiting up to %.0f s: "
             "a live try rewrites it, a try that is gone (a killed worker) does not, and this one then takes over",
@@ -219,28 +214,35 @@ class StateStore:
             state.owner,
             stored.age,
             state.lease,
-            state.lease - stored.age,
+            wait.longest_needed,
         )
         started, current = time.monotonic(), stored
         while True:
-            sleep(min(poll, max(0.1, state.lease - current.age)))
+            sleep(held.sleep_before_next_read(current.age))
             again = self.load()
-            if again is None:  # only a live try deletes it: the holder finished or gave up meanwhile
-                raise self.busy(state.owner, current.age, state.lease)
-            if again.state is None:
+            seen = again.state if again is not None else None
+            verdict = wait.judge(
+                seen.holder if seen is not None else None,
+                me=owner,
+                age=again.age if again is not None else current.age,
+                rewritten=again is not None and again.rewritten_since(current),
+                elapsed=time.monotonic() - started,
+                deleted=again is None,
+            )
+            if verdict is Verdict.REFUSE:
+                if again is None or seen is None:
+                    raise self.busy(state.owner, current.age, state.lease)
+                raise self.busy(seen.owner, again.age, seen.lease)
+            assert again is not None  # a deleted state is refused
+            if verdict is Verdict.TAKE_OVER:
+                if seen is not None:
+                    log.warning(
+                        "%s: %s did not renew its resume state in %.0f s: it is gone; this try takes the upload over",
+                        self.destination,
+                        state.owner or "the earlier try",
+                        again.age,
+                    )
                 return again
-            if again.rewritten_since(current) and again.state.held_by_other(owner, again.age):
-                raise self.busy(again.state.owner, again.age, again.state.lease)
-            if not again.state.held_by_other(owner, again.age):
-                log.warning(
-                    "%s: %s did not renew its resume state in %.0f s: it is gone; this try takes the upload over",
-                    self.destination,
-                    state.owner or "the earlier try",
-                    again.age,
-                )
-                return again
-            if time.monotonic() > deadline:  # the server's clock does not advance: do not wait forever
-                raise self.busy(again.state.owner, again.age, again.state.lease)
             current = again
             log.debug("still waiting for %s (%.0f s so far)", self.uri, time.monotonic() - started)
 
@@ -249,7 +251,7 @@ class StateStore:
         so a state another try has taken over stays. The state is read first, since some stores
         (Ceph RGW) ignore ``If-Match`` on DELETE. Failures are logged, not raised (it is only a hint)."""
         condition = etag or self._etag
-        extra: dict[str, str] = {}
+        extra: dict[str, Any] = {}  # If-Match, when the state has a version to name
         if condition:
             try:
                 current = self._get()
@@ -284,88 +286,3 @@ def _holder(raw: bytes) -> tuple[str, float]:
         return str(data.get("owner") or ""), float(data.get("lease") or 0.0)
     except (ValueError, TypeError, AttributeError):
         return "", 0.0
-
-
-class Checkpointer:
-    """Records finished parts in ``state`` and writes it to ``store`` in the background: when
-    parts were recorded, and every quarter of ``state.lease`` seconds regardless (the heartbeat).
-
-    Once another try has taken the state over, it stops writing and :meth:`check` raises
-    :class:`ConcurrentUploadError`: this try must then stop and leave the upload alone.
-    """
-
-    def __init__(self, store: StateStore, state: ResumeState, min_interval: float = CHECKPOINT_INTERVAL) -> None:
-        self.store = store
-        self.state = state
-        self.heartbeat = state.lease / 4 if state.lease > 0 else None
-        self.min_interval = min_interval
-        self._closed = threading.Event()
-        self._lock = threading.Lock()  # guards state.parts
-        self._write_lock = threading.Lock()  # a snapshot is written before any later one
-        self._dirty = threading.Event()
-        self._stopping = False
-        self.error: BaseException | None = None
-        self.lost: ConcurrentUploadError | None = None
-        self._thread = threading.Thread(target=self._run, name="s3stream-checkpoint", daemon=True)
-        self._thread.start()
-
-    def record(self, part: PartRecord) -> None:
-        with self._lock:
-            self.state.parts[part.number] = part
-        self._dirty.set()
-
-    def snapshot(self) -> bytes:
-        with self._lock:
-            return self.state.to_json()
-
-    def _write(self) -> None:
-        with self._write_lock:
-            self.store.save(self.snapshot())
-
-    def _run(self) -> None:
-        while True:
-            self._dirty.wait(self.heartbeat)
-            self._dirty.clear()
-            if self._stopping:
-                return
-            try:
-                self._write()
-            except ConcurrentUploadError as exc:
-                self.lost = exc
-                log.error("%s", exc)
-                return
-            except Exception as exc:  # keep uploading; the next write (or sync) tries again
-                self.error = exc
-                log.warning("could not write resume state %s: %s", self.store.uri, exc)
-            # parts acknowledged meanwhile share the next write (each write costs the server a PUT)
-            self._closed.wait(self.min_interval)
-
-    def check(self) -> None:
-        """Raise :class:`ConcurrentUploadError` if another try has taken the state over."""
-        if self.lost is not None:
-            raise self.lost
-
-    def sync(self) -> None:
-        """Write the latest state now (the background writer keeps running); raises what the write raises."""
-        self.check()
-        self._write()
-
-    def release(self) -> None:
-        """Stop the background writer and write the latest state without an owner, so the next
-        try continues at once. Failures are logged: the caller is already failing."""
-        self.close()
-        if self.lost is not None:
-            return
-        with self._lock:
-            self.state.owner = ""
-        try:
-            self._write()
-        except Exception as exc:
-            log.warning("could not release resume state %s (the next try waits for its lease): %s", self.store.uri, exc)
-
-    def close(self) -> None:
-        """Stop the background writer (waits for a write in progress)."""
-        self._stopping = True
-        self._closed.set()
-        self._dirty.set()
-        self._thread.join()

@@ -21,19 +21,29 @@ try continues at once.
 
 from __future__ import annotations
 
+import enum
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from airflow_s3stream.errors import ConcurrentUploadError, TransientError
+from airflow_s3stream.s3.multipart.config import AUTO_PREFERRED_ALGORITHM, CHECKSUM_MD5
 from airflow_s3stream.s3.multipart.session import PartRecord
 from airflow_s3stream.s3.objects import S3Object
+from airflow_s3stream.upload.lease import Lease
+from airflow_s3stream.upload.plan import PartPlan
 
 __all__ = [
     "DEFAULT_STATE_PREFIX",
+    "AfterFailure",
     "ResumeDecision",
     "ResumeState",
     "SourceFingerprint",
+    "after_failure",
     "decide_resume",
+    "describes",
+    "resumable_checksum",
     "state_key",
 ]
 
@@ -82,10 +92,15 @@ class ResumeState:
     owner: str = ""  # token of the try using it; '' = released (or written before owners existed)
     lease: float = 0.0  # seconds after its last write that the owner counts as gone
 
+    @property
+    def holder(self) -> Lease:
+        """Who holds this state, and for how long after each write (:mod:`.lease`)."""
+        return Lease(self.owner, self.lease)
+
     def held_by_other(self, owner: str, age: float) -> bool:
         """True when a try other than ``owner`` holds this state and wrote it ``age`` seconds ago,
         within its lease: that try may be alive, so it must not be resumed or overwritten."""
-        return bool(self.owner) and self.owner != owner and age < self.lease
+        return self.holder.held_against(owner, age)
 
     def to_json(self) -> bytes:
         data = asdict(self)
@@ -170,3 +185,67 @@ def decide_resume(
             continue
         trusted[number] = record
     return ResumeDecision(True, f"reusing {len(trusted)} of {len(listed)} stored parts", trusted)
+
+
+def resumable_checksum(
+    state: ResumeState, *, auto: bool, current: Callable[[], str], checksum_type: str | None
+) -> tuple[str, str]:
+    """The checksum algorithm and type an earlier try's upload may be continued with. Pure.
+
+    ``auto`` continues with whichever algorithm the earlier try chose (CRC32C or MD5); otherwise it
+    is ``current()``, the algorithm this try uses (only asked for when needed: resolving ``auto``
+    may probe the endpoint). An MD5 upload is composite; any other has the configured ``checksum_type``.
+    """
+    if auto and state.checksum_algorithm in (AUTO_PREFERRED_ALGORITHM, CHECKSUM_MD5):
+        algorithm = state.checksum_algorithm
+    else:
+        algorithm = current()
+    return algorithm, "COMPOSITE" if algorithm == CHECKSUM_MD5 else str(checksum_type)
+
+
+def describes(
+    state: ResumeState,
+    plan: PartPlan,
+    *,
+    bucket: str,
+    key: str,
+    source: SourceFingerprint,
+    checksum: Callable[[], tuple[str, str]],
+) -> list[PartRecord] | None:
+    """The records of every planned part when ``state`` describes this very upload (same
+    destination, source, and the algorithm and type ``checksum()`` gives: asked only when the rest
+    matches, since it may probe the endpoint) and records all of them; else ``None``. Pure.
+
+    This is what lets a try that finds its recorded upload gone ask whether the destination is
+    already the object that upload would have made. Whoever owns the state does not matter.
+    """
+    if (state.bucket, state.key, state.source) != (bucket, key, source):
+        return None
+    if (state.checksum_algorithm, state.checksum_type) != checksum():
+        return None
+    return plan.all_recorded(state.parts)
+
+
+class AfterFailure(enum.Enum):
+    """What becomes of an upload whose try failed."""
+
+    ABORT = "abort"  # abort the upload and delete its state: nothing is left to resume
+    KEEP = "keep"  # keep the upload and release its state: the next try continues at once
+    LEAVE = "leave"  # another try has taken the upload over: touch neither
+
+
+def after_failure(exc: BaseException, *, resumable: bool, taken_over: bool, keep_for_retry: bool) -> AfterFailure:
+    """Decide what a failed try does with its upload. Pure.
+
+    :param resumable: the try keeps resume state (``resume=True``); without it, it always aborts.
+    :param taken_over: the try's checkpointer found its state written by another try.
+    :param keep_for_retry: a next try will follow. Only a transient failure is kept for it (an
+        interrupted try counts as one); a failure that retrying cannot fix is aborted.
+    """
+    if not resumable:
+        return AfterFailure.ABORT
+    if taken_over or isinstance(exc, ConcurrentUploadError):
+        return AfterFailure.LEAVE
+    if keep_for_retry and isinstance(exc, TransientError):
+        return AfterFailure.KEEP
+    return AfterFailure.ABORT

@@ -1,11 +1,14 @@
-"""Sources given as a string: classify them, and stream URI sources through the MultipartWriter.
+"""Sources: what the resumable loop needs of one, and strings classified and streamed.
+
+A :class:`PartSource` is a known-size source sent by parts (:class:`~.local_file.LocalFile`,
+:class:`~.copy.ObjectCopy`).
 
 A local path (or ``file://`` URI) and an ``s3://`` object in the destination's endpoint go to the
 resumable uploader (ranged reads / server-side copy). Anything else smart_open can open (``http(s)``,
 ``s3`` through another connection, ``gs``, ``azure``, ``sftp``...) is read sequentially into a
-:class:`~.writer.MultipartWriter`; such uploads cannot resume (the source cannot be re-read by range
-in general), but memory stays bounded the same way. Logged names go through :func:`redact_uri`
-so presigned query strings and passwords never reach a log.
+:class:`~airflow_s3stream.s3.multipart.writer.MultipartWriter`; such uploads cannot resume (the
+source cannot be re-read by range in general), but memory stays bounded the same way. Logged
+names go through :func:`redact_uri` so presigned query strings and passwords never reach a log.
 """
 
 from __future__ import annotations
@@ -13,19 +16,48 @@ from __future__ import annotations
 import hashlib
 import urllib.parse
 from dataclasses import replace
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
 from airflow_s3stream.errors import SourceError
-from airflow_s3stream.s3.multipart.config import MultipartConfig
+from airflow_s3stream.s3.multipart.config import MultipartConfig, PartRange
 from airflow_s3stream.s3.multipart.result import UploadResult
+from airflow_s3stream.s3.multipart.session import PartRecord, UploadSession
 from airflow_s3stream.s3.multipart.writer import MultipartWriter
 from airflow_s3stream.units import MiB
+from airflow_s3stream.upload.resume import SourceFingerprint
 
-__all__ = ["SourceSpec", "classify_source", "redact_uri", "upload_uri"]
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
+
+__all__ = ["PartSource", "SourceSpec", "classify_source", "redact_uri", "upload_uri"]
 
 READ_CHUNK = 8 * MiB  # bytes per read from a smart_open stream
 
 SourceKind = Literal["file", "s3copy", "uri"]
+
+
+class PartSource(Protocol):
+    """A known-size source the loop sends by parts: a local file, or an object copied server side."""
+
+    @property
+    def size(self) -> int: ...
+
+    def fingerprint(self) -> SourceFingerprint:
+        """What the resume state records to tell whether the source changed between tries."""
+        ...
+
+    def check_unchanged(self) -> None:
+        """Raise :class:`~airflow_s3stream.errors.SourceChangedError` if it changed during this try."""
+        ...
+
+    def send(self, session: UploadSession, part: PartRange) -> PartRecord:
+        """Store ``part`` in ``session``'s upload."""
+        ...
+
+    def recover(self, session: UploadSession, part: PartRange, listed: dict[str, Any]) -> PartRecord | None:
+        """The record of a part the server lists (``listed``) but the state does not, if it holds
+        the source's bytes; ``None``: send it again."""
+        ...
 
 
 class SourceSpec(NamedTuple):
@@ -67,7 +99,7 @@ def redact_uri(uri: str) -> str:
 
 
 def upload_uri(
-    client: Any,
+    client: S3Client,
     uri: str,
     bucket: str,
     key: str,

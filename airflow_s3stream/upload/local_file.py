@@ -8,20 +8,24 @@ part size.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
+import threading
 from typing import Any
 
 from airflow_s3stream.errors import SourceChangedError, SourceError
 from airflow_s3stream.s3.multipart.bodies import FileRange, part_body
 from airflow_s3stream.s3.multipart.checksums import PartDigest, PartHasher, crc_of, looks_like_md5
-from airflow_s3stream.s3.multipart.resume import SourceFingerprint
-from airflow_s3stream.s3.multipart.session import PartRecord, checksum_value
+from airflow_s3stream.s3.multipart.config import PartRange
+from airflow_s3stream.s3.multipart.session import PartRecord, UploadSession, checksum_value
+from airflow_s3stream.units import KiB, MiB
+from airflow_s3stream.upload.resume import SourceFingerprint
 
-__all__ = ["LocalFile"]
+__all__ = ["FileSha256", "LocalFile"]
 
-READ_BLOCK = 1024 * 1024  # bytes per pread while checksumming a part
-SAMPLE_BYTES = 64 * 1024  # bytes in each of the three fingerprint samples (start, middle, end)
+READ_BLOCK = 1 * MiB  # bytes per pread while checksumming a part
+SAMPLE_BYTES = 64 * KiB  # bytes in each of the three fingerprint samples (start, middle, end)
 
 
 class LocalFile:
@@ -98,9 +102,40 @@ class LocalFile:
             return None
         return PartRecord(number, length, etag, checksum, digest.md5)
 
+    def send(self, session: UploadSession, part: PartRange) -> PartRecord:
+        """Upload ``part`` into ``session``'s upload, streamed from the file (checksums first)."""
+        digest = self.digest(part.offset, part.length, session.algorithm, session.md5_up_front)
+        return session.upload_part(part.number, lambda: self.body(part.offset, part.length), digest)
+
+    def recover(self, session: UploadSession, part: PartRange, listed: dict[str, Any]) -> PartRecord | None:
+        """:meth:`stored_part` for ``part`` of ``session``'s upload, as ListParts ``listed`` it."""
+        return self.stored_part(part.number, part.offset, part.length, session.algorithm, listed)
+
     def read(self, offset: int, length: int) -> bytes:
         return os.pread(self.fd, length, offset)
 
     def body(self, offset: int, length: int) -> io.BufferedReader:
         """A fresh seekable body for ``length`` bytes at ``offset`` (one per attempt)."""
         return part_body(FileRange(self.fd, offset, length, self.path))
+
+
+class FileSha256:
+    """SHA-256 of a file, computed by one sequential reader thread alongside the upload."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.value = ""
+        self._thread = threading.Thread(target=self._run, name="s3stream-sha256", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        digest = hashlib.sha256()
+        with open(self.path, "rb", buffering=0) as f:
+            while chunk := f.read(READ_BLOCK):
+                digest.update(chunk)
+        self.value = digest.hexdigest()
+
+    def join(self) -> str:
+        """The hex digest, once the whole file was read."""
+        self._thread.join()
+        return self.value
