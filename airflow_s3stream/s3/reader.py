@@ -41,10 +41,11 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
 
 from airflow_s3stream.budget import release_large_buffers
-from airflow_s3stream.errors import ObjectChangedError, SourceError, TransientError
+from airflow_s3stream.errors import ObjectChangedError, SourceError
 from airflow_s3stream.s3.classify import classify, raise_error
 from airflow_s3stream.s3.client import warn_if_retrying
 from airflow_s3stream.s3.readahead import BlockBuffers, ReadAhead, StreamController
+from airflow_s3stream.s3.resumable_read import READ_CHUNK, RangeStream, ResumableRead
 from airflow_s3stream.s3.retry import RetryPolicy
 from airflow_s3stream.units import KiB, MiB
 
@@ -66,7 +67,7 @@ DEFAULT_MAX_STREAMS = 6  # adaptive ceiling: (6 + 2) x 8 MiB = 64 MiB, half the 
 # Bytes pulled from an HTTP body per read() call. Under release_large_buffers() (budget.py) a
 # transient allocation of a MiB is a fresh mapping and page-faulted on every call, and one above
 # 128 KiB is trimmed from the heap when freed: 64 KiB pieces stay in the heap and are reused.
-STREAM_CHUNK = 64 * KiB
+STREAM_CHUNK = READ_CHUNK
 SKIP_FORWARD_LIMIT = 8 * MiB  # a forward seek this short reads and drops bytes instead of a new GET
 
 
@@ -125,14 +126,6 @@ class Tail:
     data: bytes  # the last len(data) bytes of the object
     etag: str | None = None
     version_id: str | None = None
-
-
-class RangeStream(Protocol):
-    """A readable HTTP body (or file slice): ``read(n)`` returns b"" at its end."""
-
-    def read(self, size: int = ..., /) -> bytes: ...
-
-    def close(self) -> None: ...
 
 
 class ByteSource(Protocol):
@@ -275,9 +268,7 @@ class RangedReader(io.RawIOBase):
         self._win = memoryview(b"")
         self._win_start = 0
         self._buffers = BlockBuffers(self.config.block_size, keep=self.config.max_streams + 2)
-        self._stream: RangeStream | None = None
-        self._stream_pos = 0  # next byte the stream will return
-        self._stream_end = 0
+        self._stream: ResumableRead | None = None  # the streamed GET, resumed where it is cut
         # The next block of the stream, read on a thread of its own while the caller works on
         # this one: (its start, the read). Only one thread uses the stream at a time.
         self._stream_ahead: tuple[int, Future[tuple[memoryview, float]]] | None = None
@@ -403,7 +394,7 @@ class RangedReader(io.RawIOBase):
             view, waited = self._stream_block(pos)
         self._set_window(view, pos)
         following = pos + len(view)
-        if sequential and self.controller.streams == 0 and following < self._stream_end:
+        if sequential and self.controller.streams == 0 and self._stream is not None and following < self._stream.end:
             if self._stream_thread is None:
                 self._stream_thread = ThreadPoolExecutor(1, thread_name_prefix="ranged-stream")
             self._stream_ahead = (following, self._stream_thread.submit(self._stream_block, following))
@@ -416,18 +407,15 @@ class RangedReader(io.RawIOBase):
         The wait for a new stream's first byte is left out: a streamed pass pays it once, so
         counting it would make one stream look slower than it is (against a store that reads
         the whole object before answering a range, like moto, several times slower)."""
-        if self._stream is None or not (self._stream_pos <= pos <= self._stream_pos + SKIP_FORWARD_LIMIT):
-            self._open_stream(pos)
+        stream = self._stream
+        if stream is None or not (stream.position <= pos <= stream.position + SKIP_FORWARD_LIMIT):
+            stream = self._open_stream(pos)
         started = time.monotonic()
-        while self._stream_pos < pos:  # short forward skip: cheaper than a new request
-            self._stream_read(min(STREAM_CHUNK, pos - self._stream_pos))
-        want = min(self.config.block_size, self._stream_end - pos)
+        while stream.position < pos:  # short forward skip: cheaper than a new request
+            self._count(len(stream.read(min(STREAM_CHUNK, pos - stream.position))), request=False)
+        want = min(self.config.block_size, stream.end - pos)
         view = memoryview(self._buffers.take(want))[:want]
-        got = 0
-        while got < want:
-            chunk = self._stream_read(min(STREAM_CHUNK, want - got))
-            view[got : got + len(chunk)] = chunk
-            got += len(chunk)
+        self._count(stream.readinto(view, STREAM_CHUNK), request=False)
         return view, time.monotonic() - started
 
     def _discard(self, ahead: tuple[int, Future[tuple[memoryview, float]]] | None) -> None:
@@ -445,44 +433,31 @@ class RangedReader(io.RawIOBase):
         self._discard(ahead)
         self._drop_stream()
 
-    def _open_stream(self, pos: int) -> None:
+    def _open_stream(self, pos: int) -> ResumableRead:
+        """The streamed GET from ``pos`` to the tail, opened at its first read."""
         self._drop_stream()
         end = self.tail_start
-        self._stream = self._retry(lambda: self.source.open_range(pos, end), f"GET bytes={pos}-{end - 1}")
-        self._count(0)
-        self._stream_pos, self._stream_end = pos, end
+        self._stream = self._resumable(pos, end)
+        return self._stream
 
-    def _stream_read(self, n: int) -> bytes:
-        """``n`` bytes from the open stream; a body cut mid-way is resumed with a new pinned GET."""
-        attempts = 0
-        while True:
-            assert self._stream is not None
-            try:
-                data = self._stream.read(n)
-                if not data:
-                    raise ConnectionError(f"body ended early at byte {self._stream_pos}")
-            except Exception as exc:
-                attempts += 1
-                if not classify(exc).retryable:
-                    raise
-                if attempts >= self.config.retry.max_attempts:
-                    raise TransientError(
-                        f"{self.source.describe()}: reading at byte {self._stream_pos} failed "
-                        f"after {attempts} attempts: {exc}"
-                    ) from exc
-                time.sleep(self.config.retry.delay(attempts))
-                with self._lock:
-                    self.stats.resumed += 1
-                self._open_stream(self._stream_pos)
-                continue
-            self._stream_pos += len(data)
-            self._count(len(data), request=False)
-            return data
+    def _resumable(self, start: int, end: int) -> ResumableRead:
+        """Bytes ``start..end - 1`` by pinned ranged GETs, each cut body resumed where it stopped."""
+
+        def open_at(at: int) -> RangeStream:
+            body = self.source.open_range(at, end)
+            self._count(0)
+            return body
+
+        what = f"{self.source.describe()}: GET bytes={start}-{end - 1}"
+        return self.config.retry.resumable_read(open_at, start, end, what, on_resume=self._resumed)
+
+    def _resumed(self) -> None:
+        with self._lock:
+            self.stats.resumed += 1
 
     def _drop_stream(self) -> None:
         if self._stream is not None:
-            with contextlib.suppress(Exception):  # closing a half-read body may complain; nothing to save
-                self._stream.close()
+            self._stream.close()
             self._stream = None
 
     # parallel read-ahead ----------------------------------------------------------------
@@ -491,36 +466,11 @@ class RangedReader(io.RawIOBase):
         the byte it stopped at (up to the retry policy's attempts), never fetched again whole."""
         end = min(start + self.config.block_size, self.tail_start)
         view = memoryview(self._buffers.take(end - start))[: end - start]
-        got = attempts = 0
-        while got < len(view):
-            at = start + got
-            before = got
-            try:
-                body = self.source.open_range(at, end)
-                self._count(0, request=True)
-                try:
-                    while got < len(view):
-                        chunk = body.read(min(STREAM_CHUNK, len(view) - got))
-                        if not chunk:
-                            raise ConnectionError(f"body ended early at byte {start + got}")
-                        view[got : got + len(chunk)] = chunk
-                        got += len(chunk)
-                        self._count(len(chunk), request=False)
-                finally:
-                    with contextlib.suppress(Exception):
-                        body.close()
-            except Exception as exc:
-                attempts += 1
-                if not classify(exc).retryable:
-                    raise
-                if attempts >= self.config.retry.max_attempts:
-                    raise TransientError(
-                        f"{self.source.describe()}: GET bytes={at}-{end - 1} failed after {attempts} attempts: {exc}"
-                    ) from exc
-                if got > before:  # bytes arrived before the cut: the next GET starts after them
-                    with self._lock:
-                        self.stats.resumed += 1
-                time.sleep(self.config.retry.delay(attempts))
+        block = self._resumable(start, end)
+        try:
+            self._count(block.readinto(view, STREAM_CHUNK), request=False)
+        finally:
+            block.close()
         return view
 
     def _fill_from_prefetch(self, pos: int) -> float:

@@ -263,20 +263,27 @@ def _probe(client: Any, bucket: str, retry: RetryPolicy, algorithm: str, known: 
 def _put(
     client: Any, bucket: str, key: str, retry: RetryPolicy, *, without_headers: bool = False, **checksum: str
 ) -> S3Failure | None:
-    """PutObject the probe body with ``checksum``; None when stored, else the classified failure."""
+    """PutObject the probe body with ``checksum``; None when stored, else the classified failure.
 
-    def send() -> Any:
-        return client.put_object(Bucket=bucket, Key=key, Body=PROBE_BODY, **checksum)
+    The wrong checksum is the point of the probe: its refusal is the answer, never sent again."""
+
+    def send() -> S3Failure | None:
+        try:
+            client.put_object(Bucket=bucket, Key=key, Body=PROBE_BODY, **checksum)
+        except Exception as exc:
+            failure = classify(exc)
+            if failure.kind != "checksum":
+                raise
+            return failure
+        return None
 
     try:
         if without_headers:
             with without_checksum_headers(client):
-                retry.call(send, what=f"probing s3://{bucket}/{key}")
-        else:
-            retry.call(send, what=f"probing s3://{bucket}/{key}")
+                return retry.call(send, what=f"probing s3://{bucket}/{key}")
+        return retry.call(send, what=f"probing s3://{bucket}/{key}")
     except Exception as exc:
         return classify(exc)
-    return None
 
 
 def _delete(client: Any, bucket: str, key: str, retry: RetryPolicy) -> None:

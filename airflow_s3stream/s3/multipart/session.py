@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import io
 import logging
 import threading
@@ -39,7 +40,7 @@ from typing import IO, Any
 
 from airflow_s3stream.errors import ChecksumMismatchError, SourceChangedError, UploadError
 from airflow_s3stream.s3.checksum_headers import without_checksum_headers
-from airflow_s3stream.s3.classify import classify, raise_error
+from airflow_s3stream.s3.classify import CorruptedInTransitError, checksum_problem, classify, raise_error
 from airflow_s3stream.s3.client import warn_if_retrying
 from airflow_s3stream.s3.multipart.bodies import hashing_raw
 from airflow_s3stream.s3.multipart.checksums import PartDigest, content_md5, encode_checksum, looks_like_md5
@@ -56,8 +57,6 @@ from airflow_s3stream.s3.store_checks import (
 __all__ = ["Body", "PartRecord", "UploadGoneError", "UploadSession", "checksum_value"]
 
 log = logging.getLogger("airflow_s3stream.s3.multipart")
-
-_SENT_MD5 = "s3stream:sent-md5"  # the MD5 of the bytes a part's body handed out, beside the answer
 
 Body = bytes | bytearray | IO[bytes] | io.RawIOBase
 
@@ -309,65 +308,55 @@ class UploadSession:
 
         ``digest`` carries the size and CRC (and the MD5 when :attr:`md5_up_front`). When the MD5
         is wanted only for the ETag check, a :func:`~.bodies.part_body` body hashes the bytes as
-        botocore sends them. Transient failures are retried by the policy; a body the server
-        stored differently from what we hashed is sent again up to ``retry.max_attempts`` times,
-        then :class:`ChecksumMismatchError`. Other failures raise our errors naming part and URI.
+        botocore sends them. Transient failures and bytes the server stored differently from what
+        we hashed (or refused as corrupt) are retried by the policy, so a part is sent at most
+        ``retry.max_attempts`` times in all; then :class:`ChecksumMismatchError` (corruption) or
+        :class:`~airflow_s3stream.errors.TransientError`. Other failures raise our errors naming
+        part and URI.
         """
         assert self.upload_id is not None, "create() first"
         self._learn_checks()  # a resumed session's first I/O may be a part
         algorithm, upload_id = self._current()
         sent = checksum_value(algorithm, digest)
         what = f"part {number} of {self.uri}"
-        problem = ""
-        for attempt in range(1, self.config.retry.max_attempts + 1):
-            try:
-                response = self._send_part(number, body, digest, (algorithm, upload_id, sent), what)
-            except Exception as exc:
-                if self._current()[1] != upload_id or self._fall_back(exc, algorithm, what):
-                    return self.upload_part(number, body, digest)  # to the MD5 upload that replaced it
-                if classify(exc).kind != "checksum":
-                    raise_error(exc, what)
-                problem = f"server refused the checksum: {exc}"
-            else:
-                checked = digest if digest.md5 else dataclasses.replace(digest, md5=response.pop(_SENT_MD5, ""))
-                mismatch = self._mismatch(response, checked, sent, algorithm)
-                if mismatch is None:
-                    if not self._stored_in(upload_id):
-                        return self.upload_part(number, body, digest)  # its upload was replaced meanwhile
-                    return PartRecord(number, checked.size, str(response["ETag"]), sent, checked.md5)
-                problem = mismatch
-            log.warning("%s: bytes corrupted in transit (%s), attempt %d; sending again", what, problem, attempt)
-        raise ChecksumMismatchError(f"{what}: {problem} after {self.config.retry.max_attempts} attempts")
+        try:
+            with self._checksum_headers(algorithm):
+                record = self.config.retry.call(
+                    lambda: self._send_part(number, body, digest, (algorithm, upload_id, sent)),
+                    what=what,
+                    on_retry=functools.partial(_log_corruption, what),
+                )
+        except Exception as exc:
+            if self._current()[1] != upload_id or self._fall_back(exc, algorithm, what):
+                return self.upload_part(number, body, digest)  # to the MD5 upload that replaced it
+            raise_error(exc, what)
+        if not self._stored_in(upload_id):
+            return self.upload_part(number, body, digest)  # its upload was replaced meanwhile
+        return record
 
     def _send_part(
-        self, number: int, body: Callable[[], Body], digest: PartDigest, target: tuple[str, str | None, str], what: str
-    ) -> dict[str, Any]:
+        self, number: int, body: Callable[[], Body], digest: PartDigest, target: tuple[str, str | None, str]
+    ) -> PartRecord:
+        """One UploadPart; :class:`CorruptedInTransitError` when the answer shows other bytes were stored."""
         algorithm, upload_id, sent = target
-        hash_while_sending = not digest.md5 and self.wants_md5
-        sent_bodies: list[Any] = []
-
-        def send() -> Any:
-            part = body()
-            raw = hashing_raw(part) if hash_while_sending else None
-            if raw is not None:
-                raw.hash_md5()
-            sent_bodies.append(raw)
-            return self.client.upload_part(
-                Bucket=self.bucket,
-                Key=self.key,
-                UploadId=upload_id,
-                PartNumber=number,
-                Body=part,
-                ContentLength=digest.size,
-                **_checksum_arg(algorithm, sent),
-            )
-
-        with self._checksum_headers(algorithm):
-            response = dict(self.config.retry.call(send, what=what))
-        raw = sent_bodies[-1] if sent_bodies else None
+        part = body()
+        raw = hashing_raw(part) if not digest.md5 and self.wants_md5 else None
         if raw is not None:
-            response[_SENT_MD5] = raw.md5_hexdigest()
-        return response
+            raw.hash_md5()
+        response = self.client.upload_part(
+            Bucket=self.bucket,
+            Key=self.key,
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=part,
+            ContentLength=digest.size,
+            **_checksum_arg(algorithm, sent),
+        )
+        checked = digest if raw is None else dataclasses.replace(digest, md5=raw.md5_hexdigest())
+        mismatch = self._mismatch(dict(response), checked, sent, algorithm)
+        if mismatch is not None:
+            raise CorruptedInTransitError(mismatch)
+        return PartRecord(number, checked.size, str(response["ETag"]), sent, checked.md5)
 
     def copy_part(self, number: int, copy_source: dict[str, Any], first: int, last: int, if_match: str) -> PartRecord:
         """UploadPartCopy bytes ``first..last`` (inclusive) of ``copy_source`` into part ``number``.
@@ -514,6 +503,15 @@ class UploadSession:
             for part in page.get("Parts", []):
                 parts[int(part["PartNumber"])] = part
         return parts
+
+
+def _log_corruption(what: str, attempt: int, exc: BaseException) -> None:
+    """Before the policy sends a part again: say so when its bytes were corrupted on the way."""
+    failure = classify(exc)
+    if failure.kind == "checksum":
+        log.warning(
+            "%s: bytes corrupted in transit (%s), attempt %d; sending again", what, checksum_problem(failure), attempt
+        )
 
 
 def checksum_value(algorithm: str, digest: PartDigest) -> str:
