@@ -4,8 +4,10 @@
 order, checking each against what the manifest lists before a byte of data is read:
 
 * a key ending in ``_manifest.json``, or a key that is not an object but has
-  ``<key>/_manifest.json``: exactly the listed files. Each is HEADed (``ChecksumMode=ENABLED``):
-  its size must equal the listed ``bytes``, its ETag the listed ``etag`` (the reader then pins every
+  ``<key>/_manifest.json``: exactly the listed files. Each is HEADed (asking for its stored
+  checksum only when the listed algorithm is a CRC and the store takes ``ChecksumMode``: the
+  endpoint's :class:`~airflow_s3stream.s3.checksum_plan.ChecksumPlan`): its size must equal the
+  listed ``bytes``, its ETag the listed ``etag`` (the reader then pins every
   GET to it with ``If-Match``), and its stored checksum the listed one when both exist;
 * an existing object: that object (``zip_member``: that member of the ZIP object);
 * otherwise the prefix ``<key>/``: every object in key order, except names starting with ``_`` or
@@ -22,6 +24,7 @@ from typing import Any
 
 from airflow_s3stream.errors import ChecksumMismatchError, ObjectChangedError, SourceError
 from airflow_s3stream.load.manifest import MANIFEST_NAME, Manifest, ManifestFile, parse_manifest
+from airflow_s3stream.s3.checksum_plan import ChecksumPlan
 from airflow_s3stream.s3.objects import head_object, list_keys
 from airflow_s3stream.s3.reader import RangedReader, ReaderConfig, S3ObjectSource
 from airflow_s3stream.s3.retry import RetryPolicy
@@ -94,7 +97,9 @@ def _stored_checksum(head: dict[str, Any], algorithm: str) -> str | None:
 
 def _check_listed(client: Any, bucket: str, listed: ManifestFile, manifest_key: str, retry: RetryPolicy) -> LoadFile:
     uri = f"s3://{bucket}/{listed.key}"
-    head = head_object(client, bucket, listed.key, retry, reading=True, ChecksumMode="ENABLED")
+    plan = ChecksumPlan.known(client, listed.checksum_algorithm.upper()) if listed.checksum_algorithm else None
+    ask = plan.ask_args() if plan is not None and listed.checksum_value else {}
+    head = head_object(client, bucket, listed.key, retry, reading=True, **ask)
     if head is None:
         raise SourceError(f"{uri}: listed in manifest {manifest_key} but does not exist")
     size = int(head["ContentLength"])

@@ -30,11 +30,21 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["endpoint_of", "without_checksum_headers"]
+__all__ = ["content_md5", "content_md5_of_hex", "endpoint_of", "without_checksum_headers"]
 
 _HANDLER_ID = "airflow_s3stream.without_checksum_headers"
 _ACTIVE: contextvars.ContextVar[bool] = contextvars.ContextVar("s3stream_without_checksum_headers", default=False)
 _LOCK = threading.Lock()
+
+
+def content_md5_of_hex(md5_hex: str) -> str:
+    """The ``Content-MD5`` header value (base64 of the 16 digest bytes) for an MD5 given in hex."""
+    return base64.b64encode(bytes.fromhex(md5_hex)).decode("ascii")
+
+
+def content_md5(body: bytes | bytearray | memoryview) -> str:
+    """The ``Content-MD5`` header value of ``body``."""
+    return content_md5_of_hex(hashlib.md5(body, usedforsecurity=False).hexdigest())
 
 
 def endpoint_of(client: Any) -> str:
@@ -84,6 +94,6 @@ def _drop_flexible_checksum(params: dict[str, Any], model: Any, **_: Any) -> Non
         body = params.get("body")
         if not isinstance(body, (bytes, bytearray)):
             return  # cannot replace the required checksum here: leave botocore's
-        headers["Content-MD5"] = base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode("ascii")
+        headers["Content-MD5"] = content_md5(body)
     checksum.pop("request_algorithm", None)
     checksum.pop("request_algorithm_header", None)

@@ -11,15 +11,13 @@ checksum-required operation). A store that refuses checksum headers gets the req
 
 from __future__ import annotations
 
-import base64
 import functools
-import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from airflow_s3stream.errors import DestinationError, SourceError, UploadError
-from airflow_s3stream.s3.checksum_headers import without_checksum_headers
+from airflow_s3stream.s3.checksum_headers import content_md5, without_checksum_headers
 from airflow_s3stream.s3.classify import classify, raise_error
 from airflow_s3stream.s3.retry import RetryPolicy, s3_call
 from airflow_s3stream.s3.store_checks import refuses_checksum_headers, remember_refusal
@@ -204,7 +202,7 @@ def put_object(client: Any, bucket: str, key: str, body: bytes, retry: RetryPoli
     idempotent, so it is retried; ``kwargs`` carries ``ContentType``, ``IfMatch``, ``IfNoneMatch``.
     A store refusing the CRC botocore may add (``when_supported``) gets ``Content-MD5`` instead."""
     uri = f"s3://{bucket}/{key}"
-    md5 = base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode("ascii")
+    md5 = content_md5(body)
 
     def send() -> dict[str, Any]:
         extra = {"ContentMD5": md5} if refuses_checksum_headers(client) else {}

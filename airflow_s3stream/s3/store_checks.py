@@ -31,7 +31,6 @@ result may claim the store checked).
 from __future__ import annotations
 
 import base64
-import hashlib
 import logging
 import secrets
 import threading
@@ -40,7 +39,7 @@ from typing import Any, Literal
 
 from awscrt import checksums as crt
 
-from airflow_s3stream.s3.checksum_headers import endpoint_of, without_checksum_headers
+from airflow_s3stream.s3.checksum_headers import content_md5, endpoint_of, without_checksum_headers
 from airflow_s3stream.s3.classify import S3Failure, classify
 from airflow_s3stream.s3.retry import RetryPolicy
 
@@ -225,7 +224,7 @@ def _probe(client: Any, bucket: str, retry: RetryPolicy, algorithm: str, known: 
     """Send the probes ``algorithm`` still needs; returns ``known`` with their verdicts."""
     key = f"{PROBE_PREFIX}{secrets.token_hex(8)}"
     wrong_crc = base64.b64encode(((crt.crc32c(PROBE_BODY, 0) ^ 1) & 0xFFFFFFFF).to_bytes(4, "big")).decode("ascii")
-    wrong_md5 = base64.b64encode(hashlib.md5(PROBE_BODY + b"!", usedforsecurity=False).digest()).decode("ascii")
+    wrong_md5 = content_md5(PROBE_BODY + b"!")
     checks = known
     failures: list[S3Failure] = []
     stored = False

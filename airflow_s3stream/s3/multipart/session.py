@@ -28,7 +28,6 @@ meet ``NoSuchUpload``: :class:`UploadGoneError` tells the caller to look at the 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import io
@@ -39,17 +38,15 @@ from dataclasses import asdict, dataclass
 from typing import IO, Any
 
 from airflow_s3stream.errors import ChecksumMismatchError, SourceChangedError, UploadError
-from airflow_s3stream.s3.checksum_headers import without_checksum_headers
+from airflow_s3stream.s3.checksum_plan import ChecksumPlan
 from airflow_s3stream.s3.classify import CorruptedInTransitError, checksum_problem, classify, raise_error
 from airflow_s3stream.s3.client import warn_if_retrying
 from airflow_s3stream.s3.multipart.bodies import hashing_raw
-from airflow_s3stream.s3.multipart.checksums import PartDigest, content_md5, encode_checksum, looks_like_md5
+from airflow_s3stream.s3.multipart.checksums import PartDigest, looks_like_md5
 from airflow_s3stream.s3.multipart.cleanup import abort_untracked, abort_upload, open_upload_ids
 from airflow_s3stream.s3.multipart.config import CHECKSUM_AUTO, CHECKSUM_MD5, MultipartConfig
 from airflow_s3stream.s3.store_checks import (
     StoreChecks,
-    checked_by_store,
-    choose_algorithm,
     remember_refusal,
     store_checks,
 )
@@ -130,7 +127,7 @@ class UploadSession:
         """The checksum algorithm in use; under ``auto`` chosen on first use from what the store
         checks (:func:`~airflow_s3stream.s3.store_checks.choose_algorithm`; may probe the endpoint)."""
         if self._algorithm is None:
-            chosen = choose_algorithm(self.config.checksum_algorithm, self.checks)
+            chosen = ChecksumPlan.choose(self.config.checksum_algorithm, self.checks).algorithm
             with self._switch:
                 if self._algorithm is None:
                     self._algorithm = chosen
@@ -151,12 +148,17 @@ class UploadSession:
         return store_checks(self.client, self.bucket, self.config.retry, wanted)
 
     @property
+    def plan(self) -> ChecksumPlan:
+        """The checksum plan of the algorithm in use on this endpoint (may probe it, like :attr:`checks`)."""
+        return ChecksumPlan(self.algorithm, self.checks)
+
+    @property
     def checked_by_store(self) -> list[str]:
         """What the store is known to have checked of the bytes this session sent: ``["Content-MD5"]``,
         ``["CRC32C"]`` (or the CRC the server echoed), or ``[]`` (nothing known, or a server-side copy)."""
         if self._copied:
             return []
-        return checked_by_store(self.algorithm, self.checks, echoed=self.server_echoes_checksums)
+        return self.plan.checked_by_store(echoed=self.server_echoes_checksums)
 
     @property
     def checksum_type(self) -> str:
@@ -241,15 +243,6 @@ class UploadSession:
             self._stored += 1
             return True
 
-    def _checksum_headers(self, algorithm: str) -> contextlib.AbstractContextManager[None]:
-        """MD5 requests must carry no checksum botocore would add (``when_supported`` adds a CRC32)."""
-        return without_checksum_headers(self.client) if algorithm == CHECKSUM_MD5 else contextlib.nullcontext()
-
-    def _create_checksum_args(self) -> dict[str, Any]:
-        if self.algorithm == CHECKSUM_MD5:
-            return {}
-        return {"ChecksumAlgorithm": self.algorithm, "ChecksumType": self.config.checksum_type}
-
     def create(self) -> str:
         """CreateMultipartUpload with the checksum algorithm and type in use (none for MD5); returns
         the id. Under ``auto`` a store refusing the checksum headers is asked again without them.
@@ -272,7 +265,7 @@ class UploadSession:
                 return self.client.create_multipart_upload(
                     Bucket=self.bucket,
                     Key=self.key,
-                    **self._create_checksum_args(),
+                    **self.plan.create_args(self.config.checksum_type),
                     **self.extra_args,
                 )
             except Exception as exc:
@@ -317,12 +310,12 @@ class UploadSession:
         assert self.upload_id is not None, "create() first"
         self._learn_checks()  # a resumed session's first I/O may be a part
         algorithm, upload_id = self._current()
-        sent = checksum_value(algorithm, digest)
+        plan = ChecksumPlan(algorithm, self.checks)
         what = f"part {number} of {self.uri}"
         try:
-            with self._checksum_headers(algorithm):
+            with plan.guard(self.client):
                 record = self.config.retry.call(
-                    lambda: self._send_part(number, body, digest, (algorithm, upload_id, sent)),
+                    lambda: self._send_part(number, body, digest, plan, upload_id),
                     what=what,
                     on_retry=functools.partial(_log_corruption, what),
                 )
@@ -335,10 +328,10 @@ class UploadSession:
         return record
 
     def _send_part(
-        self, number: int, body: Callable[[], Body], digest: PartDigest, target: tuple[str, str | None, str]
+        self, number: int, body: Callable[[], Body], digest: PartDigest, plan: ChecksumPlan, upload_id: str | None
     ) -> PartRecord:
         """One UploadPart; :class:`CorruptedInTransitError` when the answer shows other bytes were stored."""
-        algorithm, upload_id, sent = target
+        sent = plan.value(digest)
         part = body()
         raw = hashing_raw(part) if not digest.md5 and self.wants_md5 else None
         if raw is not None:
@@ -350,10 +343,10 @@ class UploadSession:
             PartNumber=number,
             Body=part,
             ContentLength=digest.size,
-            **_checksum_arg(algorithm, sent),
+            **plan.send_args(sent),
         )
         checked = digest if raw is None else dataclasses.replace(digest, md5=raw.md5_hexdigest())
-        mismatch = self._mismatch(dict(response), checked, sent, algorithm)
+        mismatch = self._mismatch(dict(response), checked, sent, plan.algorithm)
         if mismatch is not None:
             raise CorruptedInTransitError(mismatch)
         return PartRecord(number, checked.size, str(response["ETag"]), sent, checked.md5)
@@ -402,16 +395,9 @@ class UploadSession:
         """
         assert self.upload_id is not None, "create() first"
         self._learn_checks()  # a staged upload's Complete may be the first I/O in this process
-        listed = []
-        for part in sorted(parts, key=lambda p: p.number):
-            entry: dict[str, Any] = {"PartNumber": part.number, "ETag": part.etag}
-            if part.checksum and self.algorithm != CHECKSUM_MD5:
-                entry[f"Checksum{self.algorithm}"] = part.checksum
-            listed.append(entry)
-        extra: dict[str, Any] = {}
-        if full_object_crc is not None:
-            extra = {f"Checksum{self.algorithm}": encode_checksum(self.algorithm, full_object_crc)}
-            extra["ChecksumType"] = "FULL_OBJECT"
+        plan = self.plan
+        listed = [plan.part_entry(p.number, p.etag, p.checksum) for p in sorted(parts, key=lambda p: p.number)]
+        extra = plan.full_object_args(full_object_crc)
         what = f"completing the multipart upload of {self.uri}"
         try:
             response = self.config.retry.call(
@@ -450,17 +436,17 @@ class UploadSession:
         Under ``auto`` a store refusing the checksum header gets the object again with MD5.
         """
         self._learn_checks()  # explicit algorithms too: the result says what the store checked
-        algorithm = self.algorithm
-        sent = checksum_value(algorithm, digest)
+        plan = self.plan
+        algorithm, sent = plan.algorithm, plan.value(digest)
         what = f"uploading {self.uri}"
         try:
-            with self._checksum_headers(algorithm):
+            with plan.guard(self.client):
                 response = self.config.retry.call(
                     lambda: self.client.put_object(
                         Bucket=self.bucket,
                         Key=self.key,
                         Body=data,
-                        **_checksum_arg(algorithm, sent),
+                        **plan.send_args(sent),
                         **self.extra_args,
                     ),
                     what=what,
@@ -515,14 +501,5 @@ def _log_corruption(what: str, attempt: int, exc: BaseException) -> None:
 
 
 def checksum_value(algorithm: str, digest: PartDigest) -> str:
-    """What is sent for ``digest``: the base64 CRC, or the ``Content-MD5`` for MD5."""
-    if algorithm != CHECKSUM_MD5:
-        return encode_checksum(algorithm, digest.crc)
-    if not digest.md5:
-        raise AssertionError("an MD5 upload needs each part's MD5 (PartHasher with md5=True)")
-    return content_md5(digest.md5)
-
-
-def _checksum_arg(algorithm: str, sent: str) -> dict[str, str]:
-    """The UploadPart/PutObject argument carrying ``sent``."""
-    return {"ContentMD5": sent} if algorithm == CHECKSUM_MD5 else {f"Checksum{algorithm}": sent}
+    """What is sent for ``digest``: the base64 CRC, or the ``Content-MD5`` for MD5 (:class:`ChecksumPlan`)."""
+    return ChecksumPlan(algorithm).value(digest)
