@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["READ_CHUNK", "RangeOpener", "RangeStream", "ResumableRead"]
 
 # Bytes pulled from a body per read() call: pieces this small stay in the heap and are reused
-# (see STREAM_CHUNK in reader.py, which is this constant).
+# (the reader's STREAM_CHUNK, in reader_config.py, is this constant).
 READ_CHUNK = 64 * KiB
 
 
