@@ -28,13 +28,16 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from airflow_s3stream.errors import ObjectChangedError, SourceError, TransientError
 from airflow_s3stream.load.sources import LoadFile
 from airflow_s3stream.s3.classify import arrow_failure
 from airflow_s3stream.s3.objects import head_object
 from airflow_s3stream.s3.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
 
 __all__ = [
     "DEFAULT_BATCH_ROWS",
@@ -109,7 +112,7 @@ def open_s3_parquet(filesystem: Any, file: LoadFile) -> Iterator[tuple[Any, str 
         native.close()
 
 
-def check_unchanged(client: Any, file: LoadFile, etag: str | None, retry: RetryPolicy) -> None:
+def check_unchanged(client: S3Client, file: LoadFile, etag: str | None, retry: RetryPolicy) -> None:
     """HeadObject ``file`` after it was read: raise :class:`ObjectChangedError` unless it still
     has ``etag`` (pyarrow's ranged GETs are not pinned to it, so a replacement mid-read would
     otherwise mix two versions)."""

@@ -19,14 +19,16 @@ manifest check all take their checksum decisions here.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow_s3stream.s3.checksum_headers import content_md5_of_hex, without_checksum_headers
 from airflow_s3stream.s3.store_checks import StoreChecks, checked_by_store, choose_algorithm, known_checks
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
     from airflow_s3stream.s3.multipart.checksums import PartDigest
 
@@ -77,7 +79,7 @@ class ChecksumPlan:
             raise AssertionError("an MD5 upload needs each part's MD5 (PartHasher with md5=True)")
         return content_md5_of_hex(digest.md5)
 
-    def send_args(self, value: str) -> dict[str, str]:
+    def send_args(self, value: str) -> dict[str, Any]:
         """The UploadPart / PutObject argument carrying ``value`` (from :meth:`value`)."""
         return {"ContentMD5": value} if self.md5 else {f"Checksum{self.algorithm}": value}
 
@@ -87,12 +89,12 @@ class ChecksumPlan:
             return {}
         return {"ChecksumAlgorithm": self.algorithm, "ChecksumType": checksum_type}
 
-    def part_entry(self, number: int, etag: str, checksum: str) -> dict[str, Any]:
+    def part_entry(self, number: int, etag: str, checksum: str) -> CompletedPartTypeDef:
         """One part as CompleteMultipartUpload lists it (its CRC only when it has one and sends CRCs)."""
         entry: dict[str, Any] = {"PartNumber": number, "ETag": etag}
         if checksum and not self.md5:
             entry[f"Checksum{self.algorithm}"] = checksum
-        return entry
+        return cast("CompletedPartTypeDef", entry)
 
     def full_object_args(self, crc: int | None) -> dict[str, Any]:
         """CompleteMultipartUpload's full-object checksum arguments (none without a CRC)."""
@@ -107,7 +109,7 @@ class ChecksumPlan:
         CRC, none for MD5 (its checksum is the ETag) or for a store that refuses checksum headers."""
         return {} if self.md5 or self.refused else {"ChecksumMode": "ENABLED"}
 
-    def stored(self, answer: dict[str, Any]) -> str | None:
+    def stored(self, answer: Mapping[str, object]) -> str | None:
         """The checksum an answer (HeadObject, Complete, PutObject) reports for this plan: ``''`` when
         it has none, ``None`` for MD5 (whose checksum is the ETag, never asked for)."""
         return None if self.md5 else str(answer.get(f"Checksum{self.algorithm}") or "")

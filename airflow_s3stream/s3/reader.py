@@ -37,7 +37,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from airflow_s3stream.budget import release_large_buffers
 from airflow_s3stream.errors import ObjectChangedError, SourceError
@@ -56,6 +56,9 @@ from airflow_s3stream.s3.reader_config import (
     Tail,
 )
 from airflow_s3stream.s3.resumable_read import RangeStream, ResumableRead
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
 
 __all__ = [
     "DEFAULT_BLOCK_SIZE",
@@ -79,7 +82,7 @@ class S3ObjectSource:
     ``s3:GetObjectVersion`` permission. ``version_id`` is sent only when the caller asks for one.
     """
 
-    def __init__(self, client: Any, bucket: str, key: str, version_id: str | None = None) -> None:
+    def __init__(self, client: S3Client, bucket: str, key: str, version_id: str | None = None) -> None:
         warn_if_retrying(client)
         self.client, self.bucket, self.key = client, bucket, key
         self.version_id = version_id  # asked for by the caller; sent with every GET
@@ -98,8 +101,7 @@ class S3ObjectSource:
         if pinned and self.etag:
             kwargs["IfMatch"] = self.etag
         try:
-            response: dict[str, Any] = self.client.get_object(**kwargs)
-            return response
+            return dict(self.client.get_object(**kwargs))
         except Exception as exc:
             failure = classify(exc)
             if failure.retryable or failure.code == "InvalidRange":

@@ -35,13 +35,16 @@ import logging
 import secrets
 import threading
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from awscrt import checksums as crt
 
 from airflow_s3stream.s3.checksum_headers import content_md5, endpoint_of, without_checksum_headers
 from airflow_s3stream.s3.classify import S3Failure, classify
 from airflow_s3stream.s3.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
 
 __all__ = [
     "PROBED_ALGORITHM",
@@ -130,30 +133,30 @@ _PROBING: dict[str, threading.Lock] = {}  # one probe at a time per endpoint; th
 _LOCK = threading.Lock()
 
 
-def known_checks(client: Any) -> StoreChecks:
+def known_checks(client: S3Client) -> StoreChecks:
     """What is known of ``client``'s endpoint, without sending anything."""
     with _LOCK:
         return _KNOWN.get(endpoint_of(client), StoreChecks())
 
 
-def remember_checks(client: Any, checks: StoreChecks) -> None:
+def remember_checks(client: S3Client, checks: StoreChecks) -> None:
     """Record ``checks`` for ``client``'s endpoint (what a probe found; tests seed it this way)."""
     with _LOCK:
         _KNOWN[endpoint_of(client)] = checks
 
 
-def forget_endpoint(client: Any) -> None:
+def forget_endpoint(client: S3Client) -> None:
     """Drop what is known of ``client``'s endpoint: the next upload probes it again."""
     with _LOCK:
         _KNOWN.pop(endpoint_of(client), None)
 
 
-def refuses_checksum_headers(client: Any) -> bool:
+def refuses_checksum_headers(client: S3Client) -> bool:
     """True once a request to ``client``'s endpoint was refused for an additional checksum header."""
     return known_checks(client).additional == "refused"
 
 
-def remember_refusal(client: Any, what: str, failure: S3Failure) -> None:
+def remember_refusal(client: S3Client, what: str, failure: S3Failure) -> None:
     """Record that ``client``'s endpoint refuses checksum headers; warn the first time only.
 
     ``what`` names the request that was refused (``"part 1 of s3://b/k"``), ``failure`` is its
@@ -184,7 +187,7 @@ def questions_for(algorithm: str, checks: StoreChecks) -> tuple[bool, bool]:
     return checks.additional is None and algorithm == PROBED_ALGORITHM, False
 
 
-def store_checks(client: Any, bucket: str, retry: RetryPolicy, algorithm: str = _AUTO) -> StoreChecks:
+def store_checks(client: S3Client, bucket: str, retry: RetryPolicy, algorithm: str = _AUTO) -> StoreChecks:
     """What ``client``'s endpoint checks, probing in ``bucket`` what an upload with ``algorithm``
     needs to know and this process has not asked yet (module docstring).
 
@@ -220,7 +223,7 @@ def store_checks(client: Any, bucket: str, retry: RetryPolicy, algorithm: str = 
     return checks
 
 
-def _probe(client: Any, bucket: str, retry: RetryPolicy, algorithm: str, known: StoreChecks) -> StoreChecks:
+def _probe(client: S3Client, bucket: str, retry: RetryPolicy, algorithm: str, known: StoreChecks) -> StoreChecks:
     """Send the probes ``algorithm`` still needs; returns ``known`` with their verdicts."""
     key = f"{PROBE_PREFIX}{secrets.token_hex(8)}"
     wrong_crc = base64.b64encode(((crt.crc32c(PROBE_BODY, 0) ^ 1) & 0xFFFFFFFF).to_bytes(4, "big")).decode("ascii")
@@ -260,7 +263,7 @@ def _probe(client: Any, bucket: str, retry: RetryPolicy, algorithm: str, known: 
 
 
 def _put(
-    client: Any, bucket: str, key: str, retry: RetryPolicy, *, without_headers: bool = False, **checksum: str
+    client: S3Client, bucket: str, key: str, retry: RetryPolicy, *, without_headers: bool = False, **checksum: Any
 ) -> S3Failure | None:
     """PutObject the probe body with ``checksum``; None when stored, else the classified failure.
 
@@ -285,7 +288,7 @@ def _put(
         return classify(exc)
 
 
-def _delete(client: Any, bucket: str, key: str, retry: RetryPolicy) -> None:
+def _delete(client: S3Client, bucket: str, key: str, retry: RetryPolicy) -> None:
     """Delete the probe object the store accepted; a failure only leaves its few bytes behind (logged)."""
     what = f"deleting probe s3://{bucket}/{key}"
     try:

@@ -100,8 +100,8 @@ def _read_back(session: UploadSession, expected: ExpectedObject, answer: dict[st
         return _ReadBack([], answered, _answered_checksum(session, answer))
     mode = session.plan.ask_args()
     try:
-        head = session.config.retry.call(
-            lambda: session.client.head_object(Bucket=session.bucket, Key=session.key, **mode),
+        head: dict[str, Any] = session.config.retry.call(
+            lambda: dict(session.client.head_object(Bucket=session.bucket, Key=session.key, **mode)),
             what=f"reading back {session.uri}",
         )
     except Exception as exc:

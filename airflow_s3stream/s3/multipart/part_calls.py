@@ -8,7 +8,7 @@ policy and fail with the package's errors naming the part, the upload and the ke
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow_s3stream.errors import ChecksumMismatchError, SourceChangedError
 from airflow_s3stream.s3.classify import classify, raise_error
@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from airflow_s3stream.s3.multipart.checksums import PartDigest
 
 if TYPE_CHECKING:
+    from mypy_boto3_s3.type_defs import CopySourceTypeDef, ListPartsOutputTypeDef
+
     from airflow_s3stream.s3.multipart.session import UploadSession
 
 __all__ = ["copy_part", "list_parts", "put_small_object"]
@@ -33,16 +35,17 @@ def copy_part(
     :class:`SourceChangedError` instead of mixing two versions.
     """
     first, last = byte_range
-    assert session.upload_id is not None, "create() first"
+    upload_id = session.upload_id
+    assert upload_id is not None, "create() first"
     what = f"part {number} of {session.uri} (server-side copy)"
     try:
         response = session.config.retry.call(
             lambda: session.client.upload_part_copy(
                 Bucket=session.bucket,
                 Key=session.key,
-                UploadId=session.upload_id,
+                UploadId=upload_id,
                 PartNumber=number,
-                CopySource=copy_source,
+                CopySource=cast("CopySourceTypeDef", copy_source),
                 CopySourceRange=f"bytes={first}-{last}",
                 CopySourceIfMatch=if_match,
             ),
@@ -69,12 +72,13 @@ def list_parts(session: UploadSession) -> dict[int, dict[str, Any]] | None:
     Throttling, 5xx and resets are retried by the policy; any other refusal (``AccessDenied``)
     raises the package's error naming the upload and the key: it says nothing about the upload.
     """
-    assert session.upload_id is not None
+    upload_id = session.upload_id
+    assert upload_id is not None
     what = f"listing the parts of upload {session.upload_id} of {session.uri}"
 
-    def pages() -> list[dict[str, Any]]:
+    def pages() -> list[ListPartsOutputTypeDef]:
         paginator = session.client.get_paginator("list_parts")
-        return list(paginator.paginate(Bucket=session.bucket, Key=session.key, UploadId=session.upload_id))
+        return list(paginator.paginate(Bucket=session.bucket, Key=session.key, UploadId=upload_id))
 
     try:
         listed = session.config.retry.call(pages, what=what)
@@ -85,7 +89,7 @@ def list_parts(session: UploadSession) -> dict[int, dict[str, Any]] | None:
     parts: dict[int, dict[str, Any]] = {}
     for page in listed:
         for part in page.get("Parts", []):
-            parts[int(part["PartNumber"])] = part
+            parts[int(part["PartNumber"])] = dict(part)
     return parts
 
 
@@ -104,7 +108,7 @@ def put_small_object(session: UploadSession, data: bytes | bytearray, digest: Pa
                 lambda: session.client.put_object(
                     Bucket=session.bucket,
                     Key=session.key,
-                    Body=data,
+                    Body=data,  # type: ignore[arg-type]  # botocore sends a bytearray as it is, uncopied
                     **plan.send_args(sent),
                     **session.extra_args,
                 ),
@@ -114,7 +118,7 @@ def put_small_object(session: UploadSession, data: bytes | bytearray, digest: Pa
         if session.fall_back(exc, algorithm, what):
             return put_small_object(session, data, digest)
         raise_error(exc, what)
-    mismatch = session.mismatch(response, digest, sent, algorithm)
+    mismatch = session.mismatch(dict(response), digest, sent, algorithm)
     if mismatch is not None:
         # Only servers that ignore checksums get here: take the corrupt object down again.
         session.call(

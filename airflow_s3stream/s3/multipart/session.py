@@ -23,7 +23,7 @@ import functools
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_s3stream.s3.checksum_plan import ChecksumPlan
 from airflow_s3stream.s3.classify import CorruptedInTransitError, checksum_problem, classify, raise_error
@@ -36,6 +36,9 @@ from airflow_s3stream.s3.multipart.cleanup import abort_untracked, abort_upload,
 from airflow_s3stream.s3.multipart.config import CHECKSUM_AUTO, CHECKSUM_MD5, MultipartConfig
 from airflow_s3stream.s3.multipart.part_record import Body, PartRecord, UploadGoneError
 from airflow_s3stream.s3.store_checks import StoreChecks, remember_refusal, store_checks
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
 
 __all__ = ["Body", "PartRecord", "UploadGoneError", "UploadSession", "checksum_value"]
 
@@ -57,7 +60,7 @@ class UploadSession:
 
     def __init__(
         self,
-        client: Any,
+        client: S3Client,
         bucket: str,
         key: str,
         config: MultipartConfig,
@@ -296,12 +299,13 @@ class UploadSession:
         raw = hashing_raw(part) if not digest.md5 and self.wants_md5 else None
         if raw is not None:
             raw.hash_md5()
+        assert upload_id is not None, "create() first"
         response = self.client.upload_part(
             Bucket=self.bucket,
             Key=self.key,
             UploadId=upload_id,
             PartNumber=number,
-            Body=part,
+            Body=part,  # type: ignore[arg-type]  # botocore sends any bytes-like or file-like body
             ContentLength=digest.size,
             **plan.send_args(sent),
         )
@@ -327,7 +331,8 @@ class UploadSession:
         upload was aborted), raises :class:`UploadGoneError`; whether the object is ours is for the
         caller to check. Other failures raise the package's errors naming the object.
         """
-        assert self.upload_id is not None, "create() first"
+        upload_id = self.upload_id
+        assert upload_id is not None, "create() first"
         self.learn_checks()  # a staged upload's Complete may be the first I/O in this process
         plan = self.plan
         listed = [plan.part_entry(p.number, p.etag, p.checksum) for p in sorted(parts, key=lambda p: p.number)]
@@ -338,7 +343,7 @@ class UploadSession:
                 lambda: self.client.complete_multipart_upload(
                     Bucket=self.bucket,
                     Key=self.key,
-                    UploadId=self.upload_id,
+                    UploadId=upload_id,
                     MultipartUpload={"Parts": listed},
                     **extra,
                 ),
