@@ -32,9 +32,10 @@ if TYPE_CHECKING:
 
     from airflow_s3stream.s3.multipart.checksums import PartDigest
 
-__all__ = ["CHECKSUM_MD5", "ChecksumPlan"]
+__all__ = ["BOTOCORE_ALGORITHM", "CHECKSUM_MD5", "ChecksumPlan"]
 
 CHECKSUM_MD5 = "MD5"  # the algorithm that sends Content-MD5 and no additional checksum
+BOTOCORE_ALGORITHM = "CRC32"  # what botocore adds to a request itself (request_checksum_calculation)
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,13 @@ class ChecksumPlan:
         """The plan for ``algorithm`` on ``client``'s endpoint, from what this process knows of it
         (no probe is sent)."""
         return cls(algorithm, known_checks(client))
+
+    @classmethod
+    def for_endpoint(cls, client: S3Client) -> ChecksumPlan:
+        """The plan of a request whose checksum botocore adds itself (a manifest, a report, a
+        DeleteObjects): ``MD5`` to a store known to refuse checksum headers, else botocore's CRC32."""
+        checks = known_checks(client)
+        return cls(CHECKSUM_MD5 if checks.additional == "refused" else BOTOCORE_ALGORITHM, checks)
 
     @property
     def md5(self) -> bool:

@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_s3stream.errors import DestinationError, SourceError, UploadError
 from airflow_s3stream.s3.checksum_headers import content_md5, without_checksum_headers
+from airflow_s3stream.s3.checksum_plan import ChecksumPlan
 from airflow_s3stream.s3.classify import classify, raise_error
 from airflow_s3stream.s3.retry import RetryPolicy, s3_call
-from airflow_s3stream.s3.store_checks import refuses_checksum_headers, remember_refusal
+from airflow_s3stream.s3.store_checks import remember_refusal
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -152,7 +153,7 @@ def list_objects(client: S3Client, bucket: str, prefix: str, retry: RetryPolicy)
 def _md5_if_refused(client: S3Client, retry: RetryPolicy, send: Callable[[], T], what: str) -> T:
     """``send()`` retried by ``retry``; sent with ``Content-MD5`` instead of botocore's CRC when the
     endpoint refuses checksum headers (known before, or answered so now: then remembered)."""
-    if refuses_checksum_headers(client):
+    if ChecksumPlan.for_endpoint(client).md5:
         return s3_call(retry, functools.partial(_without_checksum_headers, client, send), what)
     try:
         return retry.call(send, what=what)
@@ -211,7 +212,7 @@ def put_object(
     md5 = content_md5(body)
 
     def send() -> dict[str, Any]:
-        extra: dict[str, Any] = {"ContentMD5": md5} if refuses_checksum_headers(client) else {}
+        extra: dict[str, Any] = {"ContentMD5": md5} if ChecksumPlan.for_endpoint(client).md5 else {}
         return dict(client.put_object(Bucket=bucket, Key=key, Body=body, **extra, **kwargs))
 
     return _md5_if_refused(client, retry, send, f"PutObject {uri}")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from typing import Any
 
 import pytest
 
 from airflow_s3stream.s3.checksum_headers import content_md5, content_md5_of_hex
 from airflow_s3stream.s3.checksum_plan import ChecksumPlan
 from airflow_s3stream.s3.multipart.checksums import PartDigest, encode_checksum
-from airflow_s3stream.s3.store_checks import StoreChecks
+from airflow_s3stream.s3.store_checks import StoreChecks, forget_endpoint, remember_checks
 
 CHECKS_CRC = StoreChecks(additional="checked", content_md5="checked")  # AWS S3
 IGNORES_CRC = StoreChecks(additional="ignored", content_md5="checked")  # Ceph RGW 16
@@ -75,3 +76,17 @@ def test_an_md5_plan_needs_the_parts_md5() -> None:
 def test_content_md5_is_base64_of_the_digest() -> None:
     expected = base64.b64encode(hashlib.md5(b"body").digest()).decode()
     assert content_md5(b"body") == expected == content_md5_of_hex(hashlib.md5(b"body").hexdigest())
+
+
+def test_requests_botocore_checksums_itself_go_as_md5_to_a_store_refusing_the_headers() -> None:
+    class Client:
+        class meta:  # noqa: N801 - shaped like a boto3 client's meta
+            endpoint_url = "http://plan-test-refusing:9000"
+
+    client: Any = Client()
+    assert ChecksumPlan.for_endpoint(client).algorithm == "CRC32"
+    remember_checks(client, REFUSES)
+    try:
+        assert ChecksumPlan.for_endpoint(client).md5
+    finally:
+        forget_endpoint(client)
