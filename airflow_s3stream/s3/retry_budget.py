@@ -58,5 +58,13 @@ class RetryBudget:
         with self._lock:
             self._tokens = min(self.capacity, self._tokens + (taken or SUCCESS_REFUND))
 
+    def __getstate__(self) -> dict[str, int]:
+        """A copy (an operator deep-copied or pickled by Airflow) keeps the tokens, not the lock."""
+        return {"capacity": self.capacity, "tokens": self.available}
+
+    def __setstate__(self, state: dict[str, int]) -> None:
+        self.capacity, self._tokens = state["capacity"], state["tokens"]
+        self._lock = threading.Lock()
+
     def __repr__(self) -> str:
         return f"RetryBudget({self.available}/{self.capacity} tokens)"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import pickle
 from typing import Any
 
 import pytest
@@ -214,3 +216,11 @@ def test_a_resumable_read_propagates_what_is_not_worth_retrying() -> None:
     with pytest.raises(ClientError):
         RetryPolicy().resumable_read(open_at, 0, 10, "s3://b/k").read()
     assert calls == [0]
+
+
+def test_a_policy_survives_the_copies_airflow_makes_of_an_operator() -> None:
+    policy = RetryPolicy(max_attempts=3, budget=RetryBudget(capacity=20))
+    policy.budget.take()
+    for copied in (copy.deepcopy(policy), pickle.loads(pickle.dumps(policy))):
+        assert copied.max_attempts == 3 and copied.budget.available == 15
+        assert copied.budget.take() == RETRY_COST  # with a lock of its own
