@@ -368,10 +368,10 @@ class RangedReader(io.RawIOBase):
         self._drop_stream()
 
     def _open_stream(self, pos: int) -> ResumableRead:
-        """The streamed GET from ``pos`` to the tail, opened at its first read."""
+        """The streamed GET from ``pos`` to the tail, opened now (its first byte's wait is not timed)."""
         self._drop_stream()
-        end = self.tail_start
-        self._stream = self._resumable(pos, end)
+        self._stream = self._resumable(pos, self.tail_start)
+        self._stream.open()
         return self._stream
 
     def _resumable(self, start: int, end: int) -> ResumableRead:

@@ -70,6 +70,13 @@ class ResumableRead:
         self._body: RangeStream | None = None
         self._delivered = False  # the open body has returned bytes
 
+    def open(self) -> None:
+        """Open the body at :attr:`position` now (retried), if none is open: the wait for an answer
+        is then not part of the next read (a caller timing its reads leaves it out)."""
+        if self._body is None and self.position < self.end:
+            self._body = self.policy.call(lambda: self._open_at(self.position), what=self.what)
+            self._delivered = False
+
     def read(self, size: int = READ_CHUNK) -> bytes:
         """Up to ``size`` bytes at :attr:`position` (b"" only at the end of the range).
 

@@ -224,3 +224,17 @@ def test_a_policy_survives_the_copies_airflow_makes_of_an_operator() -> None:
     for copied in (copy.deepcopy(policy), pickle.loads(pickle.dumps(policy))):
         assert copied.max_attempts == 3 and copied.budget.available == 15
         assert copied.budget.take() == RETRY_COST  # with a lock of its own
+
+
+def test_a_resumable_read_opened_up_front_reads_from_that_body() -> None:
+    data = b"0123456789"
+    opened: list[int] = []
+
+    def open_at(at: int) -> _Body:
+        opened.append(at)
+        return _Body(data, at, cut=None)
+
+    read = RetryPolicy().resumable_read(open_at, 2, len(data), "s3://b/k")
+    read.open()
+    read.open()  # a body is open already: nothing is sent
+    assert opened == [2] and read.read(100) == data[2:] and opened == [2]
