@@ -28,12 +28,16 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from airflow_s3stream.errors import ObjectChangedError, SourceError, TransientError
 from airflow_s3stream.load.sources import LoadFile
+from airflow_s3stream.s3.classify import arrow_failure
 from airflow_s3stream.s3.objects import head_object
 from airflow_s3stream.s3.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
 
 __all__ = [
     "DEFAULT_BATCH_ROWS",
@@ -69,16 +73,17 @@ def spool(stream: BinaryIO, directory: str | None = None) -> Iterator[str]:
 
 
 def native_error(exc: Exception, file: LoadFile) -> Exception:
-    """pyarrow's error for ``file`` as the package's: missing, denied and undecodable are not
+    """pyarrow's error for ``file`` as the package's (classified by
+    :func:`~airflow_s3stream.s3.classify.arrow_failure`): missing, denied and undecodable are not
     retried; an S3 failure that outlived pyarrow's retries is :class:`TransientError`."""
-    text = " ".join(str(exc).split())
-    if isinstance(exc, FileNotFoundError) or "NO_SUCH" in text or "HTTP status 404" in text:
-        return SourceError(f"{file.uri}: no such object ({text})")
-    if "ACCESS_DENIED" in text or "HTTP status 403" in text:
-        return SourceError(f"{file.uri}: access denied ({text})")
-    if "AWS Error" in text or "curlCode" in text:
-        return TransientError(f"{file.uri}: S3 read failed after pyarrow's retries: {text}")
-    return SourceError(f"{file.uri}: not a readable Parquet file: {text}")
+    failure = arrow_failure(exc)
+    if failure.not_found:
+        return SourceError(f"{file.uri}: no such object ({failure.message})")
+    if failure.access_denied:
+        return SourceError(f"{file.uri}: access denied ({failure.message})")
+    if failure.retryable:
+        return TransientError(f"{file.uri}: S3 read failed after pyarrow's retries: {failure.message}")
+    return SourceError(f"{file.uri}: not a readable Parquet file: {failure.message}")
 
 
 @contextlib.contextmanager
@@ -107,7 +112,7 @@ def open_s3_parquet(filesystem: Any, file: LoadFile) -> Iterator[tuple[Any, str 
         native.close()
 
 
-def check_unchanged(client: Any, file: LoadFile, etag: str | None, retry: RetryPolicy) -> None:
+def check_unchanged(client: S3Client, file: LoadFile, etag: str | None, retry: RetryPolicy) -> None:
     """HeadObject ``file`` after it was read: raise :class:`ObjectChangedError` unless it still
     has ``etag`` (pyarrow's ranged GETs are not pinned to it, so a replacement mid-read would
     otherwise mix two versions)."""

@@ -4,8 +4,10 @@
 order, checking each against what the manifest lists before a byte of data is read:
 
 * a key ending in ``_manifest.json``, or a key that is not an object but has
-  ``<key>/_manifest.json``: exactly the listed files. Each is HEADed (``ChecksumMode=ENABLED``):
-  its size must equal the listed ``bytes``, its ETag the listed ``etag`` (the reader then pins every
+  ``<key>/_manifest.json``: exactly the listed files. Each is HEADed (asking for its stored
+  checksum only when the listed algorithm is a CRC and the store takes ``ChecksumMode``: the
+  endpoint's :class:`~airflow_s3stream.s3.checksum_plan.ChecksumPlan`): its size must equal the
+  listed ``bytes``, its ETag the listed ``etag`` (the reader then pins every
   GET to it with ``If-Match``), and its stored checksum the listed one when both exist;
 * an existing object: that object (``zip_member``: that member of the ZIP object);
 * otherwise the prefix ``<key>/``: every object in key order, except names starting with ``_`` or
@@ -18,13 +20,17 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_s3stream.errors import ChecksumMismatchError, ObjectChangedError, SourceError
 from airflow_s3stream.publish.manifest import MANIFEST_NAME, Manifest, ManifestFile, parse_manifest
+from airflow_s3stream.s3.checksum_plan import ChecksumPlan
 from airflow_s3stream.s3.objects import head_object, list_keys
 from airflow_s3stream.s3.reader import RangedReader, ReaderConfig, S3ObjectSource
 from airflow_s3stream.s3.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
 
 __all__ = ["MAX_MANIFEST_BYTES", "LoadFile", "ResolvedSource", "SourceSpec", "resolve_source"]
 
@@ -75,7 +81,7 @@ class ResolvedSource:
     skipped: tuple[str, ...] = field(default=())
 
 
-def _read_small(client: Any, bucket: str, key: str, retry: RetryPolicy) -> bytes:
+def _read_small(client: S3Client, bucket: str, key: str, retry: RetryPolicy) -> bytes:
     with RangedReader(S3ObjectSource(client, bucket, key), ReaderConfig(retry=retry)) as reader:
         if reader.size > MAX_MANIFEST_BYTES:
             raise SourceError(f"manifest s3://{bucket}/{key}: {reader.size} bytes is larger than {MAX_MANIFEST_BYTES}")
@@ -92,9 +98,13 @@ def _stored_checksum(head: dict[str, Any], algorithm: str) -> str | None:
     return str(value) if value else None
 
 
-def _check_listed(client: Any, bucket: str, listed: ManifestFile, manifest_key: str, retry: RetryPolicy) -> LoadFile:
+def _check_listed(
+    client: S3Client, bucket: str, listed: ManifestFile, manifest_key: str, retry: RetryPolicy
+) -> LoadFile:
     uri = f"s3://{bucket}/{listed.key}"
-    head = head_object(client, bucket, listed.key, retry, reading=True, ChecksumMode="ENABLED")
+    plan = ChecksumPlan.known(client, listed.checksum_algorithm.upper()) if listed.checksum_algorithm else None
+    ask = plan.ask_args() if plan is not None and listed.checksum_value else {}
+    head = head_object(client, bucket, listed.key, retry, reading=True, **ask)
     if head is None:
         raise SourceError(f"{uri}: listed in manifest {manifest_key} but does not exist")
     size = int(head["ContentLength"])
@@ -115,7 +125,7 @@ def _check_listed(client: Any, bucket: str, listed: ManifestFile, manifest_key: 
     return LoadFile(bucket, listed.key, size, listed.etag or etag, listed.rows)
 
 
-def _from_manifest(client: Any, bucket: str, key: str, retry: RetryPolicy) -> ResolvedSource:
+def _from_manifest(client: S3Client, bucket: str, key: str, retry: RetryPolicy) -> ResolvedSource:
     manifest = parse_manifest(_read_small(client, bucket, key, retry), bucket, key)
     files = tuple(_check_listed(client, bucket, f, key, retry) for f in manifest.files)
     return ResolvedSource(SourceSpec(bucket, key), files, manifest, "manifest")
@@ -126,7 +136,7 @@ def _skipped_name(key: str, prefix: str) -> bool:
     return key.endswith("/") or not name or name.startswith(("_", "."))
 
 
-def resolve_source(client: Any, spec: SourceSpec, retry: RetryPolicy | None = None) -> ResolvedSource:
+def resolve_source(client: S3Client, spec: SourceSpec, retry: RetryPolicy | None = None) -> ResolvedSource:
     """The files ``spec`` names, checked against their manifest (see the module docstring).
 
     :raises SourceError: nothing at the key or under the prefix, a listed file missing, a bad manifest.

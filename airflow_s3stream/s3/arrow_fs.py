@@ -6,8 +6,11 @@ active exception", exit code 134), and spooling to local disk needs disk the siz
 ``pyarrow.fs.S3FileSystem`` reads S3 natively (C++, ranged GETs), with no Python object and no disk.
 
 :class:`ArrowS3Settings` carries what it needs: credentials (never in ``repr``, never logged),
-region, endpoint and the number of tries per request (the filesystem's standard retry strategy is
-the one retry layer for these GETs). pyarrow finalizes its S3 layer itself at interpreter exit
+region, endpoint and the number of tries per request, taken from the task's
+:class:`~airflow_s3stream.s3.retry.RetryPolicy` (:meth:`ArrowS3Settings.from_client`,
+:func:`arrow_retry_strategy`): pyarrow's GETs are sent from C++, outside the package's retry loop,
+so its standard retry strategy retries them, as often as the policy retries every other call.
+pyarrow finalizes its S3 layer itself at interpreter exit
 (``atexit``: ``ensure_s3_finalized``); nothing here keeps a filesystem alive beyond one load.
 """
 
@@ -15,9 +18,14 @@ from __future__ import annotations
 
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["ArrowS3Settings"]
+from airflow_s3stream.s3.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
+
+__all__ = ["ArrowS3Settings", "arrow_retry_strategy"]
 
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
 DEFAULT_REQUEST_TIMEOUT_S = 60.0
@@ -36,15 +44,17 @@ class ArrowS3Settings:
     session_token: str | None = field(default=None, repr=False)
     region: str | None = None
     endpoint_url: str | None = None
-    max_attempts: int = 6
+    max_attempts: int = RetryPolicy.max_attempts
     connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
     tls_ca_file: str | None = None  # PEM CA bundle for an https endpoint (the connection's ``verify``)
 
     @classmethod
-    def from_client(cls, client: Any, max_attempts: int = 6) -> ArrowS3Settings:
-        """The settings of a boto3 S3 client: its endpoint, region and (frozen) credentials."""
-        credentials = client._request_signer._credentials  # botocore keeps no public accessor
+    def from_client(cls, client: S3Client, retry: RetryPolicy | int | None = None) -> ArrowS3Settings:
+        """The settings of a boto3 S3 client: its endpoint, region and (frozen) credentials, and the
+        tries per request of ``retry`` (the task's policy; a bare number of attempts is accepted)."""
+        max_attempts = retry if isinstance(retry, int) else (retry or RetryPolicy()).max_attempts
+        credentials = client._request_signer._credentials  # type: ignore[attr-defined]  # no public accessor
         frozen = credentials.get_frozen_credentials() if credentials is not None else None
         endpoint = str(client.meta.endpoint_url or "")
         host = urllib.parse.urlsplit(endpoint).hostname or ""
@@ -77,6 +87,15 @@ class ArrowS3Settings:
             region=self.region or "us-east-1",
             connect_timeout=self.connect_timeout_s,
             request_timeout=self.request_timeout_s,
-            retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=self.max_attempts),
+            retry_strategy=arrow_retry_strategy(RetryPolicy(max_attempts=self.max_attempts)),
             **kwargs,
         )
+
+
+def arrow_retry_strategy(policy: RetryPolicy) -> Any:
+    """pyarrow's retry strategy for ``policy``: AWS's standard strategy with the policy's attempts
+    per request. pyarrow takes no other setting (its backoff and its retryable errors are the AWS
+    SDK's own), and its retries are not paid from the policy's budget."""
+    import pyarrow.fs as pafs
+
+    return pafs.AwsStandardS3RetryStrategy(max_attempts=policy.max_attempts)

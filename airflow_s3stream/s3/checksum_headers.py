@@ -28,22 +28,35 @@ import contextvars
 import hashlib
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["endpoint_of", "without_checksum_headers"]
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
+
+__all__ = ["content_md5", "content_md5_of_hex", "endpoint_of", "without_checksum_headers"]
 
 _HANDLER_ID = "airflow_s3stream.without_checksum_headers"
 _ACTIVE: contextvars.ContextVar[bool] = contextvars.ContextVar("s3stream_without_checksum_headers", default=False)
 _LOCK = threading.Lock()
 
 
-def endpoint_of(client: Any) -> str:
+def content_md5_of_hex(md5_hex: str) -> str:
+    """The ``Content-MD5`` header value (base64 of the 16 digest bytes) for an MD5 given in hex."""
+    return base64.b64encode(bytes.fromhex(md5_hex)).decode("ascii")
+
+
+def content_md5(body: bytes | bytearray | memoryview) -> str:
+    """The ``Content-MD5`` header value of ``body``."""
+    return content_md5_of_hex(hashlib.md5(body, usedforsecurity=False).hexdigest())
+
+
+def endpoint_of(client: S3Client) -> str:
     """The endpoint URL a boto3 client sends to (what :mod:`~airflow_s3stream.s3.store_checks` is keyed by)."""
     return str(getattr(getattr(client, "meta", None), "endpoint_url", "") or "")
 
 
 @contextlib.contextmanager
-def without_checksum_headers(client: Any) -> Iterator[None]:
+def without_checksum_headers(client: S3Client) -> Iterator[None]:
     """Calls on ``client`` inside this block (in this thread) get no checksum botocore would add.
 
     The caller sends its own ``ContentMD5`` where the operation takes one (PutObject, UploadPart);
@@ -58,14 +71,14 @@ def without_checksum_headers(client: Any) -> Iterator[None]:
         _ACTIVE.reset(token)
 
 
-def _register(client: Any) -> None:
+def _register(client: S3Client) -> None:
     """Register the handler once per client (the unique id keeps botocore from adding it twice)."""
     if getattr(client, "_s3stream_checksum_handler", False):
         return
     with _LOCK:
         client.meta.events.register_last("before-call.s3", _drop_flexible_checksum, unique_id=_HANDLER_ID)
         with contextlib.suppress(AttributeError):  # a client refusing attributes registers (idempotently) each time
-            client._s3stream_checksum_handler = True
+            setattr(client, "_s3stream_checksum_handler", True)  # noqa: B010 - a marker the stubs do not declare
 
 
 def _drop_flexible_checksum(params: dict[str, Any], model: Any, **_: Any) -> None:
@@ -84,6 +97,6 @@ def _drop_flexible_checksum(params: dict[str, Any], model: Any, **_: Any) -> Non
         body = params.get("body")
         if not isinstance(body, (bytes, bytearray)):
             return  # cannot replace the required checksum here: leave botocore's
-        headers["Content-MD5"] = base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode("ascii")
+        headers["Content-MD5"] = content_md5(body)
     checksum.pop("request_algorithm", None)
     checksum.pop("request_algorithm_header", None)

@@ -6,8 +6,10 @@ package goes through :func:`classify` and nowhere else:
 * ``retryable``: throttling (``SlowDown``, 429, 503), other 5xx, resets, timeouts, a body cut
   off mid-way. :class:`~airflow_s3stream.s3.retry.RetryPolicy` retries these, and only these.
 * ``checksum``: the bytes the server received do not match the checksum sent with them
-  (``BadDigest``, ``InvalidDigest``, ``XAmzContentSHA256Mismatch``, ``InvalidChecksum``).
-  Sending the same body again may help; the multipart session does so a bounded number of times.
+  (``BadDigest``, ``InvalidDigest``, ``XAmzContentSHA256Mismatch``, ``InvalidChecksum``), or the
+  caller found so in the answer (:class:`CorruptedInTransitError`: a part's ETag is not its MD5).
+  Sending the same body again may help, so the one retry loop retries these too, at most
+  ``max_attempts`` sends in all.
 * ``permanent``: every other answer (4xx). Retrying cannot help. :func:`to_error` turns it into
   the package's exception naming the object, so nothing raw reaches an operator.
 
@@ -33,7 +35,18 @@ from airflow_s3stream.errors import (
     UploadError,
 )
 
-__all__ = ["FailureKind", "S3Failure", "classify", "error_code", "http_status", "raise_error", "to_error"]
+__all__ = [
+    "CorruptedInTransitError",
+    "FailureKind",
+    "S3Failure",
+    "arrow_failure",
+    "checksum_problem",
+    "classify",
+    "error_code",
+    "http_status",
+    "raise_error",
+    "to_error",
+]
 
 FailureKind = Literal["retryable", "permanent", "checksum"]
 
@@ -70,6 +83,15 @@ ACCESS_CODES = frozenset(
 )
 # How stores without additional checksums refuse x-amz-checksum-* / x-amz-sdk-checksum-algorithm.
 HEADER_REFUSAL_CODES = frozenset({"InvalidArgument", "InvalidRequest", "NotImplemented", "BadRequest", "400"})
+# Failures without an answer that held a connection until a clock ran out (a retry costs more).
+TIMEOUT_CODES = frozenset({"ReadTimeoutError", "ConnectTimeoutError", "TimeoutError", "RequestTimeout"})
+CORRUPTED_IN_TRANSIT = "CorruptedInTransit"
+
+
+class CorruptedInTransitError(Exception):
+    """The server answered, but what it stored is not what was sent (its echoed CRC or its ETag
+    differs from ours). Raised by the caller that checks the answer, inside the retried call, so
+    the one retry loop sends the body again; ``str()`` says what differs."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +106,16 @@ class S3Failure:
     @property
     def retryable(self) -> bool:
         return self.kind == "retryable"
+
+    @property
+    def worth_retrying(self) -> bool:
+        """What the one retry loop retries: a transient failure, or bytes corrupted on the way."""
+        return self.kind in ("retryable", "checksum")
+
+    @property
+    def timed_out(self) -> bool:
+        """A connect or read timeout (or S3's ``RequestTimeout``): a retry takes more of the budget."""
+        return self.code in TIMEOUT_CODES
 
     @property
     def not_found(self) -> bool:
@@ -108,6 +140,14 @@ class S3Failure:
         """``SlowDown (503): Please reduce your request rate`` or ``ReadTimeoutError: ...``."""
         where = f"{self.code} ({self.status})" if self.status else self.code
         return f"{where}: {self.message}" if self.message and self.message != self.code else where
+
+
+def checksum_problem(failure: S3Failure) -> str:
+    """How an error names a ``checksum`` failure: ``MD5 mismatch (sent ..., server stored ...)``
+    found in the answer, or ``server refused the checksum: BadDigest (400): ...``."""
+    if failure.code == CORRUPTED_IN_TRANSIT:
+        return failure.message
+    return f"server refused the checksum: {failure.describe()}"
 
 
 def error_code(exc: BaseException) -> str:
@@ -155,6 +195,8 @@ def _retryable_without_answer(exc: BaseException) -> bool:
 
 def classify(exc: BaseException) -> S3Failure:
     """Classify ``exc`` raised by an S3 call. Pure: looks only at the exception."""
+    if isinstance(exc, CorruptedInTransitError):
+        return S3Failure("checksum", CORRUPTED_IN_TRANSIT, 0, str(exc))
     response = getattr(exc, "response", None)
     if isinstance(response, dict) and "Error" in response:
         code = error_code(exc)
@@ -169,6 +211,28 @@ def classify(exc: BaseException) -> S3Failure:
         return S3Failure(kind, code or str(status), status, message)
     kind = "retryable" if _retryable_without_answer(exc) else "permanent"
     return S3Failure(kind, type(exc).__name__, 0, str(exc))
+
+
+ARROW_S3_ERROR = "ArrowS3Error"  # pyarrow's S3 layer failed after its own retries
+ARROW_UNREADABLE = "ArrowUnreadable"  # pyarrow read the bytes but cannot decode them
+
+
+def arrow_failure(exc: BaseException) -> S3Failure:
+    """Classify an error pyarrow raised while reading S3 (``pyarrow.fs.S3FileSystem``: an ``OSError``
+    whose only detail is its text) or decoding what it read. Pure.
+
+    A missing object is ``not_found``, a refused one ``access_denied`` (both ``permanent``); an S3
+    or network failure that outlived pyarrow's own retries is ``retryable`` (for Airflow's task
+    retry: pyarrow has retried already); anything else is an undecodable file (``permanent``).
+    """
+    text = " ".join(str(exc).split())
+    if isinstance(exc, FileNotFoundError) or "NO_SUCH" in text or "HTTP status 404" in text:
+        return S3Failure("permanent", "NoSuchKey", 404, text)
+    if "ACCESS_DENIED" in text or "HTTP status 403" in text:
+        return S3Failure("permanent", "AccessDenied", 403, text)
+    if "AWS Error" in text or "curlCode" in text:
+        return S3Failure("retryable", ARROW_S3_ERROR, 0, text)
+    return S3Failure("permanent", ARROW_UNREADABLE, 0, text)
 
 
 def to_error(exc: BaseException, what: str, *, reading: bool = False) -> S3StreamError:
@@ -186,6 +250,8 @@ def to_error(exc: BaseException, what: str, *, reading: bool = False) -> S3Strea
     detail = failure.describe()
     if failure.retryable:
         return TransientError(f"{what}: {detail}")
+    if failure.kind == "checksum" and failure.code == CORRUPTED_IN_TRANSIT:
+        return ChecksumMismatchError(f"{what}: {failure.message}")
     if failure.kind == "checksum":
         return ChecksumMismatchError(f"{what}: the server refused the bytes: {detail}")
     if failure.precondition_failed:

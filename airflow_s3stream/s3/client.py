@@ -20,11 +20,14 @@ import io
 import logging
 import ssl
 import urllib.parse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.config import Config
 
 from airflow_s3stream.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
 
 __all__ = [
     "DEFAULT_POOL_CONNECTIONS",
@@ -66,7 +69,7 @@ def single_attempt_config(
     return base.merge(override) if base is not None else override
 
 
-def warn_if_retrying(client: Any) -> None:
+def warn_if_retrying(client: object) -> None:
     """Log once per client when botocore would retry on its own (a client not built by the package)."""
     if getattr(client, "_s3stream_checked", False):
         return
@@ -81,10 +84,10 @@ def warn_if_retrying(client: Any) -> None:
             retries or "botocore defaults",
         )
     with contextlib.suppress(AttributeError):  # a client refusing attributes is checked each time
-        client._s3stream_checked = True
+        setattr(client, "_s3stream_checked", True)  # noqa: B010 - a marker the stubs do not declare
 
 
-def checksum_in_header(client: Any) -> None:
+def checksum_in_header(client: S3Client) -> None:
     """Have ``client`` send botocore's own checksum of an in-memory body in a header, not a trailer.
 
     Over HTTPS botocore (``request_checksum_calculation="when_supported"``, its default) sends the
@@ -110,7 +113,7 @@ def _trailer_to_header(params: dict[str, Any], **_: Any) -> None:
         algorithm["in"] = "header"
 
 
-def explain_connection_failures(client: Any, connection: str, verify: bool | str | None) -> None:
+def explain_connection_failures(client: S3Client, connection: str, verify: bool | str | None) -> None:
     """Turn two failures caused by a connection's settings into a :class:`ConfigurationError` that
     names ``connection`` (``"AWS connection 'aws_default'"``) and the setting to change:
 

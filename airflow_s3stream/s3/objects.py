@@ -11,18 +11,21 @@ checksum-required operation). A store that refuses checksum headers gets the req
 
 from __future__ import annotations
 
-import base64
 import functools
-import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_s3stream.errors import DestinationError, SourceError, UploadError
-from airflow_s3stream.s3.checksum_headers import without_checksum_headers
+from airflow_s3stream.s3.checksum_headers import content_md5, without_checksum_headers
+from airflow_s3stream.s3.checksum_plan import ChecksumPlan
 from airflow_s3stream.s3.classify import classify, raise_error
 from airflow_s3stream.s3.retry import RetryPolicy, s3_call
-from airflow_s3stream.s3.store_checks import refuses_checksum_headers, remember_refusal
+from airflow_s3stream.s3.store_checks import remember_refusal
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
+    from mypy_boto3_s3.type_defs import DeleteTypeDef
 
 __all__ = [
     "S3Object",
@@ -67,7 +70,7 @@ class S3Object:
         return f"s3://{self.bucket}/{self.key}"
 
     @classmethod
-    def head(cls, client: Any, uri: str, retry: RetryPolicy | None = None) -> S3Object:
+    def head(cls, client: S3Client, uri: str, retry: RetryPolicy | None = None) -> S3Object:
         """HeadObject the source ``uri``: retried when throttled or cut off; a missing or
         forbidden object raises :class:`SourceError` naming it."""
         bucket, key = parse_s3_uri(uri)
@@ -85,7 +88,7 @@ class S3Object:
 
 
 def head_object(
-    client: Any, bucket: str, key: str, retry: RetryPolicy, *, reading: bool = False, **kwargs: Any
+    client: S3Client, bucket: str, key: str, retry: RetryPolicy, *, reading: bool = False, **kwargs: Any
 ) -> dict[str, Any] | None:
     """HeadObject ``s3://bucket/key`` (``kwargs`` such as ``ChecksumMode``); ``None`` when it does
     not exist. Other refusals raise the package's error naming the object."""
@@ -102,7 +105,7 @@ def head_object(
     return s3_call(retry, head, f"HeadObject {uri}", reading=reading)
 
 
-def check_bucket(client: Any, bucket: str, retry: RetryPolicy) -> None:
+def check_bucket(client: S3Client, bucket: str, retry: RetryPolicy) -> None:
     """Raise :class:`DestinationError` unless ``bucket`` exists and the credentials may use it.
 
     Throttling and resets are retried first; what still fails is a ``TransientError``.
@@ -124,20 +127,20 @@ def check_bucket(client: Any, bucket: str, retry: RetryPolicy) -> None:
     s3_call(retry, head, f"HeadBucket {bucket!r}")
 
 
-def list_keys(client: Any, bucket: str, prefix: str, retry: RetryPolicy) -> Iterator[str]:
+def list_keys(client: S3Client, bucket: str, prefix: str, retry: RetryPolicy) -> Iterator[str]:
     """Every key under ``prefix``, in S3's (UTF-8 binary) order; each page request retried."""
     for key, _ in list_objects(client, bucket, prefix, retry):
         yield key
 
 
-def list_objects(client: Any, bucket: str, prefix: str, retry: RetryPolicy) -> Iterator[tuple[str, int]]:
+def list_objects(client: S3Client, bucket: str, prefix: str, retry: RetryPolicy) -> Iterator[tuple[str, int]]:
     """(key, size in bytes) of every object under ``prefix``, in S3's order; each page retried."""
     token: str | None = None
     while True:
         kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
         if token:
             kwargs["ContinuationToken"] = token
-        page: dict[str, Any] = s3_call(
+        page = s3_call(
             retry, functools.partial(client.list_objects_v2, **kwargs), f"ListObjectsV2 s3://{bucket}/{prefix}"
         )
         for obj in page.get("Contents", []):
@@ -147,10 +150,10 @@ def list_objects(client: Any, bucket: str, prefix: str, retry: RetryPolicy) -> I
         token = page.get("NextContinuationToken")
 
 
-def _md5_if_refused(client: Any, retry: RetryPolicy, send: Callable[[], T], what: str) -> T:
+def _md5_if_refused(client: S3Client, retry: RetryPolicy, send: Callable[[], T], what: str) -> T:
     """``send()`` retried by ``retry``; sent with ``Content-MD5`` instead of botocore's CRC when the
     endpoint refuses checksum headers (known before, or answered so now: then remembered)."""
-    if refuses_checksum_headers(client):
+    if ChecksumPlan.for_endpoint(client).md5:
         return s3_call(retry, functools.partial(_without_checksum_headers, client, send), what)
     try:
         return retry.call(send, what=what)
@@ -162,12 +165,12 @@ def _md5_if_refused(client: Any, retry: RetryPolicy, send: Callable[[], T], what
     return s3_call(retry, functools.partial(_without_checksum_headers, client, send), what)
 
 
-def _without_checksum_headers(client: Any, send: Callable[[], T]) -> T:
+def _without_checksum_headers(client: S3Client, send: Callable[[], T]) -> T:
     with without_checksum_headers(client):
         return send()
 
 
-def delete_keys(client: Any, bucket: str, keys: Sequence[str], retry: RetryPolicy) -> None:
+def delete_keys(client: S3Client, bucket: str, keys: Sequence[str], retry: RetryPolicy) -> None:
     """Delete ``keys`` (1,000 per DeleteObjects request). Deleting is idempotent, so every batch is
     retried as a whole. A key S3 reports it could not delete raises :class:`UploadError` naming it.
 
@@ -177,8 +180,8 @@ def delete_keys(client: Any, bucket: str, keys: Sequence[str], retry: RetryPolic
     for start in range(0, len(keys), S3_MAX_DELETE_KEYS):
         batch = list(keys[start : start + S3_MAX_DELETE_KEYS])
         what = f"DeleteObjects of {len(batch)} key(s) under s3://{bucket}/ (first {batch[0]!r})"
-        request = {"Objects": [{"Key": k} for k in batch], "Quiet": True}
-        response: dict[str, Any] = _md5_if_refused(
+        request: DeleteTypeDef = {"Objects": [{"Key": k} for k in batch], "Quiet": True}
+        response = _md5_if_refused(
             client, retry, functools.partial(client.delete_objects, Bucket=bucket, Delete=request), what
         )
         errors = response.get("Errors") or []
@@ -188,7 +191,7 @@ def delete_keys(client: Any, bucket: str, keys: Sequence[str], retry: RetryPolic
             raise UploadError(f"could not delete {named}{more}")
 
 
-def get_object_bytes(client: Any, bucket: str, key: str, retry: RetryPolicy, *, what: str) -> bytes | None:
+def get_object_bytes(client: S3Client, bucket: str, key: str, retry: RetryPolicy, *, what: str) -> bytes | None:
     """The whole body of a small object (a manifest, a commit state), retried; ``None`` when it
     does not exist. Other failures raise the package's error naming ``what``."""
     try:
@@ -199,15 +202,17 @@ def get_object_bytes(client: Any, bucket: str, key: str, retry: RetryPolicy, *, 
         raise_error(exc, what)
 
 
-def put_object(client: Any, bucket: str, key: str, body: bytes, retry: RetryPolicy, **kwargs: Any) -> dict[str, Any]:
+def put_object(
+    client: S3Client, bucket: str, key: str, body: bytes, retry: RetryPolicy, **kwargs: Any
+) -> dict[str, Any]:
     """PutObject a small ``body`` (a manifest, a report, resume state). A whole-object PUT is
     idempotent, so it is retried; ``kwargs`` carries ``ContentType``, ``IfMatch``, ``IfNoneMatch``.
     A store refusing the CRC botocore may add (``when_supported``) gets ``Content-MD5`` instead."""
     uri = f"s3://{bucket}/{key}"
-    md5 = base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode("ascii")
+    md5 = content_md5(body)
 
     def send() -> dict[str, Any]:
-        extra = {"ContentMD5": md5} if refuses_checksum_headers(client) else {}
+        extra: dict[str, Any] = {"ContentMD5": md5} if ChecksumPlan.for_endpoint(client).md5 else {}
         return dict(client.put_object(Bucket=bucket, Key=key, Body=body, **extra, **kwargs))
 
     return _md5_if_refused(client, retry, send, f"PutObject {uri}")

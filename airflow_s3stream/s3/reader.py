@@ -36,18 +36,33 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from airflow_s3stream.budget import release_large_buffers
-from airflow_s3stream.errors import ObjectChangedError, TransientError
+from airflow_s3stream.errors import ObjectChangedError
 from airflow_s3stream.s3.classify import classify, raise_error
 from airflow_s3stream.s3.client import warn_if_retrying
-from airflow_s3stream.s3.readahead import BlockBuffers, ReadAhead, StreamController
-from airflow_s3stream.s3.retry import RetryPolicy
-from airflow_s3stream.units import KiB, MiB
+from airflow_s3stream.s3.readahead import BlockBuffers, ReadAhead
+from airflow_s3stream.s3.reader_config import (
+    DEFAULT_BLOCK_SIZE,
+    DEFAULT_MAX_STREAMS,
+    DEFAULT_TAIL_SIZE,
+    SKIP_FORWARD_LIMIT,
+    STREAM_CHUNK,
+    ByteSource,
+    ReaderConfig,
+    ReaderStats,
+    Tail,
+)
+from airflow_s3stream.s3.resumable_read import RangeStream, ResumableRead
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
 
 __all__ = [
+    "DEFAULT_BLOCK_SIZE",
+    "DEFAULT_MAX_STREAMS",
+    "DEFAULT_TAIL_SIZE",
     "ByteSource",
     "RangeStream",
     "RangedReader",
@@ -58,93 +73,6 @@ __all__ = [
 ]
 
 
-DEFAULT_BLOCK_SIZE = 8 * MiB  # the issue's GET budget is "archive size / 8 MiB + 4"
-DEFAULT_TAIL_SIZE = 1 * MiB  # EOCD + ZIP64 records + ~10,000 central-directory entries
-DEFAULT_MAX_STREAMS = 6  # adaptive ceiling: (6 + 2) x 8 MiB = 64 MiB, half the default 128 MiB task budget
-# Bytes pulled from an HTTP body per read() call. Under release_large_buffers() (budget.py) a
-# transient allocation of a MiB is a fresh mapping and page-faulted on every call, and one above
-# 128 KiB is trimmed from the heap when freed: 64 KiB pieces stay in the heap and are reused.
-STREAM_CHUNK = 64 * KiB
-SKIP_FORWARD_LIMIT = 8 * MiB  # a forward seek this short reads and drops bytes instead of a new GET
-
-
-@dataclass(frozen=True)
-class ReaderConfig:
-    """Knobs of :class:`RangedReader`, with documented defaults.
-
-    :param block_size: bytes per window block and per parallel GET (bytes).
-    :param tail_size: bytes fetched by the suffix-range GET at open.
-    :param prefetch_blocks: block GETs kept in flight ahead of the read position: ``None``
-        (default) chooses adaptively between the streamed GET and up to ``max_streams`` parallel
-        GETs; ``0`` is one streamed GET per sequential run (the cheapest against a near endpoint);
-        ``N`` keeps N parallel GETs in flight.
-    :param max_streams: the adaptive ceiling of parallel GETs.
-    :param retry: policy for each GET and for resuming a body cut mid-way.
-    """
-
-    block_size: int = DEFAULT_BLOCK_SIZE
-    tail_size: int = DEFAULT_TAIL_SIZE
-    prefetch_blocks: int | None = None
-    max_streams: int = DEFAULT_MAX_STREAMS
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-
-    def __post_init__(self) -> None:
-        if self.block_size < 64 * KiB:
-            raise ValueError(f"block_size must be at least 64 KiB, got {self.block_size}")
-        if self.tail_size < 1 * KiB:
-            raise ValueError(f"tail_size must be at least 1 KiB, got {self.tail_size}")
-        if self.prefetch_blocks is not None and not 0 <= self.prefetch_blocks <= 64:
-            raise ValueError(f"prefetch_blocks must be None (adaptive) or within 0..64, got {self.prefetch_blocks}")
-        if not 2 <= self.max_streams <= 64:
-            raise ValueError(f"max_streams must be within 2..64, got {self.max_streams}")
-
-    def controller(self) -> StreamController:
-        """A fresh :class:`StreamController` for one reader."""
-        if self.prefetch_blocks is None:
-            return StreamController(max_streams=self.max_streams)
-        return StreamController(max_streams=max(self.prefetch_blocks, 2), fixed=self.prefetch_blocks)
-
-
-@dataclass
-class ReaderStats:
-    """What the reader cost: requests sent and body bytes received."""
-
-    requests: int = 0
-    bytes_fetched: int = 0
-    resumed: int = 0  # bodies cut mid-way and resumed from the byte they stopped at
-    streams: list[tuple[int, float]] = field(default_factory=list)  # adaptive windows: (N, MB/s)
-
-
-@dataclass(frozen=True)
-class Tail:
-    """The answer to the opening suffix-range request."""
-
-    size: int  # total object size, bytes
-    data: bytes  # the last len(data) bytes of the object
-    etag: str | None = None
-    version_id: str | None = None
-
-
-class RangeStream(Protocol):
-    """A readable HTTP body (or file slice): ``read(n)`` returns b"" at its end."""
-
-    def read(self, size: int = ..., /) -> bytes: ...
-
-    def close(self) -> None: ...
-
-
-class ByteSource(Protocol):
-    """Where the bytes come from: an S3 object or a local file. ``describe()`` names it in errors."""
-
-    def describe(self) -> str: ...
-
-    def open_tail(self, n: int) -> Tail: ...
-
-    def open_range(self, start: int, end: int) -> RangeStream:
-        """A readable stream of bytes ``start``..``end - 1`` (end exclusive)."""
-        ...
-
-
 class S3ObjectSource:
     """An S3 object read with ranged GETs through a boto3 client; pinned to its ETag after open.
 
@@ -152,7 +80,7 @@ class S3ObjectSource:
     ``s3:GetObjectVersion`` permission. ``version_id`` is sent only when the caller asks for one.
     """
 
-    def __init__(self, client: Any, bucket: str, key: str, version_id: str | None = None) -> None:
+    def __init__(self, client: S3Client, bucket: str, key: str, version_id: str | None = None) -> None:
         warn_if_retrying(client)
         self.client, self.bucket, self.key = client, bucket, key
         self.version_id = version_id  # asked for by the caller; sent with every GET
@@ -171,8 +99,7 @@ class S3ObjectSource:
         if pinned and self.etag:
             kwargs["IfMatch"] = self.etag
         try:
-            response: dict[str, Any] = self.client.get_object(**kwargs)
-            return response
+            return dict(self.client.get_object(**kwargs))
         except Exception as exc:
             failure = classify(exc)
             if failure.retryable or failure.code == "InvalidRange":
@@ -229,9 +156,7 @@ class RangedReader(io.RawIOBase):
         self._win = memoryview(b"")
         self._win_start = 0
         self._buffers = BlockBuffers(self.config.block_size, keep=self.config.max_streams + 2)
-        self._stream: RangeStream | None = None
-        self._stream_pos = 0  # next byte the stream will return
-        self._stream_end = 0
+        self._stream: ResumableRead | None = None  # the streamed GET, resumed where it is cut
         # The next block of the stream, read on a thread of its own while the caller works on
         # this one: (its start, the read). Only one thread uses the stream at a time.
         self._stream_ahead: tuple[int, Future[tuple[memoryview, float]]] | None = None
@@ -357,7 +282,7 @@ class RangedReader(io.RawIOBase):
             view, waited = self._stream_block(pos)
         self._set_window(view, pos)
         following = pos + len(view)
-        if sequential and self.controller.streams == 0 and following < self._stream_end:
+        if sequential and self.controller.streams == 0 and self._stream is not None and following < self._stream.end:
             if self._stream_thread is None:
                 self._stream_thread = ThreadPoolExecutor(1, thread_name_prefix="ranged-stream")
             self._stream_ahead = (following, self._stream_thread.submit(self._stream_block, following))
@@ -370,18 +295,15 @@ class RangedReader(io.RawIOBase):
         The wait for a new stream's first byte is left out: a streamed pass pays it once, so
         counting it would make one stream look slower than it is (against a store that reads
         the whole object before answering a range, like moto, several times slower)."""
-        if self._stream is None or not (self._stream_pos <= pos <= self._stream_pos + SKIP_FORWARD_LIMIT):
-            self._open_stream(pos)
+        stream = self._stream
+        if stream is None or not (stream.position <= pos <= stream.position + SKIP_FORWARD_LIMIT):
+            stream = self._open_stream(pos)
         started = time.monotonic()
-        while self._stream_pos < pos:  # short forward skip: cheaper than a new request
-            self._stream_read(min(STREAM_CHUNK, pos - self._stream_pos))
-        want = min(self.config.block_size, self._stream_end - pos)
+        while stream.position < pos:  # short forward skip: cheaper than a new request
+            self._count(len(stream.read(min(STREAM_CHUNK, pos - stream.position))), request=False)
+        want = min(self.config.block_size, stream.end - pos)
         view = memoryview(self._buffers.take(want))[:want]
-        got = 0
-        while got < want:
-            chunk = self._stream_read(min(STREAM_CHUNK, want - got))
-            view[got : got + len(chunk)] = chunk
-            got += len(chunk)
+        self._count(stream.readinto(view, STREAM_CHUNK), request=False)
         return view, time.monotonic() - started
 
     def _discard(self, ahead: tuple[int, Future[tuple[memoryview, float]]] | None) -> None:
@@ -399,44 +321,31 @@ class RangedReader(io.RawIOBase):
         self._discard(ahead)
         self._drop_stream()
 
-    def _open_stream(self, pos: int) -> None:
+    def _open_stream(self, pos: int) -> ResumableRead:
+        """The streamed GET from ``pos`` to the tail, opened now (its first byte's wait is not timed)."""
         self._drop_stream()
-        end = self.tail_start
-        self._stream = self._retry(lambda: self.source.open_range(pos, end), f"GET bytes={pos}-{end - 1}")
-        self._count(0)
-        self._stream_pos, self._stream_end = pos, end
+        self._stream = self._resumable(pos, self.tail_start)
+        self._stream.open()
+        return self._stream
 
-    def _stream_read(self, n: int) -> bytes:
-        """``n`` bytes from the open stream; a body cut mid-way is resumed with a new pinned GET."""
-        attempts = 0
-        while True:
-            assert self._stream is not None
-            try:
-                data = self._stream.read(n)
-                if not data:
-                    raise ConnectionError(f"body ended early at byte {self._stream_pos}")
-            except Exception as exc:
-                attempts += 1
-                if not classify(exc).retryable:
-                    raise
-                if attempts >= self.config.retry.max_attempts:
-                    raise TransientError(
-                        f"{self.source.describe()}: reading at byte {self._stream_pos} failed "
-                        f"after {attempts} attempts: {exc}"
-                    ) from exc
-                time.sleep(self.config.retry.delay(attempts))
-                with self._lock:
-                    self.stats.resumed += 1
-                self._open_stream(self._stream_pos)
-                continue
-            self._stream_pos += len(data)
-            self._count(len(data), request=False)
-            return data
+    def _resumable(self, start: int, end: int) -> ResumableRead:
+        """Bytes ``start..end - 1`` by pinned ranged GETs, each cut body resumed where it stopped."""
+
+        def open_at(at: int) -> RangeStream:
+            body = self.source.open_range(at, end)
+            self._count(0)
+            return body
+
+        what = f"{self.source.describe()}: GET bytes={start}-{end - 1}"
+        return self.config.retry.resumable_read(open_at, start, end, what, on_resume=self._resumed)
+
+    def _resumed(self) -> None:
+        with self._lock:
+            self.stats.resumed += 1
 
     def _drop_stream(self) -> None:
         if self._stream is not None:
-            with contextlib.suppress(Exception):  # closing a half-read body may complain; nothing to save
-                self._stream.close()
+            self._stream.close()
             self._stream = None
 
     # parallel read-ahead ----------------------------------------------------------------
@@ -445,36 +354,11 @@ class RangedReader(io.RawIOBase):
         the byte it stopped at (up to the retry policy's attempts), never fetched again whole."""
         end = min(start + self.config.block_size, self.tail_start)
         view = memoryview(self._buffers.take(end - start))[: end - start]
-        got = attempts = 0
-        while got < len(view):
-            at = start + got
-            before = got
-            try:
-                body = self.source.open_range(at, end)
-                self._count(0, request=True)
-                try:
-                    while got < len(view):
-                        chunk = body.read(min(STREAM_CHUNK, len(view) - got))
-                        if not chunk:
-                            raise ConnectionError(f"body ended early at byte {start + got}")
-                        view[got : got + len(chunk)] = chunk
-                        got += len(chunk)
-                        self._count(len(chunk), request=False)
-                finally:
-                    with contextlib.suppress(Exception):
-                        body.close()
-            except Exception as exc:
-                attempts += 1
-                if not classify(exc).retryable:
-                    raise
-                if attempts >= self.config.retry.max_attempts:
-                    raise TransientError(
-                        f"{self.source.describe()}: GET bytes={at}-{end - 1} failed after {attempts} attempts: {exc}"
-                    ) from exc
-                if got > before:  # bytes arrived before the cut: the next GET starts after them
-                    with self._lock:
-                        self.stats.resumed += 1
-                time.sleep(self.config.retry.delay(attempts))
+        block = self._resumable(start, end)
+        try:
+            self._count(block.readinto(view, STREAM_CHUNK), request=False)
+        finally:
+            block.close()
         return view
 
     def _fill_from_prefetch(self, pos: int) -> float:

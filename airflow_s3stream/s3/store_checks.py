@@ -31,18 +31,20 @@ result may claim the store checked).
 from __future__ import annotations
 
 import base64
-import hashlib
 import logging
 import secrets
 import threading
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from awscrt import checksums as crt
 
-from airflow_s3stream.s3.checksum_headers import endpoint_of, without_checksum_headers
+from airflow_s3stream.s3.checksum_headers import content_md5, endpoint_of, without_checksum_headers
 from airflow_s3stream.s3.classify import S3Failure, classify
 from airflow_s3stream.s3.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
 
 __all__ = [
     "PROBED_ALGORITHM",
@@ -131,30 +133,30 @@ _PROBING: dict[str, threading.Lock] = {}  # one probe at a time per endpoint; th
 _LOCK = threading.Lock()
 
 
-def known_checks(client: Any) -> StoreChecks:
+def known_checks(client: S3Client) -> StoreChecks:
     """What is known of ``client``'s endpoint, without sending anything."""
     with _LOCK:
         return _KNOWN.get(endpoint_of(client), StoreChecks())
 
 
-def remember_checks(client: Any, checks: StoreChecks) -> None:
+def remember_checks(client: S3Client, checks: StoreChecks) -> None:
     """Record ``checks`` for ``client``'s endpoint (what a probe found; tests seed it this way)."""
     with _LOCK:
         _KNOWN[endpoint_of(client)] = checks
 
 
-def forget_endpoint(client: Any) -> None:
+def forget_endpoint(client: S3Client) -> None:
     """Drop what is known of ``client``'s endpoint: the next upload probes it again."""
     with _LOCK:
         _KNOWN.pop(endpoint_of(client), None)
 
 
-def refuses_checksum_headers(client: Any) -> bool:
+def refuses_checksum_headers(client: S3Client) -> bool:
     """True once a request to ``client``'s endpoint was refused for an additional checksum header."""
     return known_checks(client).additional == "refused"
 
 
-def remember_refusal(client: Any, what: str, failure: S3Failure) -> None:
+def remember_refusal(client: S3Client, what: str, failure: S3Failure) -> None:
     """Record that ``client``'s endpoint refuses checksum headers; warn the first time only.
 
     ``what`` names the request that was refused (``"part 1 of s3://b/k"``), ``failure`` is its
@@ -185,7 +187,7 @@ def questions_for(algorithm: str, checks: StoreChecks) -> tuple[bool, bool]:
     return checks.additional is None and algorithm == PROBED_ALGORITHM, False
 
 
-def store_checks(client: Any, bucket: str, retry: RetryPolicy, algorithm: str = _AUTO) -> StoreChecks:
+def store_checks(client: S3Client, bucket: str, retry: RetryPolicy, algorithm: str = _AUTO) -> StoreChecks:
     """What ``client``'s endpoint checks, probing in ``bucket`` what an upload with ``algorithm``
     needs to know and this process has not asked yet (module docstring).
 
@@ -221,11 +223,11 @@ def store_checks(client: Any, bucket: str, retry: RetryPolicy, algorithm: str = 
     return checks
 
 
-def _probe(client: Any, bucket: str, retry: RetryPolicy, algorithm: str, known: StoreChecks) -> StoreChecks:
+def _probe(client: S3Client, bucket: str, retry: RetryPolicy, algorithm: str, known: StoreChecks) -> StoreChecks:
     """Send the probes ``algorithm`` still needs; returns ``known`` with their verdicts."""
     key = f"{PROBE_PREFIX}{secrets.token_hex(8)}"
     wrong_crc = base64.b64encode(((crt.crc32c(PROBE_BODY, 0) ^ 1) & 0xFFFFFFFF).to_bytes(4, "big")).decode("ascii")
-    wrong_md5 = base64.b64encode(hashlib.md5(PROBE_BODY + b"!", usedforsecurity=False).digest()).decode("ascii")
+    wrong_md5 = content_md5(PROBE_BODY + b"!")
     checks = known
     failures: list[S3Failure] = []
     stored = False
@@ -261,25 +263,32 @@ def _probe(client: Any, bucket: str, retry: RetryPolicy, algorithm: str, known: 
 
 
 def _put(
-    client: Any, bucket: str, key: str, retry: RetryPolicy, *, without_headers: bool = False, **checksum: str
+    client: S3Client, bucket: str, key: str, retry: RetryPolicy, *, without_headers: bool = False, **checksum: Any
 ) -> S3Failure | None:
-    """PutObject the probe body with ``checksum``; None when stored, else the classified failure."""
+    """PutObject the probe body with ``checksum``; None when stored, else the classified failure.
 
-    def send() -> Any:
-        return client.put_object(Bucket=bucket, Key=key, Body=PROBE_BODY, **checksum)
+    The wrong checksum is the point of the probe: its refusal is the answer, never sent again."""
+
+    def send() -> S3Failure | None:
+        try:
+            client.put_object(Bucket=bucket, Key=key, Body=PROBE_BODY, **checksum)
+        except Exception as exc:
+            failure = classify(exc)
+            if failure.kind != "checksum":
+                raise
+            return failure
+        return None
 
     try:
         if without_headers:
             with without_checksum_headers(client):
-                retry.call(send, what=f"probing s3://{bucket}/{key}")
-        else:
-            retry.call(send, what=f"probing s3://{bucket}/{key}")
+                return retry.call(send, what=f"probing s3://{bucket}/{key}")
+        return retry.call(send, what=f"probing s3://{bucket}/{key}")
     except Exception as exc:
         return classify(exc)
-    return None
 
 
-def _delete(client: Any, bucket: str, key: str, retry: RetryPolicy) -> None:
+def _delete(client: S3Client, bucket: str, key: str, retry: RetryPolicy) -> None:
     """Delete the probe object the store accepted; a failure only leaves its few bytes behind (logged)."""
     what = f"deleting probe s3://{bucket}/{key}"
     try:

@@ -12,6 +12,7 @@ marked, with botocore's defaults (``when_supported``, which adds a CRC32 to PutO
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import logging
@@ -27,6 +28,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow_s3stream.archive.extract import extract_members
 from airflow_s3stream.errors import DestinationError, TransientError, UploadError
 from airflow_s3stream.hooks.s3 import S3StreamHook
+from airflow_s3stream.load.sources import SourceSpec, resolve_source
 from airflow_s3stream.operators import PostgresToS3StreamOperator, S3MultipartUploadOperator
 from airflow_s3stream.s3.multipart import MultipartConfig, MultipartWriter
 from airflow_s3stream.s3.objects import delete_keys
@@ -495,3 +497,39 @@ def test_zip_members_are_extracted_to_a_store_without_checksums(
     assert len(probe_refusals(store)) == (1 if algorithm == "auto" else 0)
     sent = [r for r in work(store) if r.op in ("UploadPart", "PutObject") and r.status == 200]
     assert len(sent) == 4 and all("content-md5" in r.headers for r in sent)
+
+
+# -- loads -----------------------------------------------------------------------------------
+
+
+def _manifest_of(s3_client: Any, bucket: str, algorithm: str) -> str:
+    """One listed file and a manifest naming its checksum as ``algorithm`` (``MD5``: the ETag)."""
+    data = b"a,b\n1,2\n"
+    etag = str(s3_client.put_object(Bucket=bucket, Key="in/part-00000.csv", Body=data)["ETag"])
+    crc = base64.b64encode(hashlib.md5(data).digest()).decode() if algorithm != "MD5" else ""
+    value = etag.strip('"') if algorithm == "MD5" else crc
+    listed = {"key": "in/part-00000.csv", "rows": 1, "bytes": len(data), "etag": etag}
+    listed["checksum"] = {"algorithm": algorithm, "type": "COMPOSITE", "value": value}
+    manifest = {"version": 1, "format": "csv", "files": [listed], "rows": 1, "bytes": len(data)}
+    s3_client.put_object(Bucket=bucket, Key="in/_manifest.json", Body=json.dumps(manifest).encode())
+    return "in/_manifest.json"
+
+
+def test_a_load_of_md5_files_asks_no_checksum_of_a_store_without_checksums(
+    s3_client: Any, bucket: str, store: S3Proxy, store_client: Any
+) -> None:
+    key = _manifest_of(s3_client, bucket, "MD5")
+    resolved = resolve_source(store_client, SourceSpec(bucket, key), RetryPolicy())
+    assert [f.key for f in resolved.files] == ["in/part-00000.csv"]
+    heads = [r for r in store.requests if r.op == "HeadObject"]
+    assert heads and all(not checksum_headers(r) for r in heads)  # no x-amz-checksum-mode: its ETag is its MD5
+
+
+def test_a_load_of_crc_files_asks_for_the_stored_checksum(
+    s3: Any, s3_client: Any, bucket: str, s3_proxy: S3Proxy
+) -> None:
+    key = _manifest_of(s3_client, bucket, "CRC32C")
+    via_proxy = dataclasses.replace(s3, endpoint_url=s3_proxy.endpoint_url, _handle=None).client()
+    resolve_source(via_proxy, SourceSpec(bucket, key), RetryPolicy())
+    listed = [r for r in s3_proxy.requests if r.op == "HeadObject" and r.key == "in/part-00000.csv"]
+    assert [checksum_headers(r) for r in listed] == [["x-amz-checksum-mode"]]

@@ -26,16 +26,25 @@ from typing import Any
 
 import pytest
 
-from airflow_s3stream.errors import ConcurrentUploadError, DestinationError, TransientError, UploadError
+from airflow_s3stream.errors import (
+    ChecksumMismatchError,
+    ConcurrentUploadError,
+    DestinationError,
+    TransientError,
+    UploadError,
+)
 from airflow_s3stream.export import ExportOptions, export_query
 from airflow_s3stream.operators import S3MultipartUploadOperator
 from airflow_s3stream.s3.multipart import MultipartConfig, MultipartWriter
+from airflow_s3stream.s3.objects import head_object
 from airflow_s3stream.s3.retry import RetryPolicy
+from airflow_s3stream.s3.retry_budget import RETRY_COST, RetryBudget
 from airflow_s3stream.units import MiB
 from airflow_s3stream.upload.resume import state_key
 from airflow_s3stream.upload.state_store import StateStore
 from airflow_s3stream.upload.uploader import ResumableUploader
 from tests.support.s3proxy import (
+    Corrupt,
     Delay,
     DropResponse,
     Hold,
@@ -459,6 +468,33 @@ def test_503_storm_on_one_part_sends_it_exactly_max_attempts_times(
     sends = [r for r in s3_proxy.requests if r.op == "UploadPart" and r.query["partNumber"] == "2"]
     assert len(sends) == RetryPolicy().max_attempts == 6  # not attempts x botocore's attempts
     assert uploads(s3_client, bucket) == []
+
+
+def test_part_corrupted_on_every_send_is_sent_exactly_max_attempts_times(
+    tmp_path: Path, s3_client: Any, bucket: str, client: Any, s3_proxy: S3Proxy
+) -> None:
+    path = make_file(tmp_path, 3 * PART)
+    s3_proxy.add_fault(on("UploadPart", Corrupt(offset=100), partNumber="2"))
+    with pytest.raises(ChecksumMismatchError, match=rf"part 2 of s3://{bucket}/k: .* after 6 attempts"):
+        ResumableUploader(client, bucket, "k", config=config(max_concurrency=1), resume=False).upload_file(str(path))
+    sends = [r for r in s3_proxy.requests if r.op == "UploadPart" and r.query["partNumber"] == "2"]
+    assert len(sends) == RetryPolicy().max_attempts == 6  # one loop: not attempts x attempts
+    assert uploads(s3_client, bucket) == []
+
+
+def test_the_retry_budget_stops_a_storm_shared_by_every_stream_of_a_task(
+    s3_client: Any, bucket: str, client: Any, s3_proxy: S3Proxy
+) -> None:
+    for n in range(4):
+        s3_client.put_object(Bucket=bucket, Key=f"o{n}", Body=b"x")
+    s3_proxy.add_fault(on("HeadObject", Status(503, "SlowDown")))
+    policy = RetryPolicy(budget=RetryBudget(capacity=3 * RETRY_COST))  # three retries for the task
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        heads = [pool.submit(head_object, client, bucket, f"o{n}", policy) for n in range(4)]
+        failures = [f.exception() for f in heads]
+    assert all(isinstance(e, TransientError) for e in failures)
+    assert sum("the retry budget is spent" in str(e) for e in failures) == 4
+    assert s3_proxy.count("HeadObject") == 4 + 3  # not 4 x 6
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,9 @@ from airflow_s3stream.errors import (
     TransientError,
     UploadError,
 )
-from airflow_s3stream.s3.classify import classify, raise_error, to_error
+from airflow_s3stream.s3.arrow_fs import ArrowS3Settings, arrow_retry_strategy
+from airflow_s3stream.s3.classify import arrow_failure, classify, raise_error, to_error
+from airflow_s3stream.s3.retry import RetryPolicy
 
 
 def _client_error(code: str, status: int, message: str = "") -> ClientError:
@@ -131,3 +133,42 @@ def test_an_error_of_the_package_is_raised_again_never_as_its_own_cause() -> Non
             raise_error(exc, "PutObject s3://missing-bucket/k")
     chain = _chain(translated.value)
     assert [type(e).__name__ for e in chain] == ["DestinationError", "ClientError"]  # ends, no repeats
+
+
+@pytest.mark.parametrize(
+    ("error", "kind", "code"),
+    [
+        (FileNotFoundError("s3://b/k"), "permanent", "NoSuchKey"),
+        (
+            OSError("When reading information for key 'k' in bucket 'b': AWS Error NO_SUCH_KEY"),
+            "permanent",
+            "NoSuchKey",
+        ),
+        (OSError("AWS Error ACCESS_DENIED during HeadObject operation"), "permanent", "AccessDenied"),
+        (OSError("AWS Error NETWORK_CONNECTION during GetObject operation: curlCode: 7"), "retryable", "ArrowS3Error"),
+        (OSError("Parquet magic bytes not found in footer"), "permanent", "ArrowUnreadable"),
+    ],
+)
+def test_pyarrow_failures_are_classified_here_not_by_their_callers(error: Exception, kind: str, code: str) -> None:
+    failure = arrow_failure(error)
+    assert (failure.kind, failure.code) == (kind, code)
+    assert failure.not_found == (code == "NoSuchKey") and failure.access_denied == (code == "AccessDenied")
+
+
+def test_pyarrow_retries_each_request_as_often_as_the_policy() -> None:
+    settings = ArrowS3Settings.from_client(_FakeClient(), RetryPolicy(max_attempts=3))  # type: ignore[arg-type]
+    assert settings.max_attempts == 3
+    assert arrow_retry_strategy(RetryPolicy(max_attempts=3)).max_attempts == 3
+
+
+class _FakeClient:
+    """Just what ArrowS3Settings.from_client reads of a boto3 client."""
+
+    class _Signer:
+        _credentials = None
+
+    class meta:  # noqa: N801 - shaped like a boto3 client's meta
+        endpoint_url = "http://127.0.0.1:9000"
+        region_name = "us-east-1"
+
+    _request_signer = _Signer()

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 from awscrt import checksums as crt
 
+from airflow_s3stream.s3.checksum_headers import content_md5_of_hex
+
 __all__ = [
     "CHECKSUM_WIDTH",
     "PartDigest",
@@ -119,9 +121,7 @@ def composite_checksum(algorithm: str, part_crcs: list[int]) -> str:
     return f"{encode_checksum(algorithm, _UPDATE[algorithm](joined, 0))}-{len(part_crcs)}"
 
 
-def content_md5(md5_hex: str) -> str:
-    """The ``Content-MD5`` header value (base64 of the 16 bytes) for an MD5 given in hex."""
-    return base64.b64encode(bytes.fromhex(md5_hex)).decode("ascii")
+content_md5 = content_md5_of_hex  # the Content-MD5 of an MD5 given in hex (encoded in checksum_headers)
 
 
 def looks_like_md5(etag: str) -> bool:

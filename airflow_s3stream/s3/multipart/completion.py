@@ -98,11 +98,10 @@ def _read_back(session: UploadSession, expected: ExpectedObject, answer: dict[st
     verify = session.config.verify_after_complete
     if not verify and answered:
         return _ReadBack([], answered, _answered_checksum(session, answer))
-    # x-amz-checksum-mode is a checksum header too: an MD5 upload's store may refuse it
-    mode = {"ChecksumMode": "ENABLED"} if session.algorithm != CHECKSUM_MD5 else {}
+    mode = session.plan.ask_args()
     try:
-        head = session.config.retry.call(
-            lambda: session.client.head_object(Bucket=session.bucket, Key=session.key, **mode),
+        head: dict[str, Any] = session.config.retry.call(
+            lambda: dict(session.client.head_object(Bucket=session.bucket, Key=session.key, **mode)),
             what=f"reading back {session.uri}",
         )
     except Exception as exc:
@@ -115,7 +114,7 @@ def _read_back(session: UploadSession, expected: ExpectedObject, answer: dict[st
         )
         return _ReadBack([], answered, _answered_checksum(session, answer))
     etag = str(head.get("ETag") or "").strip('"') or answered
-    stored = _stored_checksum(head, session.algorithm)
+    stored = session.plan.stored(head)
     if not verify:
         return _ReadBack([], etag, stored)
     comparison = compare_object(head, expected)
@@ -131,18 +130,9 @@ def _read_back(session: UploadSession, expected: ExpectedObject, answer: dict[st
     return _ReadBack(comparison.verified, etag, stored)
 
 
-def _stored_checksum(head: dict[str, Any], algorithm: str) -> str | None:
-    """The checksum HeadObject reports for ``algorithm`` (``''``: the store kept none); ``None`` for
-    an MD5 upload, whose checksum is its ETag and is not asked for."""
-    return None if algorithm == CHECKSUM_MD5 else str(head.get(f"Checksum{algorithm}") or "")
-
-
 def _answered_checksum(session: UploadSession, answer: dict[str, Any]) -> str | None:
     """The store's checksum in a Complete/PutObject answer, ``None`` when it gave none (not read back)."""
-    if session.algorithm == CHECKSUM_MD5:
-        return None
-    value = answer.get(f"Checksum{session.algorithm}")
-    return str(value) if value else None
+    return session.plan.stored(answer) or None
 
 
 def _expected(session: UploadSession, parts: list[PartRecord]) -> tuple[ExpectedObject, int | None]:
@@ -214,8 +204,7 @@ def confirm_completed(session: UploadSession, parts: list[PartRecord], *, becaus
     expected, _ = _expected(session, parts)
     prefix = f"{because}; " if because else ""
     try:
-        mode: dict[str, Any] = {"ChecksumMode": "ENABLED"} if session.algorithm != CHECKSUM_MD5 else {}
-        head = head_object(session.client, session.bucket, session.key, session.config.retry, **mode)
+        head = head_object(session.client, session.bucket, session.key, session.config.retry, **session.plan.ask_args())
     except DestinationError as exc:  # what a refused HeadObject of a destination raises (write-only credentials)
         raise UploadError(
             f"{prefix}{session.uri}: the completion of upload {session.upload_id} could not be confirmed: "
@@ -241,7 +230,7 @@ def confirm_completed(session: UploadSession, parts: list[PartRecord], *, becaus
             f"comparable {expected.algorithm} checksum; it may or may not be this upload's"
         )
     log.info("%s: upload %s had completed (%s match); not sent again", session.uri, session.upload_id, verified)
-    stored = _stored_checksum(head, expected.algorithm)
+    stored = session.plan.stored(head)
     version = head.get("VersionId")
     etag = str(head.get("ETag", "")).strip('"')
     return Finished(

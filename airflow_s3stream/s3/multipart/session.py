@@ -1,88 +1,48 @@
-"""One multipart upload on the wire: create, upload or copy parts with retries, complete, abort.
+"""One multipart upload on the wire: create, upload or copy parts, complete, abort.
 
 Both the streaming :class:`~.writer.MultipartWriter` and the resumable source uploader go through
-:class:`UploadSession`, so there is one place that talks S3's multipart API. Every part is sent with
-its locally computed additional checksum (so botocore computes no other one) and, when configured,
-its MD5 is compared with the ETag the server answers; a part whose bytes arrived corrupted is sent
-again, and after the retry budget :class:`~airflow_s3stream.errors.ChecksumMismatchError` names it.
+:class:`UploadSession`, the one place that talks S3's multipart API. It makes the boto3 calls; its
+decisions are pure functions (:mod:`~.session_rules`) and its checksum headers come from the
+endpoint's :class:`~airflow_s3stream.s3.checksum_plan.ChecksumPlan`. Every part carries its locally
+computed checksum; a part whose bytes arrived corrupted is sent again by the one retry loop, at
+most ``max_attempts`` times, then :class:`~airflow_s3stream.errors.ChecksumMismatchError` names it.
+At its first upload I/O a session learns what its endpoint checks (one probe per endpoint per
+process); under ``auto``, a store that still refuses the checksum header before any part is stored
+makes the session switch to MD5 once (re-creating an upload created with the CRC).
 
-With the ``MD5`` algorithm a part carries ``Content-MD5`` and no additional checksum header at all
-(botocore is kept from adding one: :func:`~airflow_s3stream.s3.checksum_headers.without_checksum_headers`).
-At its first upload I/O (reading :attr:`UploadSession.algorithm` under ``auto``, or the first
-create, part, PutObject or Complete) a session learns what its endpoint checks
-(:func:`~airflow_s3stream.s3.store_checks.store_checks`: one probe per endpoint per process).
-``auto`` then sends CRC32C where the store checks it (or nothing could be learnt) and MD5 where it
-ignores or refuses additional checksums. If the store still refuses the header at
-CreateMultipartUpload, PutObject or a part before any part is stored, the session switches to MD5
-once (aborting and re-creating an upload already created with the CRC, so no upload mixes
-algorithms) and the endpoint is remembered. :attr:`UploadSession.checked_by_store` says what the
-store is known to have checked of what this session sent.
-
-The two calls that are not idempotent handle a lost answer (a reset or timeout after the server
-acted) explicitly. A lost CreateMultipartUpload may have started an upload nobody tracks: the key's
-open uploads are listed before the first Create, and uploads of the key that appeared meanwhile are
-aborted afterwards. A CompleteMultipartUpload that is retried after its first answer was lost may
-meet ``NoSuchUpload``: :class:`UploadGoneError` tells the caller to look at the object instead
-(:func:`~.completion.complete_and_verify` does).
+The two calls that are not idempotent handle a lost answer explicitly. The key's open uploads are
+listed before the first Create, and uploads of the key that appeared meanwhile are aborted after a
+lost one. A Complete retried after its first answer was lost may meet ``NoSuchUpload``:
+:class:`UploadGoneError` tells the caller to look at the object (:func:`~.completion.complete_and_verify`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
+import functools
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import IO, Any
+from typing import TYPE_CHECKING, Any
 
-from airflow_s3stream.errors import ChecksumMismatchError, SourceChangedError, UploadError
-from airflow_s3stream.s3.checksum_headers import without_checksum_headers
-from airflow_s3stream.s3.classify import classify, raise_error
+from airflow_s3stream.s3.checksum_plan import ChecksumPlan
+from airflow_s3stream.s3.classify import CorruptedInTransitError, checksum_problem, classify, raise_error
 from airflow_s3stream.s3.client import warn_if_retrying
+from airflow_s3stream.s3.multipart import part_calls
+from airflow_s3stream.s3.multipart import session_rules as rules
 from airflow_s3stream.s3.multipart.bodies import hashing_raw
-from airflow_s3stream.s3.multipart.checksums import PartDigest, content_md5, encode_checksum, looks_like_md5
+from airflow_s3stream.s3.multipart.checksums import PartDigest
 from airflow_s3stream.s3.multipart.cleanup import abort_untracked, abort_upload, open_upload_ids
 from airflow_s3stream.s3.multipart.config import CHECKSUM_AUTO, CHECKSUM_MD5, MultipartConfig
-from airflow_s3stream.s3.store_checks import (
-    StoreChecks,
-    checked_by_store,
-    choose_algorithm,
-    remember_refusal,
-    store_checks,
-)
+from airflow_s3stream.s3.multipart.part_record import Body, PartRecord, UploadGoneError
+from airflow_s3stream.s3.store_checks import StoreChecks, remember_refusal, store_checks
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
 
 __all__ = ["Body", "PartRecord", "UploadGoneError", "UploadSession", "checksum_value"]
 
 log = logging.getLogger("airflow_s3stream.s3.multipart")
-
-_SENT_MD5 = "s3stream:sent-md5"  # the MD5 of the bytes a part's body handed out, beside the answer
-
-Body = bytes | bytearray | IO[bytes] | io.RawIOBase
-
-
-class UploadGoneError(UploadError):
-    """The server no longer knows the multipart upload (``NoSuchUpload``): it was completed (perhaps
-    by an earlier attempt whose answer was lost), aborted, or expired. Only the object can tell which."""
-
-
-@dataclass(frozen=True)
-class PartRecord:
-    """A part the server has stored: what CompleteMultipartUpload and the resume state need."""
-
-    number: int
-    size: int
-    etag: str
-    checksum: str  # base64 CRC (or Content-MD5) we computed and sent ('' for copies we cannot see)
-    md5: str = ""  # hex MD5 we computed ('' when not computed)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PartRecord:
-        return cls(**{k: data[k] for k in ("number", "size", "etag", "checksum", "md5")})
 
 
 class UploadSession:
@@ -100,7 +60,7 @@ class UploadSession:
 
     def __init__(
         self,
-        client: Any,
+        client: S3Client,
         bucket: str,
         key: str,
         config: MultipartConfig,
@@ -124,14 +84,14 @@ class UploadSession:
         self._switch = threading.RLock()  # guards algorithm/upload_id while auto switches to MD5
         self._stored = 0  # parts stored in the current upload: once one is, the algorithm is final
         self._created = False  # this session created its upload (a resumed one never switches)
-        self._copied = False  # a part was copied server side: no checksum of ours went with its bytes
+        self.copied = False  # a part was copied server side: no checksum of ours went with its bytes
 
     @property
     def algorithm(self) -> str:
         """The checksum algorithm in use; under ``auto`` chosen on first use from what the store
         checks (:func:`~airflow_s3stream.s3.store_checks.choose_algorithm`; may probe the endpoint)."""
         if self._algorithm is None:
-            chosen = choose_algorithm(self.config.checksum_algorithm, self.checks)
+            chosen = ChecksumPlan.choose(self.config.checksum_algorithm, self.checks).algorithm
             with self._switch:
                 if self._algorithm is None:
                     self._algorithm = chosen
@@ -144,25 +104,30 @@ class UploadSession:
     @property
     def checks(self) -> StoreChecks:
         """What this session's endpoint checks; probed the first time any session needs it."""
-        return self._learn_checks()
+        return self.learn_checks()
 
-    def _learn_checks(self) -> StoreChecks:
+    def learn_checks(self) -> StoreChecks:
         # what auto needs to choose, then what the algorithm in use needs for its claims
         wanted = self._algorithm or self.config.checksum_algorithm
         return store_checks(self.client, self.bucket, self.config.retry, wanted)
 
     @property
+    def plan(self) -> ChecksumPlan:
+        """The checksum plan of the algorithm in use on this endpoint (may probe it, like :attr:`checks`)."""
+        return ChecksumPlan(self.algorithm, self.checks)
+
+    @property
     def checked_by_store(self) -> list[str]:
         """What the store is known to have checked of the bytes this session sent: ``["Content-MD5"]``,
         ``["CRC32C"]`` (or the CRC the server echoed), or ``[]`` (nothing known, or a server-side copy)."""
-        if self._copied:
+        if self.copied:
             return []
-        return checked_by_store(self.algorithm, self.checks, echoed=self.server_echoes_checksums)
+        return self.plan.checked_by_store(echoed=self.server_echoes_checksums)
 
     @property
     def checksum_type(self) -> str:
         """``COMPOSITE`` or ``FULL_OBJECT`` for the algorithm in use (an MD5 upload is composite)."""
-        return "COMPOSITE" if self.algorithm == CHECKSUM_MD5 else str(self.config.checksum_type)
+        return rules.checksum_type_for(self.algorithm, self.config.checksum_type)
 
     @property
     def full_object(self) -> bool:
@@ -172,51 +137,54 @@ class UploadSession:
     @property
     def can_fall_back(self) -> bool:
         """``auto`` may still switch this upload to MD5: nothing was stored with the CRC yet."""
-        created_or_none = self.upload_id is None or self._created
-        return self.auto and self.algorithm != CHECKSUM_MD5 and self._stored == 0 and created_or_none
+        created_here = self.upload_id is None or self._created
+        return rules.can_fall_back(
+            auto=self.auto, algorithm=self.algorithm, stored_parts=self._stored, created_here=created_here
+        )
 
     @property
     def wants_md5(self) -> bool:
         """Whether parts need their MD5 (see ``MultipartConfig.verify_part_etag``)."""
-        if self.md5_up_front:
-            return True
-        if self.config.verify_part_etag == "auto":
-            return not self.server_echoes_checksums
-        return bool(self.config.verify_part_etag)
+        return rules.wants_md5(
+            up_front=self.md5_up_front,
+            verify_part_etag=self.config.verify_part_etag,
+            server_echoes=self.server_echoes_checksums,
+        )
 
     @property
     def md5_up_front(self) -> bool:
         """Whether a part's MD5 must be known before it is sent: it is the ``Content-MD5`` header
         (the MD5 algorithm), or may have to be (``auto`` may still fall back). Otherwise the MD5
         for the ETag check is computed from the bytes as they are sent (:meth:`upload_part`)."""
-        return self.algorithm == CHECKSUM_MD5 or self.can_fall_back
+        return rules.md5_up_front(self.algorithm, may_fall_back=self.can_fall_back)
 
-    def _call(self, what: str, fn: Callable[[], Any], *, fall_back: bool = False) -> Any:
+    def call(self, what: str, fn: Callable[[], Any], *, fall_back: bool = False) -> Any:
+        """``fn()`` retried by the policy; ``fall_back``: sent again as MD5 if ``auto`` switches."""
         algorithm = self.algorithm
         try:
             return self.config.retry.call(fn, what=what)
         except Exception as exc:
-            if fall_back and self._fall_back(exc, algorithm, what):
-                return self._call(what, fn)  # ``fn`` reads the algorithm again: MD5 now
+            if fall_back and self.fall_back(exc, algorithm, what):
+                return self.call(what, fn)  # ``fn`` reads the algorithm again: MD5 now
             raise_error(exc, what)
 
-    def _fall_back(self, exc: BaseException, used: str, what: str) -> bool:
+    def fall_back(self, exc: BaseException, used: str, what: str) -> bool:
         """Switch to MD5 if ``exc`` is the store refusing the checksum header of a request sent with
         ``used`` and ``auto`` still may; True when that request should be sent again.
 
         An upload already created with the CRC (the refusal came at its first part) is aborted and
         created again without one, so no upload ever holds parts of two algorithms.
         """
-        if used == CHECKSUM_MD5 or not self.auto:
-            return False
         failure = classify(exc)
-        if not failure.checksum_headers_refused:
-            return False
+        if rules.fall_back(failure, used=used, auto=self.auto, current=used, may_switch=True) == "no":
+            return False  # cheap check first: most failures are not a refused header
         with self._switch:
-            if self._algorithm == CHECKSUM_MD5:
-                return True  # another part switched this upload meanwhile
-            if not self.can_fall_back:
-                return False
+            current = self._algorithm or used
+            decision = rules.fall_back(
+                failure, used=used, auto=self.auto, current=current, may_switch=self.can_fall_back
+            )
+            if decision != "switch":
+                return decision == "resend"
             remember_refusal(self.client, what, failure)
             self._algorithm = CHECKSUM_MD5
             if self.upload_id is not None:
@@ -242,15 +210,6 @@ class UploadSession:
             self._stored += 1
             return True
 
-    def _checksum_headers(self, algorithm: str) -> contextlib.AbstractContextManager[None]:
-        """MD5 requests must carry no checksum botocore would add (``when_supported`` adds a CRC32)."""
-        return without_checksum_headers(self.client) if algorithm == CHECKSUM_MD5 else contextlib.nullcontext()
-
-    def _create_checksum_args(self) -> dict[str, Any]:
-        if self.algorithm == CHECKSUM_MD5:
-            return {}
-        return {"ChecksumAlgorithm": self.algorithm, "ChecksumType": self.config.checksum_type}
-
     def create(self) -> str:
         """CreateMultipartUpload with the checksum algorithm and type in use (none for MD5); returns
         the id. Under ``auto`` a store refusing the checksum headers is asked again without them.
@@ -263,7 +222,7 @@ class UploadSession:
         permission to list uploads, the cleanup is skipped with a warning.
         """
         what = f"creating a multipart upload for {self.uri}"
-        self._learn_checks()  # the first upload I/O: learn what the store checks before using it
+        self.learn_checks()  # the first upload I/O: learn what the store checks before using it
         known = open_upload_ids(self.client, self.bucket, self.key, self.config.retry)
         lost = False
 
@@ -273,7 +232,7 @@ class UploadSession:
                 return self.client.create_multipart_upload(
                     Bucket=self.bucket,
                     Key=self.key,
-                    **self._create_checksum_args(),
+                    **self.plan.create_args(self.config.checksum_type),
                     **self.extra_args,
                 )
             except Exception as exc:
@@ -281,7 +240,7 @@ class UploadSession:
                 raise
 
         try:
-            response = self._call(what, attempt, fall_back=True)
+            response = self.call(what, attempt, fall_back=True)
         except Exception:
             if lost:
                 abort_untracked(self.client, self.bucket, self.key, self.config.retry, known=known, keep=None)
@@ -293,115 +252,76 @@ class UploadSession:
             abort_untracked(self.client, self.bucket, self.key, self.config.retry, known=known, keep=self.upload_id)
         return self.upload_id
 
-    def _mismatch(self, response: dict[str, Any], digest: PartDigest, sent: str, algorithm: str) -> str | None:
-        echoed = response.get(f"Checksum{algorithm}")
-        if echoed and echoed != sent:
-            return f"{algorithm} mismatch (sent {sent}, server stored {echoed})"
-        if echoed:
+    def mismatch(self, response: dict[str, Any], digest: PartDigest, sent: str, algorithm: str) -> str | None:
+        """What differs in ``response`` (:func:`~.session_rules.answer_mismatch`); notes an echoed CRC."""
+        mismatch = rules.answer_mismatch(response, digest, sent, algorithm)
+        if rules.echoes_checksum(response, algorithm, sent):
             self.server_echoes_checksums = True
-        etag = str(response.get("ETag", ""))
-        if digest.md5 and looks_like_md5(etag) and etag.strip('"') != digest.md5:
-            return f"MD5 mismatch (sent {digest.md5}, server stored {etag.strip(chr(34))})"
-        return None
+        return mismatch
 
     def upload_part(self, number: int, body: Callable[[], Body], digest: PartDigest) -> PartRecord:
         """UploadPart ``number`` with the bytes ``body()`` returns (called again for each attempt).
 
         ``digest`` carries the size and CRC (and the MD5 when :attr:`md5_up_front`). When the MD5
         is wanted only for the ETag check, a :func:`~.bodies.part_body` body hashes the bytes as
-        botocore sends them. Transient failures are retried by the policy; a body the server
-        stored differently from what we hashed is sent again up to ``retry.max_attempts`` times,
-        then :class:`ChecksumMismatchError`. Other failures raise our errors naming part and URI.
+        botocore sends them. Transient failures and bytes the server stored differently from what
+        we hashed (or refused as corrupt) are retried by the policy, so a part is sent at most
+        ``retry.max_attempts`` times in all; then :class:`ChecksumMismatchError` (corruption) or
+        :class:`~airflow_s3stream.errors.TransientError`. Other failures raise our errors naming
+        part and URI.
         """
         assert self.upload_id is not None, "create() first"
-        self._learn_checks()  # a resumed session's first I/O may be a part
+        self.learn_checks()  # a resumed session's first I/O may be a part
         algorithm, upload_id = self._current()
-        sent = checksum_value(algorithm, digest)
+        plan = ChecksumPlan(algorithm, self.checks)
         what = f"part {number} of {self.uri}"
-        problem = ""
-        for attempt in range(1, self.config.retry.max_attempts + 1):
-            try:
-                response = self._send_part(number, body, digest, (algorithm, upload_id, sent), what)
-            except Exception as exc:
-                if self._current()[1] != upload_id or self._fall_back(exc, algorithm, what):
-                    return self.upload_part(number, body, digest)  # to the MD5 upload that replaced it
-                if classify(exc).kind != "checksum":
-                    raise_error(exc, what)
-                problem = f"server refused the checksum: {exc}"
-            else:
-                checked = digest if digest.md5 else dataclasses.replace(digest, md5=response.pop(_SENT_MD5, ""))
-                mismatch = self._mismatch(response, checked, sent, algorithm)
-                if mismatch is None:
-                    if not self._stored_in(upload_id):
-                        return self.upload_part(number, body, digest)  # its upload was replaced meanwhile
-                    return PartRecord(number, checked.size, str(response["ETag"]), sent, checked.md5)
-                problem = mismatch
-            log.warning("%s: bytes corrupted in transit (%s), attempt %d; sending again", what, problem, attempt)
-        raise ChecksumMismatchError(f"{what}: {problem} after {self.config.retry.max_attempts} attempts")
+        try:
+            with plan.guard(self.client):
+                record = self.config.retry.call(
+                    lambda: self._send_part(number, body, digest, plan, upload_id),
+                    what=what,
+                    on_retry=functools.partial(_log_corruption, what),
+                )
+        except Exception as exc:
+            if self._current()[1] != upload_id or self.fall_back(exc, algorithm, what):
+                return self.upload_part(number, body, digest)  # to the MD5 upload that replaced it
+            raise_error(exc, what)
+        if not self._stored_in(upload_id):
+            return self.upload_part(number, body, digest)  # its upload was replaced meanwhile
+        return record
 
     def _send_part(
-        self, number: int, body: Callable[[], Body], digest: PartDigest, target: tuple[str, str | None, str], what: str
-    ) -> dict[str, Any]:
-        algorithm, upload_id, sent = target
-        hash_while_sending = not digest.md5 and self.wants_md5
-        sent_bodies: list[Any] = []
-
-        def send() -> Any:
-            part = body()
-            raw = hashing_raw(part) if hash_while_sending else None
-            if raw is not None:
-                raw.hash_md5()
-            sent_bodies.append(raw)
-            return self.client.upload_part(
-                Bucket=self.bucket,
-                Key=self.key,
-                UploadId=upload_id,
-                PartNumber=number,
-                Body=part,
-                ContentLength=digest.size,
-                **_checksum_arg(algorithm, sent),
-            )
-
-        with self._checksum_headers(algorithm):
-            response = dict(self.config.retry.call(send, what=what))
-        raw = sent_bodies[-1] if sent_bodies else None
+        self, number: int, body: Callable[[], Body], digest: PartDigest, plan: ChecksumPlan, upload_id: str | None
+    ) -> PartRecord:
+        """One UploadPart; :class:`CorruptedInTransitError` when the answer shows other bytes were stored."""
+        sent = plan.value(digest)
+        part = body()
+        raw = hashing_raw(part) if not digest.md5 and self.wants_md5 else None
         if raw is not None:
-            response[_SENT_MD5] = raw.md5_hexdigest()
-        return response
+            raw.hash_md5()
+        assert upload_id is not None, "create() first"
+        response = self.client.upload_part(
+            Bucket=self.bucket,
+            Key=self.key,
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=part,  # type: ignore[arg-type]  # botocore sends any bytes-like or file-like body
+            ContentLength=digest.size,
+            **plan.send_args(sent),
+        )
+        checked = digest if raw is None else dataclasses.replace(digest, md5=raw.md5_hexdigest())
+        mismatch = self.mismatch(dict(response), checked, sent, plan.algorithm)
+        if mismatch is not None:
+            raise CorruptedInTransitError(mismatch)
+        return PartRecord(number, checked.size, str(response["ETag"]), sent, checked.md5)
 
     def copy_part(self, number: int, copy_source: dict[str, Any], first: int, last: int, if_match: str) -> PartRecord:
-        """UploadPartCopy bytes ``first..last`` (inclusive) of ``copy_source`` into part ``number``.
+        """UploadPartCopy into part ``number`` (:func:`~.part_calls.copy_part`)."""
+        return part_calls.copy_part(self, number, copy_source, (first, last), if_match)
 
-        ``if_match`` is the source ETag we planned with: a replaced source fails the part with
-        :class:`SourceChangedError` instead of mixing two versions.
-        """
-        assert self.upload_id is not None, "create() first"
-        what = f"part {number} of {self.uri} (server-side copy)"
-        try:
-            response = self.config.retry.call(
-                lambda: self.client.upload_part_copy(
-                    Bucket=self.bucket,
-                    Key=self.key,
-                    UploadId=self.upload_id,
-                    PartNumber=number,
-                    CopySource=copy_source,
-                    CopySourceRange=f"bytes={first}-{last}",
-                    CopySourceIfMatch=if_match,
-                ),
-                what=what,
-            )
-        except Exception as exc:
-            if classify(exc).precondition_failed:
-                raise SourceChangedError(
-                    f"{what}: source s3://{copy_source['Bucket']}/{copy_source['Key']} "
-                    f"was replaced during the copy (ETag is no longer {if_match})"
-                ) from exc
-            raise_error(exc, what)
-        self._copied = True
-        result = response.get("CopyPartResult", {})
-        return PartRecord(
-            number, last - first + 1, str(result["ETag"]), str(result.get(f"Checksum{self.algorithm}", ""))
-        )
+    def list_parts(self) -> dict[int, dict[str, Any]] | None:
+        """The parts the server holds for this upload (:func:`~.part_calls.list_parts`)."""
+        return part_calls.list_parts(self)
 
     def complete(self, parts: list[PartRecord], full_object_crc: int | None) -> dict[str, Any]:
         """CompleteMultipartUpload with ``parts`` (any order); sends the full-object CRC when given.
@@ -411,25 +331,19 @@ class UploadSession:
         upload was aborted), raises :class:`UploadGoneError`; whether the object is ours is for the
         caller to check. Other failures raise the package's errors naming the object.
         """
-        assert self.upload_id is not None, "create() first"
-        self._learn_checks()  # a staged upload's Complete may be the first I/O in this process
-        listed = []
-        for part in sorted(parts, key=lambda p: p.number):
-            entry: dict[str, Any] = {"PartNumber": part.number, "ETag": part.etag}
-            if part.checksum and self.algorithm != CHECKSUM_MD5:
-                entry[f"Checksum{self.algorithm}"] = part.checksum
-            listed.append(entry)
-        extra: dict[str, Any] = {}
-        if full_object_crc is not None:
-            extra = {f"Checksum{self.algorithm}": encode_checksum(self.algorithm, full_object_crc)}
-            extra["ChecksumType"] = "FULL_OBJECT"
+        upload_id = self.upload_id
+        assert upload_id is not None, "create() first"
+        self.learn_checks()  # a staged upload's Complete may be the first I/O in this process
+        plan = self.plan
+        listed = [plan.part_entry(p.number, p.etag, p.checksum) for p in sorted(parts, key=lambda p: p.number)]
+        extra = plan.full_object_args(full_object_crc)
         what = f"completing the multipart upload of {self.uri}"
         try:
             response = self.config.retry.call(
                 lambda: self.client.complete_multipart_upload(
                     Bucket=self.bucket,
                     Key=self.key,
-                    UploadId=self.upload_id,
+                    UploadId=upload_id,
                     MultipartUpload={"Parts": listed},
                     **extra,
                 ),
@@ -456,75 +370,19 @@ class UploadSession:
         log.info("aborted multipart upload %s of %s", self.upload_id, self.uri)
 
     def put_object(self, data: bytes | bytearray, digest: PartDigest) -> dict[str, Any]:
-        """PutObject for an object smaller than one part (including the empty object).
+        """PutObject for an object smaller than one part (:func:`~.part_calls.put_small_object`)."""
+        return part_calls.put_small_object(self, data, digest)
 
-        Under ``auto`` a store refusing the checksum header gets the object again with MD5.
-        """
-        self._learn_checks()  # explicit algorithms too: the result says what the store checked
-        algorithm = self.algorithm
-        sent = checksum_value(algorithm, digest)
-        what = f"uploading {self.uri}"
-        try:
-            with self._checksum_headers(algorithm):
-                response = self.config.retry.call(
-                    lambda: self.client.put_object(
-                        Bucket=self.bucket,
-                        Key=self.key,
-                        Body=data,
-                        **_checksum_arg(algorithm, sent),
-                        **self.extra_args,
-                    ),
-                    what=what,
-                )
-        except Exception as exc:
-            if self._fall_back(exc, algorithm, what):
-                return self.put_object(data, digest)
-            raise_error(exc, what)
-        mismatch = self._mismatch(response, digest, sent, algorithm)
-        if mismatch is not None:
-            # Only servers that ignore checksums get here: take the corrupt object down again.
-            self._call(
-                f"deleting corrupt {self.uri}", lambda: self.client.delete_object(Bucket=self.bucket, Key=self.key)
-            )
-            raise ChecksumMismatchError(f"{what}: {mismatch}; the object was deleted")
-        return dict(response)
 
-    def list_parts(self) -> dict[int, dict[str, Any]] | None:
-        """Parts the server holds for this upload, by part number (ListParts, all pages), or
-        ``None`` when the upload no longer exists (``NoSuchUpload``: completed, aborted, expired).
-
-        Throttling, 5xx and resets are retried by the policy; any other refusal (``AccessDenied``)
-        raises the package's error naming the upload and the key: it says nothing about the upload.
-        """
-        assert self.upload_id is not None
-        what = f"listing the parts of upload {self.upload_id} of {self.uri}"
-
-        def pages() -> list[dict[str, Any]]:
-            paginator = self.client.get_paginator("list_parts")
-            return list(paginator.paginate(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id))
-
-        try:
-            listed = self.config.retry.call(pages, what=what)
-        except Exception as exc:
-            if classify(exc).not_found:
-                return None
-            raise_error(exc, what)
-        parts: dict[int, dict[str, Any]] = {}
-        for page in listed:
-            for part in page.get("Parts", []):
-                parts[int(part["PartNumber"])] = part
-        return parts
+def _log_corruption(what: str, attempt: int, exc: BaseException) -> None:
+    """Before the policy sends a part again: say so when its bytes were corrupted on the way."""
+    failure = classify(exc)
+    if failure.kind == "checksum":
+        log.warning(
+            "%s: bytes corrupted in transit (%s), attempt %d; sending again", what, checksum_problem(failure), attempt
+        )
 
 
 def checksum_value(algorithm: str, digest: PartDigest) -> str:
-    """What is sent for ``digest``: the base64 CRC, or the ``Content-MD5`` for MD5."""
-    if algorithm != CHECKSUM_MD5:
-        return encode_checksum(algorithm, digest.crc)
-    if not digest.md5:
-        raise AssertionError("an MD5 upload needs each part's MD5 (PartHasher with md5=True)")
-    return content_md5(digest.md5)
-
-
-def _checksum_arg(algorithm: str, sent: str) -> dict[str, str]:
-    """The UploadPart/PutObject argument carrying ``sent``."""
-    return {"ContentMD5": sent} if algorithm == CHECKSUM_MD5 else {f"Checksum{algorithm}": sent}
+    """What is sent for ``digest``: the base64 CRC, or the ``Content-MD5`` for MD5 (:class:`ChecksumPlan`)."""
+    return ChecksumPlan(algorithm).value(digest)

@@ -25,7 +25,7 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_s3stream.budget import release_large_buffers
 from airflow_s3stream.errors import S3StreamError, UploadError
@@ -38,6 +38,9 @@ from airflow_s3stream.s3.multipart.config import MultipartConfig, PartSizer
 from airflow_s3stream.s3.multipart.result import UploadResult
 from airflow_s3stream.s3.multipart.session import PartRecord, UploadSession
 from airflow_s3stream.s3.multipart.staged import StagedUpload
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
 
 __all__ = ["MultipartWriter"]
 
@@ -59,7 +62,7 @@ class MultipartWriter(io.BufferedIOBase):
 
     def __init__(
         self,
-        client: Any,
+        client: S3Client,
         bucket: str,
         key: str,
         *,
