@@ -1,9 +1,10 @@
-"""S3 multipart limits, the engine's one configuration object, and part sizing.
+"""The multipart engine's one configuration object, its defaults, and part sizing.
 
 All knobs of the multipart engine live in :class:`MultipartConfig` (like s3transfer's
 ``TransferConfig``). :class:`PartSizer` owns the 10,000-part arithmetic: for a known size it picks
 one part size that fits; for a stream of unknown size it grows the part size as the upload goes on,
-so the part limit is never reached. :func:`plan_parts` turns a known size into byte ranges.
+so the part limit is never reached. :func:`plan_parts` turns a known size into byte ranges. S3's
+limits themselves are in :mod:`airflow_s3stream.s3.limits`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from airflow_s3stream.errors import ConfigurationError
+from airflow_s3stream.s3.limits import S3_MAX_PART_SIZE, S3_MAX_PARTS, S3_MIN_PART_SIZE
 from airflow_s3stream.s3.retry import RetryPolicy
 from airflow_s3stream.units import GiB, KiB, MiB
 
@@ -28,18 +30,10 @@ __all__ = [
     "MultipartConfig",
     "PartRange",
     "PartSizer",
-    "S3_MAX_PARTS",
-    "S3_MAX_PART_SIZE",
-    "S3_MIN_PART_SIZE",
     "plan_parts",
     "validate_part_size",
 ]
 
-
-# S3 limits (https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html)
-S3_MIN_PART_SIZE = 5 * MiB  # every part but the last, bytes
-S3_MAX_PART_SIZE = 5 * GiB  # one part, bytes
-S3_MAX_PARTS = 10_000  # part numbers 1..10,000
 
 DEFAULT_PART_SIZE = 16 * MiB  # bytes; 1 GB = 64 parts; memory ~ (max_concurrency + 1) x part size
 DEFAULT_MAX_CONCURRENCY = 8  # parts in flight at once
