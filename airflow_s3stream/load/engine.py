@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from airflow_s3stream.budget import MemoryBudget, compact_arrow_memory
+from airflow_s3stream.budget import compact_arrow_memory
 from airflow_s3stream.errors import ConfigurationError, LoadConnectionError, RowRejectedError
 from airflow_s3stream.load.buffers import LoadBuffers
 from airflow_s3stream.load.byte_stream import DEFAULT_READ_AHEAD, ReadAhead, open_file
@@ -437,8 +437,10 @@ def load_into_postgres(
     retry = reader_config.retry if reader_config is not None else RetryPolicy()
     resolved = [resolve_source(client, step.source, retry) for step in steps]
     if buffers is None:
+        from airflow_s3stream.resources import TaskResources  # late: resources imports load.buffers
+
         block_size = reader_config.block_size if reader_config is not None else ReaderConfig().block_size
-        buffers = LoadBuffers.from_budget(MemoryBudget(), block_size=block_size, read_ahead=read_ahead)
+        buffers = TaskResources.for_load(block_size=block_size, read_ahead=read_ahead).load
     if parquet_copy not in PARQUET_COPY_FORMATS:
         raise ConfigurationError(f"parquet_copy {parquet_copy!r} is not one of {', '.join(PARQUET_COPY_FORMATS)}")
     parquet = _ParquetReading(arrow_s3, parquet_spool_dir, buffers, retry, parquet_copy)

@@ -31,12 +31,14 @@ __all__ = [
     "PartRange",
     "PartSizer",
     "plan_parts",
+    "validate_max_concurrency",
     "validate_part_size",
 ]
 
 
 DEFAULT_PART_SIZE = 16 * MiB  # bytes; 1 GB = 64 parts; memory ~ (max_concurrency + 1) x part size
 DEFAULT_MAX_CONCURRENCY = 8  # parts in flight at once
+MAX_CONCURRENCY = 64  # parts in flight at most (each a thread and a pooled connection)
 GROWTH_TIER_PARTS = 1_000  # unknown size: the part size doubles after every 1,000 parts
 
 # name -> (checksum types S3 accepts for multipart uploads, default type)
@@ -62,6 +64,15 @@ def validate_part_size(part_size: int, name: str = "part_size") -> int:
             f"and at most {S3_MAX_PART_SIZE} (5 GiB)"
         )
     return part_size
+
+
+def validate_max_concurrency(max_concurrency: int) -> int:
+    """Return ``max_concurrency`` if it is 1..:data:`MAX_CONCURRENCY`, else raise :class:`ConfigurationError`."""
+    if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
+        raise ConfigurationError(f"max_concurrency must be an integer, got {max_concurrency!r}")
+    if not 1 <= max_concurrency <= MAX_CONCURRENCY:
+        raise ConfigurationError(f"max_concurrency must be between 1 and {MAX_CONCURRENCY}, got {max_concurrency}")
+    return max_concurrency
 
 
 @dataclass(frozen=True)
@@ -108,10 +119,7 @@ class MultipartConfig:
     def __post_init__(self) -> None:
         if self.part_size is not None:
             validate_part_size(self.part_size)
-        if isinstance(self.max_concurrency, bool) or not isinstance(self.max_concurrency, int):
-            raise ConfigurationError(f"max_concurrency must be an integer, got {self.max_concurrency!r}")
-        if not 1 <= self.max_concurrency <= 64:
-            raise ConfigurationError(f"max_concurrency must be between 1 and 64, got {self.max_concurrency}")
+        validate_max_concurrency(self.max_concurrency)
         algorithm = self.checksum_algorithm.upper() if isinstance(self.checksum_algorithm, str) else None
         if algorithm == CHECKSUM_AUTO.upper():
             algorithm = CHECKSUM_AUTO
