@@ -64,7 +64,7 @@ class S3ToBagItZipOperator(BaseOperator):
     :param aws_conn_id: connection of the destination (and of the sources by default).
     :param source_aws_conn_id: connection of the sources when they are elsewhere.
     :param memory_budget: bytes the task's buffers may take (default 128 MiB): part size and parts
-        in flight of the ZIP's upload are derived from it (:mod:`airflow_s3stream.budget`).
+        in flight of the ZIP's upload are derived from it (:mod:`airflow_s3stream.resources`).
     :param part_size: multipart part size in bytes (``None``: from ``memory_budget``).
     :param max_concurrency: parts uploading at once (``None``: from ``memory_budget``).
     :param prefetch_objects: source objects opened ahead (many small objects on real S3).

@@ -62,7 +62,7 @@ class PostgresToS3StreamOperator(BaseOperator):
     :param memory_budget: bytes the task's buffers may take (default 128 MiB, at least 32 MiB):
         part size and parts in flight (half of it: 8 MiB parts, 7 in flight), the Parquet row group
         (a sixteenth of Arrow data, rows from the measured row width) and the zstd state (an eighth) are derived
-        from it (:mod:`airflow_s3stream.budget`). Explicit knobs below win.
+        from it (:mod:`airflow_s3stream.resources`). Explicit knobs below win.
     :param part_size: multipart part size in bytes (``None``: from ``memory_budget``; at least 5 MiB).
     :param max_concurrency: parts uploading at once (``None``: from ``memory_budget``). Memory is
         about ``(max_concurrency + 1) x part_size`` whatever the row count.

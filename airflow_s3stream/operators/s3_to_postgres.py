@@ -100,7 +100,7 @@ class S3ToPostgresStreamOperator(BaseOperator):
     :param ignore_unknown_keys: JSON Lines: skip keys that are not columns instead of failing.
     :param postgres_conn_id: Airflow ``postgres`` connection. :param aws_conn_id: Airflow ``aws`` connection.
     :param memory_budget: bytes the task's buffers may take (default 128 MiB, at least 32 MiB); the
-        sizes below that are ``None`` follow from it (:mod:`airflow_s3stream.load.buffers`): a
+        sizes below that are ``None`` follow from it (:mod:`airflow_s3stream.resources`): a
         quarter for the S3 reader's window, a quarter for the decoded chunks queued ahead of the
         COPY; for Parquet, a 128th for each column-chunk read and for one Arrow batch. Explicit
         knobs win.

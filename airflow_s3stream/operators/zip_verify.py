@@ -47,7 +47,7 @@ class S3ZipVerifyOperator(BaseOperator):
         ``max_streams`` while throughput grows; ``0`` = always one streamed GET; ``N`` = N GETs.
     :param max_streams: ceiling of the adaptive choice (memory: up to (N + 2) x ``block_size``);
         ``None`` = as many as half of ``memory_budget`` holds (6 at the defaults).
-    :param memory_budget: bytes the task's buffers may take (default 128 MiB; :mod:`airflow_s3stream.budget`):
+    :param memory_budget: bytes the task's buffers may take (default 128 MiB; :mod:`airflow_s3stream.resources`):
         half for the read-ahead, a sixteenth for inflated bytes waiting for the digest threads.
     :param max_ratio: zip-bomb guard: largest expansion ratio, per member and for the whole archive
         (default 200:1; deflate reaches ~1,032:1, lzma ~7,000:1, bzip2 ~1,180,000:1).
