@@ -32,11 +32,10 @@ plus :data:`SPARE_CONNECTIONS`, and never fewer than botocore's own 10. The retr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from airflow_s3stream.budget import DEFAULT_MEMORY_BUDGET, check_memory_budget, rows_within
 from airflow_s3stream.errors import ConfigurationError
-from airflow_s3stream.load.buffers import PARQUET_READ_AHEAD, LoadBuffers
 from airflow_s3stream.s3.limits import S3_MIN_PART_SIZE
 from airflow_s3stream.s3.multipart.config import (
     DEFAULT_MAX_CONCURRENCY,
@@ -47,11 +46,14 @@ from airflow_s3stream.s3.reader import DEFAULT_BLOCK_SIZE, DEFAULT_MAX_STREAMS
 from airflow_s3stream.s3.retry import RetryPolicy
 from airflow_s3stream.units import KiB, MiB
 
+if TYPE_CHECKING:
+    from airflow_s3stream.load.buffers import LoadBuffers
+
 __all__ = [
     "MIN_POOL_CONNECTIONS",
     "SPARE_CONNECTIONS",
     "PartBuffers",
-    "ReadAhead",
+    "ReaderWindow",
     "TaskResources",
     "pool_connections",
 ]
@@ -102,7 +104,7 @@ class PartBuffers:
 
 
 @dataclass(frozen=True)
-class ReadAhead:
+class ReaderWindow:
     """A ranged reader's window (:class:`~airflow_s3stream.s3.reader.ReaderConfig` takes these).
 
     :param block_size: bytes per block and per parallel GET.
@@ -146,7 +148,7 @@ class TaskResources:
     source_pool_connections: int = MIN_POOL_CONNECTIONS
     max_attempts: int | None = None
     part_buffers: PartBuffers | None = None
-    reader_window: ReadAhead | None = None
+    window: ReaderWindow | None = None
     row_group_bytes: int = 0  # Arrow bytes one Parquet row group may hold (export)
     compressor_bytes: int = 0  # bytes a streaming compressor's state may take (export)
     digest_queue_bytes: int = 0  # inflated bytes waiting for the verifier's digest threads
@@ -163,9 +165,9 @@ class TaskResources:
         return _present(self.part_buffers, "parts")
 
     @property
-    def read_ahead(self) -> ReadAhead:
-        """The reader's window (verify, load)."""
-        return _present(self.reader_window, "read-ahead")
+    def reader(self) -> ReaderWindow:
+        """The ranged reader's window (verify, load)."""
+        return _present(self.window, "reader window")
 
     @property
     def load(self) -> LoadBuffers:
@@ -292,12 +294,12 @@ class TaskResources:
         if max_streams is None:
             fitting = (memory_budget // 2) // block_size - 2
             max_streams = min(MAX_READ_STREAMS, max(MIN_READ_STREAMS, fitting))
-        window = ReadAhead(block_size=block_size, prefetch_blocks=prefetch_blocks, max_streams=max_streams)
+        window = ReaderWindow(block_size=block_size, prefetch_blocks=prefetch_blocks, max_streams=max_streams)
         return cls(
             memory_budget=memory_budget,
             pool_connections=pool_connections(window.streams),
             max_attempts=max_attempts,
-            reader_window=window,
+            window=window,
             digest_queue_bytes=memory_budget // 16,
         )
 
@@ -318,6 +320,8 @@ class TaskResources:
 
         :raises ConfigurationError: a budget or knob out of range.
         """
+        from airflow_s3stream.load.buffers import LoadBuffers  # the load's record; the load imports this module
+
         check_memory_budget(memory_budget)
         for name, value in (("block_size", block_size), ("read_ahead", read_ahead), ("batch_rows", batch_rows)):
             if value is not None:
@@ -336,14 +340,13 @@ class TaskResources:
             batch_rows=batch_rows,
             parquet_read_size=parquet_read_size,
             parquet_row_group_read=memory_budget // 8,
-            parquet_read_ahead=PARQUET_READ_AHEAD,
         )
-        window = ReadAhead(block_size=block_size, prefetch_blocks=prefetch_blocks, max_streams=DEFAULT_MAX_STREAMS)
+        window = ReaderWindow(block_size=block_size, prefetch_blocks=prefetch_blocks, max_streams=DEFAULT_MAX_STREAMS)
         return cls(
             memory_budget=memory_budget,
             pool_connections=pool_connections(window.streams),
             max_attempts=max_attempts,
-            reader_window=window,
+            window=window,
             load_buffers=buffers,
         )
 

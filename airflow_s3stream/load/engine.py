@@ -40,6 +40,7 @@ from airflow_s3stream.load.pg_errors import is_connection_failure, load_error
 from airflow_s3stream.load.sources import LoadFile, ResolvedSource, SourceSpec, resolve_source
 from airflow_s3stream.load.target import TargetTable, check_columns, split_table_name
 from airflow_s3stream.progress import MB, Progress, ProgressSnapshot
+from airflow_s3stream.resources import TaskResources
 from airflow_s3stream.s3.arrow_fs import ArrowS3Settings
 from airflow_s3stream.s3.reader import ReaderConfig
 from airflow_s3stream.s3.retry import RetryPolicy
@@ -437,8 +438,6 @@ def load_into_postgres(
     retry = reader_config.retry if reader_config is not None else RetryPolicy()
     resolved = [resolve_source(client, step.source, retry) for step in steps]
     if buffers is None:
-        from airflow_s3stream.resources import TaskResources  # late: resources imports load.buffers
-
         block_size = reader_config.block_size if reader_config is not None else ReaderConfig().block_size
         buffers = TaskResources.for_load(block_size=block_size, read_ahead=read_ahead).load
     if parquet_copy not in PARQUET_COPY_FORMATS:

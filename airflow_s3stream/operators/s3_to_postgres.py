@@ -213,7 +213,7 @@ class S3ToPostgresStreamOperator(BaseOperator):
                 interval_filter=interval_filter,
                 replace_via=replace_via,
             )
-            window = self.task_resources.read_ahead
+            window = self.task_resources.reader
             self.reader_config = ReaderConfig(block_size=window.block_size, prefetch_blocks=window.prefetch_blocks)
         except (ConfigurationError, ValueError) as exc:
             raise ConfigurationError(f"{self.task_id}: {exc}") from exc

@@ -104,7 +104,7 @@ class S3ZipVerifyOperator(BaseOperator):
                 max_attempts=max_attempts,
             )
             self.hash_queue_bytes = self.task_resources.digest_queue_bytes
-            window = self.task_resources.read_ahead
+            window = self.task_resources.reader
             self.reader_config = ReaderConfig(
                 block_size=window.block_size,
                 prefetch_blocks=window.prefetch_blocks,

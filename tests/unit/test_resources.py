@@ -39,13 +39,13 @@ def test_the_default_budget_keeps_todays_sizes() -> None:
     assert export.parts == upload.parts
     assert (export.row_group_bytes, export.compressor_bytes) == (8 * MiB, 16 * MiB)
     verify = TaskResources.for_verify()
-    assert (verify.read_ahead.block_size, verify.read_ahead.max_streams, verify.digest_queue_bytes) == (
+    assert (verify.reader.block_size, verify.reader.max_streams, verify.digest_queue_bytes) == (
         8 * MiB,
         6,
         8 * MiB,
     )
     load = TaskResources.for_load()
-    assert (load.read_ahead.block_size, load.load.read_ahead) == (8 * MiB, 16)
+    assert (load.reader.block_size, load.load.read_ahead) == (8 * MiB, 16)
 
 
 @pytest.mark.parametrize("kind", sorted(WITH_PARTS))
@@ -68,7 +68,7 @@ def test_the_exports_row_group_and_compressor_shares_fit_beside_its_parts(budget
 @pytest.mark.parametrize("budget", BUDGETS)
 def test_the_verifiers_read_ahead_fits_in_half_the_budget_within_the_readers_limits(budget: int) -> None:
     verify = TaskResources.for_verify(budget)
-    window = verify.read_ahead
+    window = verify.reader
     assert 2 <= window.max_streams <= 64
     assert window.held_bytes <= budget // 2
     assert verify.digest_queue_bytes == budget // 16
@@ -80,7 +80,7 @@ def test_the_loads_window_and_queue_each_fit_in_a_quarter(budget: int, prefetch:
     load = TaskResources.for_load(budget, prefetch_blocks=prefetch)
     assert load.load.block_size * (prefetch + 2) <= budget // 4
     assert load.load.read_ahead * MiB <= budget // 4
-    assert load.read_ahead.block_size == load.load.block_size
+    assert load.reader.block_size == load.load.block_size
 
 
 @pytest.mark.parametrize(
@@ -117,8 +117,8 @@ def test_explicit_knobs_win_and_the_other_one_still_follows_the_budget() -> None
     assert TaskResources.for_upload(part_size=32 * MiB, max_concurrency=2).parts.held_bytes == 3 * 32 * MiB
     assert TaskResources.for_upload(max_concurrency=3).parts.part_size == 16 * MiB  # 64 MiB / 4 slots
     assert TaskResources.for_export(part_size=16 * MiB).parts.in_flight == 3
-    assert TaskResources.for_verify(max_streams=16).read_ahead.max_streams == 16
-    assert TaskResources.for_verify(prefetch_blocks=12).read_ahead.streams == 12
+    assert TaskResources.for_verify(max_streams=16).reader.max_streams == 16
+    assert TaskResources.for_verify(prefetch_blocks=12).reader.streams == 12
 
 
 @pytest.mark.parametrize(
@@ -147,8 +147,8 @@ def test_the_retry_policy_is_max_attempts_when_given_else_the_default() -> None:
 def test_a_size_the_kind_of_task_does_not_use_is_absent() -> None:
     with pytest.raises(LookupError, match="no parts"):
         _ = TaskResources.for_verify().parts
-    with pytest.raises(LookupError, match="no read-ahead"):
-        _ = TaskResources.for_upload().read_ahead
+    with pytest.raises(LookupError, match="no reader window"):
+        _ = TaskResources.for_upload().reader
     with pytest.raises(LookupError, match="no load buffers"):
         _ = TaskResources.for_export().load
     with pytest.raises(LookupError, match="no Parquet row group"):
