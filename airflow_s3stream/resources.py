@@ -31,6 +31,7 @@ plus :data:`SPARE_CONNECTIONS`, and never fewer than botocore's own 10. The retr
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
@@ -217,20 +218,14 @@ class TaskResources:
         max_concurrency: int | None = None,
         max_attempts: int | None = None,
     ) -> TaskResources:
-        """An export: parts from half the budget, a sixteenth for a Parquet row group, an eighth for
-        the compressor.
+        """An export: an upload's parts, a sixteenth for a Parquet row group, an eighth for the compressor.
 
         :raises ConfigurationError: a budget or knob out of range.
         """
-        parts = _parts(memory_budget, part_size, max_concurrency)
-        return cls(
-            memory_budget=memory_budget,
-            pool_connections=pool_connections(parts.in_flight),
-            max_attempts=max_attempts,
-            part_buffers=parts,
-            row_group_bytes=memory_budget // 16,
-            compressor_bytes=memory_budget // 8,
+        upload = cls.for_upload(
+            memory_budget, part_size=part_size, max_concurrency=max_concurrency, max_attempts=max_attempts
         )
+        return dataclasses.replace(upload, row_group_bytes=memory_budget // 16, compressor_bytes=memory_budget // 8)
 
     @classmethod
     def for_commit(
