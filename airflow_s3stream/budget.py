@@ -1,26 +1,16 @@
-"""The memory budget: one number per task, from which every buffer size is derived.
+"""The memory budget: one number per task (its default and its check), and what keeps it true.
 
 A task of ours should add no more than about :data:`DEFAULT_MEMORY_BUDGET` to its worker, whatever
-the data size. Rather than a pile of knobs, each operator takes ``memory_budget`` (bytes) and sizes
-its buffers from it; an explicit knob (``part_size``, ``max_concurrency``, ...) still wins.
+the data size. Rather than a pile of knobs, each operator takes ``memory_budget`` (bytes);
+:class:`~airflow_s3stream.resources.TaskResources` turns it into every buffer size (the shares
+are listed there), and an explicit knob (``part_size``, ``max_concurrency``, ...) still wins.
 
-How the budget is shared (the rest is headroom for Python, pyarrow and botocore themselves):
-
-* **part buffers**, half: ``(parts in flight + 1) x part size`` (the one being filled and those
-  uploading); 128 MiB -> 8 MiB parts, 7 in flight;
-* **a Parquet row group**, a sixteenth of Arrow data (8 MiB at 128 MiB): while a group is
-  written, Arrow's writer holds several times that again (dictionaries, the buffered pages of each
-  column chunk, encoders), outside Arrow's memory pool. Smaller groups save little more and make
-  readers fetch more, smaller column chunks. The rows per group follow from the
-  measured width of a row in Arrow memory (wide rows, fewer rows), between 1,024 and 1,048,576;
-* **read-ahead**, half of it for readers: ``blocks x block size``;
-* **the compressor**, an eighth: zstd's window, hash and chain tables are shrunk (a smaller
-  window, a little less ratio) when a high level would need more; gzip needs 256 KiB at most.
+This module checks the number (:func:`check_memory_budget`, at DAG parse time) and sets the
+process-wide allocator behaviour the budget's arithmetic relies on (:func:`release_large_buffers`,
+:func:`compact_arrow_memory`).
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from airflow_s3stream.errors import ConfigurationError
 from airflow_s3stream.units import MiB
@@ -28,67 +18,33 @@ from airflow_s3stream.units import MiB
 __all__ = [
     "DEFAULT_MEMORY_BUDGET",
     "MIN_MEMORY_BUDGET",
-    "MemoryBudget",
+    "check_memory_budget",
     "compact_arrow_memory",
     "release_large_buffers",
+    "rows_within",
 ]
 
 DEFAULT_MEMORY_BUDGET = 128 * MiB  # bytes a task may add to its worker (an idle Airflow 3 worker takes ~300 MiB)
-MIN_MEMORY_BUDGET = 32 * MiB  # below this the fixed costs (two 5 MiB parts, Arrow blocks) do not fit
-S3_MIN_PART_SIZE = 5 * MiB  # S3 limit: every part but the last
-MAX_BUDGET_PART_SIZE = 16 * MiB  # larger parts stop helping throughput; more of them in flight does
-MAX_BUDGET_CONCURRENCY = 16  # parts in flight: more than this only queues on the connection pool
-MIN_ROW_GROUP_ROWS = 1024
-MAX_ROW_GROUP_ROWS = 1024 * 1024
+MIN_MEMORY_BUDGET = 32 * MiB  # bytes; below this the fixed costs (two 5 MiB parts, Arrow blocks) do not fit
 
 
-@dataclass(frozen=True)
-class MemoryBudget:
-    """``total`` bytes for one task's buffers (see the module docstring for the shares)."""
+def check_memory_budget(memory_budget: object) -> int:
+    """Return ``memory_budget`` if it is an integer number of bytes, at least :data:`MIN_MEMORY_BUDGET`.
 
-    total: int = DEFAULT_MEMORY_BUDGET
+    :raises ConfigurationError: naming ``memory_budget`` and the value at fault.
+    """
+    if isinstance(memory_budget, bool) or not isinstance(memory_budget, int):
+        raise ConfigurationError(f"memory_budget must be an integer number of bytes, got {memory_budget!r}")
+    if memory_budget < MIN_MEMORY_BUDGET:
+        raise ConfigurationError(
+            f"memory_budget={memory_budget} bytes is below the minimum {MIN_MEMORY_BUDGET} (32 MiB)"
+        )
+    return memory_budget
 
-    def __post_init__(self) -> None:
-        if isinstance(self.total, bool) or not isinstance(self.total, int):
-            raise ConfigurationError(f"memory_budget must be an integer number of bytes, got {self.total!r}")
-        if self.total < MIN_MEMORY_BUDGET:
-            raise ConfigurationError(
-                f"memory_budget={self.total} bytes is below the minimum {MIN_MEMORY_BUDGET} (32 MiB)"
-            )
 
-    def parts(self, part_size: int | None = None, max_concurrency: int | None = None) -> tuple[int, int]:
-        """``(part_size, max_concurrency)`` within half the budget; an explicit value is kept as given."""
-        share = self.total // 2
-        if part_size is None:
-            fitting = share // 8 if max_concurrency is None else share // (max_concurrency + 1)
-            part_size = min(MAX_BUDGET_PART_SIZE, max(S3_MIN_PART_SIZE, fitting // MiB * MiB))
-        if max_concurrency is None:
-            max_concurrency = min(MAX_BUDGET_CONCURRENCY, max(1, share // part_size - 1))
-        return part_size, max_concurrency
-
-    @property
-    def row_group_bytes(self) -> int:
-        """Bytes of Arrow data one Parquet row group may hold (the writer needs several times this)."""
-        return self.total // 16
-
-    def row_group_rows(self, bytes_per_row: float) -> int:
-        """Rows per Parquet row group for rows of ``bytes_per_row`` (measured in Arrow memory)."""
-        rows = int(self.row_group_bytes / max(bytes_per_row, 1.0))
-        return min(MAX_ROW_GROUP_ROWS, max(MIN_ROW_GROUP_ROWS, rows))
-
-    def read_ahead(self, block_size: int) -> int:
-        """Blocks of ``block_size`` bytes a reader may hold ahead of the consumer (at least 1)."""
-        return max(1, (self.total // 2) // block_size)
-
-    @property
-    def compressor_bytes(self) -> int:
-        """Bytes a streaming compressor's state may take."""
-        return self.total // 8
-
-    @property
-    def digest_queue_bytes(self) -> int:
-        """Bytes of inflated data that may wait for the verifier's digest threads."""
-        return self.total // 16
+def rows_within(share: int, bytes_per_row: float, low: int, high: int) -> int:
+    """Rows of ``bytes_per_row`` bytes (in Arrow memory) that fit in ``share`` bytes, kept within ``low..high``."""
+    return min(high, max(low, int(share / max(bytes_per_row, 1.0))))
 
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt() parameter number (malloc.h)

@@ -8,10 +8,10 @@ it in ``__init__`` and a wrong value fails when the DAG is parsed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from airflow_s3stream.budget import DEFAULT_MEMORY_BUDGET, MemoryBudget
 from airflow_s3stream.errors import ConfigurationError
+from airflow_s3stream.resources import TaskResources
 from airflow_s3stream.units import MiB
 
 __all__ = [
@@ -53,9 +53,10 @@ class ExportOptions:
     :param write_manifest: write ``_manifest.json`` after every data file is complete (split: the
         last step of the commit, listing each file's key, rows, bytes, ETag and checksum).
     :param parquet_row_group_rows: rows per Parquet row group (a row group is held in memory);
-        ``None`` (default) derives it from ``memory_budget`` and the measured width of a row.
-    :param memory_budget: bytes the export's buffers may take (:class:`~airflow_s3stream.budget.MemoryBudget`):
-        the Parquet row group and the compressor's state are sized from it.
+        ``None`` (default) derives it from ``resources`` and the measured width of a row.
+    :param resources: the task's sizes (:meth:`~airflow_s3stream.resources.TaskResources.for_export`;
+        default: those of the default memory budget): the Parquet row group and the compressor's
+        state are sized from them.
     """
 
     file_format: str = "csv"
@@ -69,7 +70,7 @@ class ExportOptions:
     empty_result: str = "write_empty_file"
     write_manifest: bool = False
     parquet_row_group_rows: int | None = None
-    memory_budget: int = DEFAULT_MEMORY_BUDGET
+    resources: TaskResources = field(default_factory=TaskResources.for_export)
 
     def validate(self) -> ExportOptions:
         """Return ``self`` or raise :class:`ConfigurationError` naming the bad parameter."""
@@ -101,12 +102,7 @@ class ExportOptions:
             )
         if self.parquet_row_group_rows is not None and self.parquet_row_group_rows < 1:
             raise ConfigurationError("parquet_row_group_rows must be positive")
-        MemoryBudget(self.memory_budget)
         return self
-
-    @property
-    def budget(self) -> MemoryBudget:
-        return MemoryBudget(self.memory_budget)
 
     @property
     def split(self) -> bool:

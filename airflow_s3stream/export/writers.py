@@ -162,7 +162,7 @@ def write_text(
 
     def start() -> _OpenPart:
         nonlocal compressor
-        compressor = open_compressor(options.compression, options.level, options.budget.compressor_bytes)
+        compressor = open_compressor(options.compression, options.level, options.resources.compressor_bytes)
         pending.clear()
         pending.extend(header)
         return parts.open()
@@ -291,7 +291,7 @@ def write_parquet(
 
 def _row_group_rows(options: ExportOptions, bytes_per_row: float) -> int:
     """Rows per row group when not given: the budget's share, at most ``max_bytes_per_file`` of Arrow data."""
-    rows = options.budget.row_group_rows(bytes_per_row)
+    rows = options.resources.row_group_rows(bytes_per_row)
     if options.max_bytes_per_file is not None:
         rows = min(rows, max(1024, int(options.max_bytes_per_file / max(bytes_per_row, 1.0))))
     return rows

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from airflow_s3stream.budget import MemoryBudget, compact_arrow_memory
+from airflow_s3stream.budget import compact_arrow_memory
 from airflow_s3stream.errors import ConfigurationError, LoadConnectionError, RowRejectedError
 from airflow_s3stream.load.buffers import LoadBuffers
 from airflow_s3stream.load.byte_stream import DEFAULT_READ_AHEAD, ReadAhead, open_file
@@ -40,6 +40,7 @@ from airflow_s3stream.load.sources import LoadFile, ResolvedSource, SourceSpec, 
 from airflow_s3stream.load.target import TargetTable, check_columns, split_table_name
 from airflow_s3stream.progress import MB, Progress, ProgressSnapshot
 from airflow_s3stream.publish.manifest import Manifest
+from airflow_s3stream.resources import TaskResources
 from airflow_s3stream.s3.arrow_fs import ArrowS3Settings
 from airflow_s3stream.s3.reader import ReaderConfig
 from airflow_s3stream.s3.retry import RetryPolicy
@@ -438,7 +439,7 @@ def load_into_postgres(
     resolved = [resolve_source(client, step.source, retry) for step in steps]
     if buffers is None:
         block_size = reader_config.block_size if reader_config is not None else ReaderConfig().block_size
-        buffers = LoadBuffers.from_budget(MemoryBudget(), block_size=block_size, read_ahead=read_ahead)
+        buffers = TaskResources.for_load(block_size=block_size, read_ahead=read_ahead).load
     if parquet_copy not in PARQUET_COPY_FORMATS:
         raise ConfigurationError(f"parquet_copy {parquet_copy!r} is not one of {', '.join(PARQUET_COPY_FORMATS)}")
     parquet = _ParquetReading(arrow_s3, parquet_spool_dir, buffers, retry, parquet_copy)

@@ -22,12 +22,13 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow_s3stream.archive.package import COMPRESSIONS, PackageConfig, package_bag
 from airflow_s3stream.archive.sources import DEFAULT_PREFETCH_OBJECTS, s3_payload
 from airflow_s3stream.archive.verify import VerifyConfig, verify_archive
-from airflow_s3stream.budget import DEFAULT_MEMORY_BUDGET, MemoryBudget
+from airflow_s3stream.budget import DEFAULT_MEMORY_BUDGET
 from airflow_s3stream.errors import ConfigurationError
-from airflow_s3stream.hooks.s3 import S3StreamHook
+from airflow_s3stream.hooks.s3_connection import S3Connection
 from airflow_s3stream.operators.failures import named_failures
 from airflow_s3stream.operators.links import S3ObjectLink
 from airflow_s3stream.publish import Publication, publish
+from airflow_s3stream.resources import TaskResources
 from airflow_s3stream.s3.multipart import MultipartConfig, MultipartWriter
 from airflow_s3stream.s3.reader import ReaderConfig, S3ObjectSource
 
@@ -64,7 +65,7 @@ class S3ToBagItZipOperator(BaseOperator):
     :param aws_conn_id: connection of the destination (and of the sources by default).
     :param source_aws_conn_id: connection of the sources when they are elsewhere.
     :param memory_budget: bytes the task's buffers may take (default 128 MiB): part size and parts
-        in flight of the ZIP's upload are derived from it (:mod:`airflow_s3stream.budget`).
+        in flight of the ZIP's upload are derived from it (:mod:`airflow_s3stream.resources`).
     :param part_size: multipart part size in bytes (``None``: from ``memory_budget``).
     :param max_concurrency: parts uploading at once (``None``: from ``memory_budget``).
     :param prefetch_objects: source objects opened ahead (many small objects on real S3).
@@ -129,8 +130,15 @@ class S3ToBagItZipOperator(BaseOperator):
         self.aws_conn_id, self.source_aws_conn_id = aws_conn_id, source_aws_conn_id
         self.prefetch_objects = prefetch_objects
         try:
-            part_size, max_concurrency = MemoryBudget(memory_budget).parts(part_size, max_concurrency)
-            self.multipart_config = MultipartConfig(part_size=part_size, max_concurrency=max_concurrency)
+            self.task_resources = TaskResources.for_package(
+                memory_budget,
+                part_size=part_size,
+                max_concurrency=max_concurrency,
+                prefetch_objects=prefetch_objects,
+                separate_source=bool(source_aws_conn_id),
+            )
+            parts = self.task_resources.parts
+            self.multipart_config = MultipartConfig(part_size=parts.part_size, max_concurrency=parts.in_flight)
             self._package_config()  # what is not templated is checked now, at parse time
         except (ValueError, ConfigurationError) as exc:
             raise ConfigurationError(f"{self.task_id}: {exc}") from exc
@@ -159,20 +167,17 @@ class S3ToBagItZipOperator(BaseOperator):
             config = self._package_config()
         except ConfigurationError as exc:
             raise AirflowFailException(f"{self.task_id}: {exc}") from exc
-        pool = self.multipart_config.max_concurrency + 2 + (0 if self.source_aws_conn_id else self.prefetch_objects + 2)
-        dest_hook = S3StreamHook(aws_conn_id=self.aws_conn_id, max_pool_connections=max(10, pool))
-        source_hook = (
-            S3StreamHook(aws_conn_id=self.source_aws_conn_id, max_pool_connections=self.prefetch_objects + 4)
-            if self.source_aws_conn_id
-            else None
-        )
         started = time.monotonic()
         target = f"s3://{self.s3_bucket}/{self.s3_key}"
         with named_failures(target):
-            dest = dest_hook.get_s3_client()
-            source = source_hook.get_s3_client() if source_hook else dest
-            retry = (source_hook or dest_hook).retry_policy()
-            mp_config = dataclasses.replace(self.multipart_config, retry=dest_hook.retry_policy())
+            dest_s3 = S3Connection.open(self.aws_conn_id, self.task_resources)
+            source_s3 = (
+                S3Connection.open(self.source_aws_conn_id, self.task_resources, source=True)
+                if self.source_aws_conn_id
+                else dest_s3
+            )
+            dest, source, retry = dest_s3.client, source_s3.client, source_s3.retry
+            mp_config = dataclasses.replace(self.multipart_config, retry=dest_s3.retry)
             files = s3_payload(
                 source,
                 self.source_bucket,
@@ -211,7 +216,7 @@ class S3ToBagItZipOperator(BaseOperator):
             if self.verify_after:
                 report = verify_archive(
                     S3ObjectSource(dest, self.s3_bucket, self.s3_key),
-                    VerifyConfig(mode="bagit", reader=ReaderConfig(retry=dest_hook.retry_policy())),
+                    VerifyConfig(mode="bagit", reader=ReaderConfig(retry=dest_s3.retry)),
                 )
                 self.log.info("%s", report.summary())
                 xcom["verification"] = {"valid": report.valid, "errors": [str(e) for e in report.errors[:20]]}

@@ -22,10 +22,11 @@ from airflow.sdk import BaseOperator, TriggerRule
 
 from airflow_s3stream.errors import ConfigurationError
 from airflow_s3stream.export.job import abort_job, commit_job
-from airflow_s3stream.hooks.s3 import S3StreamHook
+from airflow_s3stream.hooks.s3_connection import S3Connection
 from airflow_s3stream.operators.assets import annotate_outlets
 from airflow_s3stream.operators.failures import named_failures
 from airflow_s3stream.operators.links import S3ObjectLink
+from airflow_s3stream.resources import TaskResources
 from airflow_s3stream.s3.multipart import DEFAULT_MAX_CONCURRENCY, MultipartConfig
 
 if TYPE_CHECKING:
@@ -59,12 +60,9 @@ class _JobOperator(BaseOperator):
             raise ConfigurationError(
                 f"{self.task_id}: staged is required: the export tasks' results, e.g. staged=exports.output"
             )
-        if max_attempts is not None and (
-            isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1
-        ):
-            raise ConfigurationError(f"{self.task_id}: max_attempts must be a positive integer, got {max_attempts!r}")
         try:
             self.upload_config = MultipartConfig(max_concurrency=max_concurrency)
+            self.task_resources = TaskResources.for_commit(max_concurrency=max_concurrency, max_attempts=max_attempts)
         except ConfigurationError as exc:
             raise ConfigurationError(f"{self.task_id}: {exc}") from exc
         self.s3_bucket, self.s3_prefix, self.staged = s3_bucket, s3_prefix, staged
@@ -76,9 +74,8 @@ class _JobOperator(BaseOperator):
         return self.s3_prefix
 
     def _client_and_config(self) -> tuple[S3Client, MultipartConfig]:
-        hook = S3StreamHook(aws_conn_id=self.aws_conn_id, max_pool_connections=self.upload_config.max_concurrency + 2)
-        config = dataclasses.replace(self.upload_config, retry=hook.retry_policy(self.max_attempts))
-        return hook.get_s3_client(), config
+        s3 = S3Connection.open(self.aws_conn_id, self.task_resources)
+        return s3.client, dataclasses.replace(self.upload_config, retry=s3.retry)
 
     def _results(self) -> list[Mapping[str, Any] | None]:
         staged = self.staged

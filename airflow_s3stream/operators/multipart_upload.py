@@ -14,13 +14,13 @@ from typing import Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
-from airflow_s3stream.budget import DEFAULT_MEMORY_BUDGET, MemoryBudget
+from airflow_s3stream.budget import DEFAULT_MEMORY_BUDGET
 from airflow_s3stream.errors import ConfigurationError
-from airflow_s3stream.hooks.s3 import S3StreamHook
+from airflow_s3stream.hooks.s3_connection import S3Connection
 from airflow_s3stream.operators.failures import named_failures
 from airflow_s3stream.operators.links import S3ObjectLink
+from airflow_s3stream.resources import TaskResources
 from airflow_s3stream.s3.multipart import MultipartConfig, abort_stale_uploads
-from airflow_s3stream.s3.retry import RetryPolicy
 from airflow_s3stream.upload import DEFAULT_STATE_PREFIX, ResumableUploader, classify_source, redact_uri, upload_uri
 
 __all__ = ["S3MultipartUploadOperator"]
@@ -104,14 +104,16 @@ class S3MultipartUploadOperator(BaseOperator):
             if not isinstance(value, str) or not value.strip():
                 raise ConfigurationError(f"{self.task_id}: {name} must be a non-empty string, got {value!r}")
         try:
-            part_size, max_concurrency = MemoryBudget(memory_budget).parts(part_size, max_concurrency)
+            self.task_resources = TaskResources.for_upload(
+                memory_budget, part_size=part_size, max_concurrency=max_concurrency, max_attempts=max_attempts
+            )
             self.config = MultipartConfig(
-                part_size=part_size,
-                max_concurrency=max_concurrency,
+                part_size=self.task_resources.parts.part_size,
+                max_concurrency=self.task_resources.parts.in_flight,
                 checksum_algorithm=checksum_algorithm,
                 checksum_type=checksum_type,
                 verify_part_etag=verify_part_etag,
-                retry=RetryPolicy(max_attempts=max_attempts or RetryPolicy.max_attempts),
+                retry=self.task_resources.retry,
             )
         except ValueError as exc:
             raise ConfigurationError(f"{self.task_id}: {exc}") from exc
@@ -138,12 +140,12 @@ class S3MultipartUploadOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         where = f"s3://{self.s3_bucket}/{self.s3_key}"
         with named_failures(where):
-            hook = S3StreamHook(aws_conn_id=self.aws_conn_id, max_pool_connections=self.config.max_concurrency + 4)
-            client = hook.get_s3_client()
-            config = dataclasses.replace(self.config, retry=hook.retry_policy(self.max_attempts))
+            s3 = S3Connection.open(self.aws_conn_id, self.task_resources)
+            client = s3.client
+            config = dataclasses.replace(self.config, retry=s3.retry)
             spec = classify_source(self.source, s3_same_endpoint=self.source_aws_conn_id is None)
             try:
-                aborted = self._abort_stale(hook)
+                aborted = self._abort_stale(s3)
                 self.log.info("uploading %s to %s (%s)", redact_uri(self.source), where, spec.kind)
                 if spec.kind == "uri":
                     result = upload_uri(
@@ -196,24 +198,19 @@ class S3MultipartUploadOperator(BaseOperator):
         if uploader is not None:
             uploader.stop()
 
-    def _abort_stale(self, hook: S3StreamHook) -> int:
+    def _abort_stale(self, s3: S3Connection) -> int:
         if self.abort_stale_uploads_older_than is None:
             return 0
         prefix = self.s3_key if self.stale_uploads_prefix is None else self.stale_uploads_prefix
         aborted = abort_stale_uploads(
-            hook.get_s3_client(),
-            self.s3_bucket,
-            prefix,
-            self.abort_stale_uploads_older_than,
-            retry=hook.retry_policy(self.max_attempts),
+            s3.client, self.s3_bucket, prefix, self.abort_stale_uploads_older_than, retry=s3.retry
         )
         return len(aborted)
 
     def _transport_params(self) -> dict[str, Any]:
         if self.source_aws_conn_id is None:
             return {}
-        source_hook = S3StreamHook(aws_conn_id=self.source_aws_conn_id)
-        return {"client": source_hook.get_s3_client()}
+        return {"client": S3Connection.open(self.source_aws_conn_id, self.task_resources, source=True).client}
 
 
 def _will_retry(context: Any) -> bool:

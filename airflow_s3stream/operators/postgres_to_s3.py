@@ -18,11 +18,12 @@ from airflow_s3stream.budget import DEFAULT_MEMORY_BUDGET
 from airflow_s3stream.errors import ConfigurationError
 from airflow_s3stream.export import ExportOptions, export_query
 from airflow_s3stream.hooks.postgres import PostgresStreamHook
-from airflow_s3stream.hooks.s3 import S3StreamHook
+from airflow_s3stream.hooks.s3_connection import S3Connection
 from airflow_s3stream.operators.assets import annotate_outlets
 from airflow_s3stream.operators.failures import named_failures
 from airflow_s3stream.operators.links import S3ObjectLink
 from airflow_s3stream.progress import ProgressSnapshot
+from airflow_s3stream.resources import TaskResources
 from airflow_s3stream.s3.multipart import MultipartConfig
 
 __all__ = ["PostgresToS3StreamOperator"]
@@ -61,7 +62,7 @@ class PostgresToS3StreamOperator(BaseOperator):
     :param memory_budget: bytes the task's buffers may take (default 128 MiB, at least 32 MiB):
         part size and parts in flight (half of it: 8 MiB parts, 7 in flight), the Parquet row group
         (a sixteenth of Arrow data, rows from the measured row width) and the zstd state (an eighth) are derived
-        from it (:mod:`airflow_s3stream.budget`). Explicit knobs below win.
+        from it (:mod:`airflow_s3stream.resources`). Explicit knobs below win.
     :param part_size: multipart part size in bytes (``None``: from ``memory_budget``; at least 5 MiB).
     :param max_concurrency: parts uploading at once (``None``: from ``memory_budget``). Memory is
         about ``(max_concurrency + 1) x part_size`` whatever the row count.
@@ -139,6 +140,9 @@ class PostgresToS3StreamOperator(BaseOperator):
             )
         self.stage_only = stage_only
         try:
+            self.task_resources = TaskResources.for_export(
+                memory_budget, part_size=part_size, max_concurrency=max_concurrency, max_attempts=max_attempts
+            )
             self.options = ExportOptions(
                 file_format=file_format,
                 compression=compression,
@@ -151,12 +155,11 @@ class PostgresToS3StreamOperator(BaseOperator):
                 empty_result=empty_result,
                 write_manifest=write_manifest,
                 parquet_row_group_rows=parquet_row_group_rows,
-                memory_budget=memory_budget,
+                resources=self.task_resources,
             ).validate()
-            part_size, max_concurrency = self.options.budget.parts(part_size, max_concurrency)
             self.upload_config = MultipartConfig(
-                part_size=part_size,
-                max_concurrency=max_concurrency,
+                part_size=self.task_resources.parts.part_size,
+                max_concurrency=self.task_resources.parts.in_flight,
                 checksum_algorithm=checksum_algorithm,
                 progress_interval=progress_interval,
             )
@@ -165,10 +168,6 @@ class PostgresToS3StreamOperator(BaseOperator):
         self.sql, self.s3_bucket, self.s3_key, self.parameters = sql, s3_bucket, s3_key, parameters
         self.postgres_conn_id, self.aws_conn_id = postgres_conn_id, aws_conn_id
         self.progress_interval = progress_interval
-        if max_attempts is not None and (
-            isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1
-        ):
-            raise ConfigurationError(f"{self.task_id}: max_attempts must be a positive integer, got {max_attempts!r}")
         self.max_attempts = max_attempts
         self._conn: Any = None  # the psycopg connection while execute() runs, for on_kill
 
@@ -189,11 +188,9 @@ class PostgresToS3StreamOperator(BaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         with named_failures(f"s3://{self.s3_bucket}/{self.s3_key}"):
-            hook = S3StreamHook(
-                aws_conn_id=self.aws_conn_id, max_pool_connections=self.upload_config.max_concurrency + 2
-            )
-            client = hook.get_s3_client()
-            upload_config = dataclasses.replace(self.upload_config, retry=hook.retry_policy(self.max_attempts))
+            s3 = S3Connection.open(self.aws_conn_id, self.task_resources)
+            client = s3.client
+            upload_config = dataclasses.replace(self.upload_config, retry=s3.retry)
             conn = self._conn = PostgresStreamHook(postgres_conn_id=self.postgres_conn_id).get_psycopg_connection()
             try:
                 result = export_query(

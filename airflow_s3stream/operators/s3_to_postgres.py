@@ -15,16 +15,16 @@ from typing import Any, ClassVar
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_s3stream.budget import DEFAULT_MEMORY_BUDGET, MemoryBudget
+from airflow_s3stream.budget import DEFAULT_MEMORY_BUDGET
 from airflow_s3stream.errors import ConfigurationError
 from airflow_s3stream.hooks.postgres import PostgresStreamHook
-from airflow_s3stream.hooks.s3 import S3StreamHook
+from airflow_s3stream.hooks.s3_connection import S3Connection
 from airflow_s3stream.load import LoadOptions, LoadStep, SourceSpec, load_into_postgres
-from airflow_s3stream.load.buffers import LoadBuffers
 from airflow_s3stream.load.target import split_table_name
 from airflow_s3stream.operators.failures import named_failures
 from airflow_s3stream.operators.links import S3ObjectLink
 from airflow_s3stream.progress import ProgressSnapshot
+from airflow_s3stream.resources import TaskResources
 from airflow_s3stream.s3.reader import ReaderConfig
 
 __all__ = ["S3ToPostgresStreamOperator", "asset_event_steps"]
@@ -100,7 +100,7 @@ class S3ToPostgresStreamOperator(BaseOperator):
     :param ignore_unknown_keys: JSON Lines: skip keys that are not columns instead of failing.
     :param postgres_conn_id: Airflow ``postgres`` connection. :param aws_conn_id: Airflow ``aws`` connection.
     :param memory_budget: bytes the task's buffers may take (default 128 MiB, at least 32 MiB); the
-        sizes below that are ``None`` follow from it (:mod:`airflow_s3stream.load.buffers`): a
+        sizes below that are ``None`` follow from it (:mod:`airflow_s3stream.resources`): a
         quarter for the S3 reader's window, a quarter for the decoded chunks queued ahead of the
         COPY; for Parquet, a 128th for each column-chunk read and for one Arrow batch. Explicit
         knobs win.
@@ -187,19 +187,17 @@ class S3ToPostgresStreamOperator(BaseOperator):
                 )
             if not source_from_asset_event and (not s3_bucket or not s3_key):
                 raise ConfigurationError("s3_bucket and s3_key are required (or source_from_asset_event=True)")
-            if max_attempts is not None and (
-                isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1
-            ):
-                raise ConfigurationError(f"max_attempts must be a positive integer, got {max_attempts!r}")
             if parquet_copy not in ("auto", "csv"):
                 raise ConfigurationError(f"parquet_copy {parquet_copy!r} is not one of auto, csv")
-            self.buffers = LoadBuffers.from_budget(
-                MemoryBudget(memory_budget),
+            self.task_resources = TaskResources.for_load(
+                memory_budget,
                 prefetch_blocks=prefetch_blocks,
                 block_size=block_size,
                 read_ahead=read_ahead,
                 batch_rows=parquet_batch_rows,
+                max_attempts=max_attempts,
             )
+            self.buffers = self.task_resources.load
             self.options = LoadOptions.of(
                 mode=mode,
                 file_format=file_format,
@@ -215,7 +213,8 @@ class S3ToPostgresStreamOperator(BaseOperator):
                 interval_filter=interval_filter,
                 replace_via=replace_via,
             )
-            self.reader_config = ReaderConfig(block_size=self.buffers.block_size, prefetch_blocks=prefetch_blocks)
+            window = self.task_resources.reader
+            self.reader_config = ReaderConfig(block_size=window.block_size, prefetch_blocks=window.prefetch_blocks)
         except (ConfigurationError, ValueError) as exc:
             raise ConfigurationError(f"{self.task_id}: {exc}") from exc
         self.table, self.s3_bucket, self.s3_key, self.zip_member = table, s3_bucket, s3_key, zip_member
@@ -275,14 +274,9 @@ class S3ToPostgresStreamOperator(BaseOperator):
                 split_table_name(self.table)
             except ConfigurationError as exc:
                 raise ConfigurationError(f"{self.task_id}: {exc}") from exc
-            hook = S3StreamHook(
-                aws_conn_id=self.aws_conn_id,
-                max_pool_connections=max(
-                    10, (self.reader_config.prefetch_blocks or self.reader_config.max_streams) + 2
-                ),
-            )
-            client = hook.get_s3_client()
-            reader = dataclasses.replace(self.reader_config, retry=hook.retry_policy(self.max_attempts))
+            s3 = S3Connection.open(self.aws_conn_id, self.task_resources)
+            client = s3.client
+            reader = dataclasses.replace(self.reader_config, retry=s3.retry)
             conn = self._conn = PostgresStreamHook(postgres_conn_id=self.postgres_conn_id).get_psycopg_connection()
             try:
                 result = load_into_postgres(
@@ -295,7 +289,7 @@ class S3ToPostgresStreamOperator(BaseOperator):
                     buffers=self.buffers,
                     on_progress=self._log_progress,
                     progress_interval=self.progress_interval,
-                    arrow_s3=hook.arrow_s3_settings(self.max_attempts),
+                    arrow_s3=s3.hook.arrow_s3_settings(self.max_attempts),
                     parquet_spool_dir=self.parquet_spool_dir,
                     parquet_copy=self.parquet_copy,
                 )

@@ -17,14 +17,14 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_s3stream.archive.verify import MODES, VerifyConfig, verify_archive
 from airflow_s3stream.archive.zip import ZipLimits
-from airflow_s3stream.budget import DEFAULT_MEMORY_BUDGET, MemoryBudget
+from airflow_s3stream.budget import DEFAULT_MEMORY_BUDGET
 from airflow_s3stream.errors import ConfigurationError
-from airflow_s3stream.hooks.s3 import S3StreamHook
+from airflow_s3stream.hooks.s3_connection import S3Connection
 from airflow_s3stream.operators.failures import named_failures
 from airflow_s3stream.operators.links import S3ObjectLink
+from airflow_s3stream.resources import TaskResources
 from airflow_s3stream.s3.objects import put_object
 from airflow_s3stream.s3.reader import DEFAULT_BLOCK_SIZE, ReaderConfig, S3ObjectSource
-from airflow_s3stream.s3.retry import RetryPolicy
 
 __all__ = ["S3ZipVerifyOperator"]
 
@@ -47,7 +47,7 @@ class S3ZipVerifyOperator(BaseOperator):
         ``max_streams`` while throughput grows; ``0`` = always one streamed GET; ``N`` = N GETs.
     :param max_streams: ceiling of the adaptive choice (memory: up to (N + 2) x ``block_size``);
         ``None`` = as many as half of ``memory_budget`` holds (6 at the defaults).
-    :param memory_budget: bytes the task's buffers may take (default 128 MiB; :mod:`airflow_s3stream.budget`):
+    :param memory_budget: bytes the task's buffers may take (default 128 MiB; :mod:`airflow_s3stream.resources`):
         half for the read-ahead, a sixteenth for inflated bytes waiting for the digest threads.
     :param max_ratio: zip-bomb guard: largest expansion ratio, per member and for the whole archive
         (default 200:1; deflate reaches ~1,032:1, lzma ~7,000:1, bzip2 ~1,180,000:1).
@@ -96,15 +96,20 @@ class S3ZipVerifyOperator(BaseOperator):
         if mode not in MODES and "{{" not in mode:
             raise ConfigurationError(f"{self.task_id}: mode must be one of {', '.join(MODES)}, got {mode!r}")
         try:
-            budget = MemoryBudget(memory_budget)
-            if max_streams is None:
-                max_streams = max(2, budget.read_ahead(block_size) - 2)
-            self.hash_queue_bytes = budget.digest_queue_bytes
-            self.reader_config = ReaderConfig(
+            self.task_resources = TaskResources.for_verify(
+                memory_budget,
                 block_size=block_size,
                 prefetch_blocks=prefetch_blocks,
                 max_streams=max_streams,
-                retry=RetryPolicy(max_attempts=max_attempts or RetryPolicy.max_attempts),
+                max_attempts=max_attempts,
+            )
+            self.hash_queue_bytes = self.task_resources.digest_queue_bytes
+            window = self.task_resources.reader
+            self.reader_config = ReaderConfig(
+                block_size=window.block_size,
+                prefetch_blocks=window.prefetch_blocks,
+                max_streams=window.max_streams,
+                retry=self.task_resources.retry,
             )
             self.limits = ZipLimits(max_ratio=max_ratio, max_total_uncompressed=max_total_uncompressed)
         except ValueError as exc:
@@ -122,12 +127,13 @@ class S3ZipVerifyOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         if self.mode not in MODES:  # checked again once templates are rendered
             raise AirflowFailException(f"{self.task_id}: mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        streams = self.reader_config.prefetch_blocks or self.reader_config.max_streams
-        hook = S3StreamHook(aws_conn_id=self.aws_conn_id, max_pool_connections=max(10, streams + 2))
-        reader = dataclasses.replace(self.reader_config, retry=hook.retry_policy(self.max_attempts))
-        config = VerifyConfig(mode=self.mode, reader=reader, limits=self.limits, hash_queue_bytes=self.hash_queue_bytes)
         with named_failures(f"s3://{self.s3_bucket}/{self.s3_key}", reading=True):
-            client = hook.get_s3_client()
+            s3 = S3Connection.open(self.aws_conn_id, self.task_resources)
+            client = s3.client
+            reader = dataclasses.replace(self.reader_config, retry=s3.retry)
+            config = VerifyConfig(
+                mode=self.mode, reader=reader, limits=self.limits, hash_queue_bytes=self.hash_queue_bytes
+            )
             report = verify_archive(S3ObjectSource(client, self.s3_bucket, self.s3_key), config)
             result = report.to_dict()
             self.log.info("%s", report.summary())

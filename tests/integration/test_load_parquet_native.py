@@ -12,14 +12,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from airflow_s3stream.budget import MemoryBudget
 from airflow_s3stream.errors import ObjectChangedError, SourceError
 from airflow_s3stream.hooks.s3 import S3StreamHook
 from airflow_s3stream.load import LoadOptions, LoadStep, SourceSpec, load_into_postgres
-from airflow_s3stream.load.buffers import LoadBuffers
 from airflow_s3stream.load.parquet_input import check_unchanged
 from airflow_s3stream.load.sources import LoadFile
 from airflow_s3stream.operators import S3ToPostgresStreamOperator
+from airflow_s3stream.resources import TaskResources
 from airflow_s3stream.s3.retry import RetryPolicy
 
 ROWS = 5_000
@@ -77,7 +76,7 @@ def test_parquet_replaced_while_it_is_read_fails_naming_the_key_and_commits_noth
             table=table,
             steps=[LoadStep(SourceSpec(bucket, key))],
             options=LoadOptions(mode="append"),
-            buffers=LoadBuffers.from_budget(MemoryBudget(), batch_rows=1_000),
+            buffers=TaskResources.for_load(batch_rows=1_000).load,
             on_progress=replace_once,
             progress_interval=0,
         )
@@ -214,7 +213,7 @@ def test_a_row_group_that_does_not_decode_fails_the_load_naming_the_key_and_comm
             table=table,
             steps=[LoadStep(SourceSpec(bucket, "in/broken.parquet"))],
             options=LoadOptions(mode="append"),
-            buffers=LoadBuffers.from_budget(MemoryBudget(), batch_rows=500),  # 6 batches COPYed before it
+            buffers=TaskResources.for_load(batch_rows=500).load,  # 6 batches COPYed before it
         )
     message = str(info.value)
     assert f"s3://{bucket}/in/broken.parquet: not a readable Parquet file" in message and "page header" in message

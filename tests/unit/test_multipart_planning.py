@@ -11,10 +11,8 @@ import pytest
 from awscrt import checksums as crt
 
 from airflow_s3stream.errors import ChecksumMismatchError, ConfigurationError
+from airflow_s3stream.s3.limits import S3_MAX_PART_SIZE, S3_MAX_PARTS, S3_MIN_PART_SIZE
 from airflow_s3stream.s3.multipart import (
-    S3_MAX_PART_SIZE,
-    S3_MAX_PARTS,
-    S3_MIN_PART_SIZE,
     MultipartConfig,
     PartSizer,
     plan_parts,

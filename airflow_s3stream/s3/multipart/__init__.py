@@ -14,9 +14,6 @@ from airflow_s3stream.s3.multipart.cleanup import StaleUpload, abort_stale_uploa
 from airflow_s3stream.s3.multipart.config import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_PART_SIZE,
-    S3_MAX_PART_SIZE,
-    S3_MAX_PARTS,
-    S3_MIN_PART_SIZE,
     MultipartConfig,
     PartSizer,
     plan_parts,
@@ -28,9 +25,6 @@ from airflow_s3stream.s3.multipart.writer import MultipartWriter
 __all__ = [
     "DEFAULT_MAX_CONCURRENCY",
     "DEFAULT_PART_SIZE",
-    "S3_MAX_PARTS",
-    "S3_MAX_PART_SIZE",
-    "S3_MIN_PART_SIZE",
     "MultipartConfig",
     "MultipartWriter",
     "PartSizer",

@@ -1,9 +1,10 @@
-"""S3 multipart limits, the engine's one configuration object, and part sizing.
+"""The multipart engine's one configuration object, its defaults, and part sizing.
 
 All knobs of the multipart engine live in :class:`MultipartConfig` (like s3transfer's
 ``TransferConfig``). :class:`PartSizer` owns the 10,000-part arithmetic: for a known size it picks
 one part size that fits; for a stream of unknown size it grows the part size as the upload goes on,
-so the part limit is never reached. :func:`plan_parts` turns a known size into byte ranges.
+so the part limit is never reached. :func:`plan_parts` turns a known size into byte ranges. S3's
+limits themselves are in :mod:`airflow_s3stream.s3.limits`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from airflow_s3stream.errors import ConfigurationError
+from airflow_s3stream.s3.limits import S3_MAX_PART_SIZE, S3_MAX_PARTS, S3_MIN_PART_SIZE
 from airflow_s3stream.s3.retry import RetryPolicy
 from airflow_s3stream.units import GiB, KiB, MiB
 
@@ -28,21 +30,15 @@ __all__ = [
     "MultipartConfig",
     "PartRange",
     "PartSizer",
-    "S3_MAX_PARTS",
-    "S3_MAX_PART_SIZE",
-    "S3_MIN_PART_SIZE",
     "plan_parts",
+    "validate_max_concurrency",
     "validate_part_size",
 ]
 
 
-# S3 limits (https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html)
-S3_MIN_PART_SIZE = 5 * MiB  # every part but the last, bytes
-S3_MAX_PART_SIZE = 5 * GiB  # one part, bytes
-S3_MAX_PARTS = 10_000  # part numbers 1..10,000
-
 DEFAULT_PART_SIZE = 16 * MiB  # bytes; 1 GB = 64 parts; memory ~ (max_concurrency + 1) x part size
 DEFAULT_MAX_CONCURRENCY = 8  # parts in flight at once
+MAX_CONCURRENCY = 64  # parts in flight at most (each a thread and a pooled connection)
 GROWTH_TIER_PARTS = 1_000  # unknown size: the part size doubles after every 1,000 parts
 
 # name -> (checksum types S3 accepts for multipart uploads, default type)
@@ -68,6 +64,15 @@ def validate_part_size(part_size: int, name: str = "part_size") -> int:
             f"and at most {S3_MAX_PART_SIZE} (5 GiB)"
         )
     return part_size
+
+
+def validate_max_concurrency(max_concurrency: int) -> int:
+    """Return ``max_concurrency`` if it is 1..:data:`MAX_CONCURRENCY`, else raise :class:`ConfigurationError`."""
+    if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
+        raise ConfigurationError(f"max_concurrency must be an integer, got {max_concurrency!r}")
+    if not 1 <= max_concurrency <= MAX_CONCURRENCY:
+        raise ConfigurationError(f"max_concurrency must be between 1 and {MAX_CONCURRENCY}, got {max_concurrency}")
+    return max_concurrency
 
 
 @dataclass(frozen=True)
@@ -114,10 +119,7 @@ class MultipartConfig:
     def __post_init__(self) -> None:
         if self.part_size is not None:
             validate_part_size(self.part_size)
-        if isinstance(self.max_concurrency, bool) or not isinstance(self.max_concurrency, int):
-            raise ConfigurationError(f"max_concurrency must be an integer, got {self.max_concurrency!r}")
-        if not 1 <= self.max_concurrency <= 64:
-            raise ConfigurationError(f"max_concurrency must be between 1 and 64, got {self.max_concurrency}")
+        validate_max_concurrency(self.max_concurrency)
         algorithm = self.checksum_algorithm.upper() if isinstance(self.checksum_algorithm, str) else None
         if algorithm == CHECKSUM_AUTO.upper():
             algorithm = CHECKSUM_AUTO
