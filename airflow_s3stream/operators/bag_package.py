@@ -161,7 +161,7 @@ class S3ToBagItZipOperator(BaseOperator):
         pool = self.multipart_config.max_concurrency + 2 + (0 if self.source_aws_conn_id else self.prefetch_objects + 2)
         dest_hook = S3StreamHook(aws_conn_id=self.aws_conn_id, max_pool_connections=max(10, pool))
         source_hook = (
-            S3StreamHook(aws_conn_id=self.source_aws_conn_id, max_pool_connections=self.prefetch_objects + 4)
+            S3StreamHook.for_source(self.source_aws_conn_id, max_pool_connections=self.prefetch_objects + 4)
             if self.source_aws_conn_id
             else None
         )

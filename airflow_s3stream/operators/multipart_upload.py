@@ -214,7 +214,7 @@ class S3MultipartUploadOperator(BaseOperator):
     def _transport_params(self) -> dict[str, Any]:
         if self.source_aws_conn_id is None:
             return {}
-        source_hook = S3StreamHook(aws_conn_id=self.source_aws_conn_id)
+        source_hook = S3StreamHook.for_source(self.source_aws_conn_id)
         return {"client": source_hook.get_s3_client()}
 
 
