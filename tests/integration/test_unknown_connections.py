@@ -34,35 +34,35 @@ from tests.support.devservices import S3Service
 MISSING = {"aws_conn_id": "aws_prod", "source_aws_conn_id": "aws_prod_source", "postgres_conn_id": "postgres_prod"}
 
 
-def _export(bucket: str, conn: dict[str, str]) -> Any:
+def _export(bucket: str, conn: dict[str, Any]) -> Any:
     return PostgresToS3StreamOperator(task_id="export", sql="SELECT 1 AS n", s3_bucket=bucket, s3_key="out/n", **conn)
 
 
-def _load(bucket: str, conn: dict[str, str]) -> Any:
+def _load(bucket: str, conn: dict[str, Any]) -> Any:
     return S3ToPostgresStreamOperator(task_id="load", table="orders", s3_bucket=bucket, s3_key="in/rows.csv", **conn)
 
 
-def _upload(bucket: str, conn: dict[str, str]) -> Any:
+def _upload(bucket: str, conn: dict[str, Any]) -> Any:
     return S3MultipartUploadOperator(
         task_id="upload", source=f"s3://{bucket}/in/a.zip", s3_bucket=bucket, s3_key="out/a", **conn
     )
 
 
-def _verify(bucket: str, conn: dict[str, str]) -> Any:
+def _verify(bucket: str, conn: dict[str, Any]) -> Any:
     return S3ZipVerifyOperator(task_id="verify", s3_bucket=bucket, s3_key="in/a.zip", **conn)
 
 
-def _bag(bucket: str, conn: dict[str, str]) -> Any:
+def _bag(bucket: str, conn: dict[str, Any]) -> Any:
     return S3ToBagItZipOperator(
         task_id="bag", source_bucket=bucket, source_prefix="in/", s3_bucket=bucket, s3_key="out/bag.zip", **conn
     )
 
 
-def _commit(bucket: str, conn: dict[str, str]) -> Any:
+def _commit(bucket: str, conn: dict[str, Any]) -> Any:
     return S3StreamCommitOperator(task_id="commit", s3_bucket=bucket, s3_prefix="job", staged=[], **conn)
 
 
-def _abort(bucket: str, conn: dict[str, str]) -> Any:
+def _abort(bucket: str, conn: dict[str, Any]) -> Any:
     return S3StreamAbortOperator(task_id="abort", s3_bucket=bucket, s3_prefix="job", staged=[], **conn)
 
 
@@ -104,7 +104,7 @@ def test_an_unknown_connection_fails_the_task_naming_its_parameter_and_id(  # no
     s3_client: Any,
     s3: S3Service,
     inputs: list[str],
-    make: Callable[[str, dict[str, str]], Any],
+    make: Callable[[str, dict[str, Any]], Any],
     parameter: str,
 ) -> None:
     operator = make(bucket, {parameter: MISSING[parameter]})
