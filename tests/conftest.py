@@ -29,6 +29,9 @@ os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
 from tests.support import devservices
 from tests.support.s3proxy import S3Proxy
 
+# Every exception a test catches with pytest.raises is checked for loops in its chain.
+pytest_plugins = ["tests.support.error_chains"]
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
