@@ -36,9 +36,9 @@ from airflow_s3stream.load.parquet_input import (
     open_s3_parquet,
     spool,
 )
-from airflow_s3stream.load.pg_errors import is_connection_failure, load_error
 from airflow_s3stream.load.sources import LoadFile, ResolvedSource, SourceSpec, resolve_source
 from airflow_s3stream.load.target import TargetTable, check_columns, split_table_name
+from airflow_s3stream.pg_errors import is_connection_failure, load_error
 from airflow_s3stream.progress import MB, Progress, ProgressSnapshot
 from airflow_s3stream.s3.arrow_fs import ArrowS3Settings
 from airflow_s3stream.s3.reader import ReaderConfig
