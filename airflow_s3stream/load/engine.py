@@ -2,8 +2,9 @@
 
 ``load_into_postgres`` takes a psycopg 3 connection and a boto3 S3 client (no Airflow here):
 
-1. resolve every source (object, prefix, manifest, ZIP member) and check manifest-listed files
-   (size, ETag, checksum) before the transaction starts: a missing key fails here;
+1. check the table exists (else ``TableNotFoundError``), then resolve every source (object, prefix,
+   manifest, ZIP member) and check manifest-listed files (size, ETag, checksum) before the
+   transaction starts: a missing key fails here;
 2. in ONE transaction: look the table up, prepare the mode (``replace``: TRUNCATE, or a new table
    for the swap; ``upsert``: a temporary staging table; ``replace_interval``: DELETE the rows the
    bound ``interval_filter`` matches, per source, after taking the table's advisory lock so that
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_s3stream.budget import MemoryBudget, compact_arrow_memory
-from airflow_s3stream.errors import ConfigurationError, LoadConnectionError, RowRejectedError
+from airflow_s3stream.errors import ConfigurationError, RowRejectedError
 from airflow_s3stream.load.buffers import LoadBuffers
 from airflow_s3stream.load.byte_stream import DEFAULT_READ_AHEAD, ReadAhead, open_file
 from airflow_s3stream.load.copy_in import CsvDialect, copy_csv, copy_jsonl, copy_parquet, read_header
@@ -38,7 +39,7 @@ from airflow_s3stream.load.parquet_input import (
 )
 from airflow_s3stream.load.sources import LoadFile, ResolvedSource, SourceSpec, resolve_source
 from airflow_s3stream.load.target import TargetTable, check_columns, split_table_name
-from airflow_s3stream.pg_errors import is_connection_failure, load_error
+from airflow_s3stream.pg_errors import load_error
 from airflow_s3stream.progress import MB, Progress, ProgressSnapshot
 from airflow_s3stream.s3.arrow_fs import ArrowS3Settings
 from airflow_s3stream.s3.reader import ReaderConfig
@@ -422,8 +423,10 @@ def load_into_postgres(
         ``csv``: always CSV.
     :raises SourceError, ChecksumMismatchError, ObjectChangedError: a source is missing or is not
         what its manifest lists (before the transaction starts).
-    :raises RowRejectedError: Postgres rejected a row (naming the key, line and column), the table
-        or a column does not exist, or the row counts differ from the manifest's. Nothing committed.
+    :raises TableNotFoundError: ``table`` (or its schema) does not exist; raised before any source
+        is read.
+    :raises RowRejectedError: Postgres rejected a row (naming the key, line and column), a column
+        does not exist, or the row counts differ from the manifest's. Nothing committed.
     :raises LoadConnectionError: the connection was lost mid-load (retryable). Nothing committed.
     :raises TransientError: S3 kept failing (retryable). Nothing committed.
     """
@@ -434,6 +437,12 @@ def load_into_postgres(
         raise RowRejectedError(f"table {table}: nothing to load (no source given)")
     started = time.monotonic()
     parts = split_table_name(table)
+    label = ".".join(parts)
+    try:
+        with conn.transaction():  # the table first: a missing one fails before any source is read
+            TargetTable.read(conn, parts)
+    except psycopg.Error as exc:
+        raise load_error(exc, f"table {label}: load") from exc
     retry = reader_config.retry if reader_config is not None else RetryPolicy()
     resolved = [resolve_source(client, step.source, retry) for step in steps]
     if buffers is None:
@@ -442,7 +451,6 @@ def load_into_postgres(
     if parquet_copy not in PARQUET_COPY_FORMATS:
         raise ConfigurationError(f"parquet_copy {parquet_copy!r} is not one of {', '.join(PARQUET_COPY_FORMATS)}")
     parquet = _ParquetReading(arrow_s3, parquet_spool_dir, buffers, retry, parquet_copy)
-    label = ".".join(parts)
     progress = Progress(f"load into {label}", interval=progress_interval, report=on_progress, count_rows=True)
     deleted = 0
     try:
@@ -463,9 +471,7 @@ def load_into_postgres(
             elif options.mode == "replace" and options.replace_via == "swap":
                 _swap(conn, target)
     except psycopg.Error as exc:  # outside a COPY: the DELETE, the upsert, the swap, the COMMIT
-        if is_connection_failure(exc):
-            raise LoadConnectionError(f"table {label}: {load_error(exc, 'load')}") from exc
-        raise RowRejectedError(f"table {label}: {load_error(exc, 'load')}") from exc
+        raise load_error(exc, f"table {label}: load") from exc
     finally:
         parquet.close()
     progress.finish()
