@@ -47,23 +47,6 @@ class S3StreamHook(S3Hook):
     conn_parameter = S3Hook.conn_name_attr
     _connection_checked = False
 
-    @classmethod
-    def for_source(cls, aws_conn_id: str | None, **kwargs: Any) -> S3StreamHook:
-        """The hook of an operator's ``source_aws_conn_id``: a missing connection is named as that."""
-        hook = cls(aws_conn_id=aws_conn_id, **kwargs)
-        hook.conn_parameter = "source_aws_conn_id"
-        return hook
-
-    def check_connection(self) -> None:
-        """Fail unless ``aws_conn_id`` is ``None`` or names a defined connection; looks it up once.
-
-        :raises ConfigurationError: ``aws_conn_id 'aws_prod' is not defined`` (the parameter is
-            :attr:`conn_parameter`).
-        """
-        if not self._connection_checked:
-            require_connection(self, self.conn_parameter, self.aws_conn_id)
-            self._connection_checked = True
-
     def __init__(
         self,
         aws_conn_id: str | None = S3Hook.default_conn_name,
@@ -156,3 +139,20 @@ class S3StreamHook(S3Hook):
     def _describe(self) -> str:
         """``AWS connection 'aws_default'`` (what messages name)."""
         return f"AWS connection {self.aws_conn_id!r}" if self.aws_conn_id else "AWS (no connection id)"
+
+    @classmethod
+    def for_source(cls, aws_conn_id: str | None, **kwargs: Any) -> S3StreamHook:
+        """The hook of an operator's ``source_aws_conn_id``: a missing connection is named as that."""
+        hook = cls(aws_conn_id=aws_conn_id, **kwargs)
+        hook.conn_parameter = "source_aws_conn_id"
+        return hook
+
+    def check_connection(self) -> None:
+        """Fail unless ``aws_conn_id`` is ``None`` or names a defined connection; looks it up once.
+
+        :raises ConfigurationError: ``aws_conn_id 'aws_prod' is not defined`` (the parameter is
+            :attr:`conn_parameter`).
+        """
+        if not self._connection_checked:
+            require_connection(self, self.conn_parameter, self.aws_conn_id)
+            self._connection_checked = True
