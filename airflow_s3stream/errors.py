@@ -28,6 +28,7 @@ __all__ = [
     "S3StreamError",
     "SourceChangedError",
     "SourceError",
+    "TableNotFoundError",
     "TransientError",
     "UploadError",
     "UploadInterruptedError",
@@ -125,7 +126,11 @@ class LoadError(S3StreamError):
 
 
 class RowRejectedError(LoadError, InvalidInputError):
-    """Postgres rejected the data (a bad value, a missing table or column, a row-count mismatch)."""
+    """Postgres rejected the data (a bad value, a missing column, a row-count mismatch)."""
+
+
+class TableNotFoundError(LoadError, InvalidInputError):
+    """The load's target table (or its schema) does not exist; found before any data moves."""
 
 
 class LoadConnectionError(LoadError, TransientError):

@@ -33,6 +33,9 @@ os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
 from tests.support import devservices  # noqa: E402 - after AIRFLOW_HOME is set
 from tests.support.s3proxy import S3Proxy  # noqa: E402
 
+# Every exception a test catches with pytest.raises is checked for loops in its chain.
+pytest_plugins = ["tests.support.error_chains"]
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(

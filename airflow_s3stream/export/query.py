@@ -8,10 +8,11 @@ but the values are part of the SQL the server sees: visible in ``pg_stat_activit
 server logs (``log_statement``, ``log_min_duration_statement``, errors). Empty parameters count
 as none (:func:`bound_parameters`). Every option value is a ``psycopg.sql.Literal``.
 
-Error classes (``run_guarded``): a lost connection, a terminated backend, an admin shutdown, a
-serialisation failure or lack of resources is :class:`ExportConnectionError` (retryable); anything
-else Postgres rejects (syntax, missing relation, bad cast, division by zero) is
-:class:`QueryError` (retrying cannot help). Both carry Postgres's own message.
+Error classes (``run_guarded``), decided by :mod:`airflow_s3stream.pg_errors`: a lost connection, a
+terminated backend, an admin shutdown, a serialisation failure or lack of resources is
+:class:`~airflow_s3stream.errors.ExportConnectionError` (retryable); anything else Postgres rejects
+(syntax, missing relation, bad cast, division by zero) is :class:`~airflow_s3stream.errors.QueryError`
+(retrying cannot help). Both carry Postgres's own message and name the query.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
-from airflow_s3stream.errors import ExportConnectionError, QueryError
+from airflow_s3stream.errors import ExportError
+from airflow_s3stream.pg_errors import query_error
 
 if TYPE_CHECKING:
     from psycopg.abc import Params
@@ -39,9 +41,6 @@ __all__ = [
 
 T = TypeVar("T")
 
-# SQLSTATE classes that say "the server or the link failed", not "the query is wrong"
-# (https://www.postgresql.org/docs/current/errcodes-appendix.html).
-_TRANSIENT_SQLSTATE_CLASSES = ("08", "40", "53", "57", "58")
 # JSON from row_to_json never contains these raw bytes (control characters are \u-escaped), so a
 # CSV COPY with them as quote and delimiter passes every JSON document through unchanged.
 _JSON_QUOTE = "\x01"
@@ -196,15 +195,10 @@ def query_label(sql: str) -> str:
     return f"query {first[:80]!r}"
 
 
-def classify(exc: Exception, sql: str) -> Exception:
-    """The package error for a psycopg error raised while running ``sql``."""
-    import psycopg
-
-    sqlstate = getattr(exc, "sqlstate", None) or ""
-    where = query_label(sql)
-    if isinstance(exc, psycopg.OperationalError) or sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES:
-        return ExportConnectionError(f"{where}: Postgres connection failed: {str(exc).strip()}")
-    return QueryError(f"{where}: Postgres error {sqlstate or ''}: {str(exc).strip()}".replace("  ", " "))
+def classify(exc: Exception, sql: str) -> ExportError:
+    """The package error for a psycopg error raised while running ``sql``
+    (:func:`~airflow_s3stream.pg_errors.query_error` naming the query)."""
+    return query_error(exc, query_label(sql))
 
 
 def run_guarded(fn: Callable[[], T], sql: str) -> T:

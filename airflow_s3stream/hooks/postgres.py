@@ -4,7 +4,8 @@ Host, port, credentials, SSL options and the rest come from Airflow's own ``Post
 core needs psycopg 3 (for ``COPY ... TO STDOUT`` streaming and binary loaders), so this hook
 insists on it instead of silently handing out a psycopg2 connection. A connection that cannot be
 opened fails with the package's error naming the Airflow connection, host and port, never the
-password.
+password. A connection id that does not exist fails naming ``postgres_conn_id`` and the id
+(:mod:`~airflow_s3stream.hooks.connections`).
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.postgres.hooks.postgres import PostgresHook
+from airflow.sdk.exceptions import AirflowNotFoundException
 
 from airflow_s3stream.errors import ConfigurationError, ExportConnectionError
+from airflow_s3stream.hooks.connections import undefined_connection
 
 if TYPE_CHECKING:
     import psycopg
@@ -33,11 +36,15 @@ class PostgresStreamHook(PostgresHook):
 
         :raises ExportConnectionError: Postgres cannot be reached or refused the connection
             (retryable); the message names the connection id, host and port.
-        :raises ConfigurationError: the connection has an option libpq does not know, or the
-            installed driver is psycopg2.
+        :raises ConfigurationError: ``postgres_conn_id`` names no connection, the connection has
+            an option libpq does not know, or the installed driver is psycopg2.
         """
         import psycopg
 
+        try:
+            self.connection  # noqa: B018  # looked up once here, then cached by the hook
+        except AirflowNotFoundException as exc:
+            raise undefined_connection(self.conn_name_attr, self.get_conn_id()) from exc
         try:
             conn = self.get_conn()
         except psycopg.OperationalError as exc:

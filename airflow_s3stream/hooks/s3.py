@@ -4,7 +4,9 @@ Everything about the endpoint (``endpoint_url`` and ``verify`` in the connection
 role assumption, profiles) comes from Airflow's own ``S3Hook``; this hook only sizes the client's
 connection pool for parallel work, turns off botocore's own retries (see :meth:`S3StreamHook.config`)
 and, for TLS endpoints, keeps botocore's checksum of small bodies in a header and names the
-connection when its TLS settings fail (see :meth:`S3StreamHook.get_s3_client`).
+connection when its TLS settings fail (see :meth:`S3StreamHook.get_s3_client`). A connection id
+that does not exist fails the first client or credentials with its parameter named
+(:mod:`~airflow_s3stream.hooks.connections`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from botocore.config import Config
 
 from airflow_s3stream.errors import ConfigurationError
+from airflow_s3stream.hooks.connections import require_connection
 from airflow_s3stream.s3.arrow_fs import ArrowS3Settings
 from airflow_s3stream.s3.client import (
     DEFAULT_POOL_CONNECTIONS,
@@ -40,6 +43,9 @@ class S3StreamHook(S3Hook):
     """
 
     hook_name = "S3 Stream"
+    # The operator parameter that named this hook's connection, as messages say it.
+    conn_parameter = S3Hook.conn_name_attr
+    _connection_checked = False
 
     def __init__(
         self,
@@ -73,7 +79,11 @@ class S3StreamHook(S3Hook):
     def arrow_s3_settings(self, max_attempts: int | None = None) -> ArrowS3Settings:
         """What ``pyarrow.fs.S3FileSystem`` needs to read as this connection: its (frozen)
         credentials, region and S3 endpoint, and the tries per request of :meth:`retry_policy`.
-        ``get_credentials`` masks the secret key and token in task logs; the settings never show them."""
+        ``get_credentials`` masks the secret key and token in task logs; the settings never show them.
+
+        :raises ConfigurationError: the connection id is not defined (:meth:`check_connection`).
+        """
+        self.check_connection()
         credentials = self.get_credentials()
         return ArrowS3Settings(
             access_key=credentials.access_key,
@@ -95,8 +105,10 @@ class S3StreamHook(S3Hook):
         naming this connection and the extra to change, without retries
         (:func:`~airflow_s3stream.s3.client.explain_connection_failures`).
 
-        :raises ConfigurationError: the connection's ``verify`` extra is a path that is not a file.
+        :raises ConfigurationError: the connection id is not defined (:meth:`check_connection`), or
+            the connection's ``verify`` extra is a path that is not a file.
         """
+        self.check_connection()
         verify = self.verify
         if isinstance(verify, str) and not os.path.isfile(verify):
             raise ConfigurationError(
@@ -127,3 +139,20 @@ class S3StreamHook(S3Hook):
     def _describe(self) -> str:
         """``AWS connection 'aws_default'`` (what messages name)."""
         return f"AWS connection {self.aws_conn_id!r}" if self.aws_conn_id else "AWS (no connection id)"
+
+    @classmethod
+    def for_source(cls, aws_conn_id: str | None, **kwargs: Any) -> S3StreamHook:
+        """The hook of an operator's ``source_aws_conn_id``: a missing connection is named as that."""
+        hook = cls(aws_conn_id=aws_conn_id, **kwargs)
+        hook.conn_parameter = "source_aws_conn_id"
+        return hook
+
+    def check_connection(self) -> None:
+        """Fail unless ``aws_conn_id`` is ``None`` or names a defined connection; looks it up once.
+
+        :raises ConfigurationError: ``aws_conn_id 'aws_prod' is not defined`` (the parameter is
+            :attr:`conn_parameter`).
+        """
+        if not self._connection_checked:
+            require_connection(self, self.conn_parameter, self.aws_conn_id)
+            self._connection_checked = True

@@ -44,6 +44,9 @@ class S3Connection:
             :meth:`~airflow_s3stream.hooks.s3.S3StreamHook.get_s3_client`).
         """
         pool = resources.source_pool_connections if source else resources.pool_connections
-        hook = S3StreamHook(aws_conn_id=aws_conn_id, max_pool_connections=pool)
+        if source:
+            hook = S3StreamHook.for_source(aws_conn_id, max_pool_connections=pool)
+        else:
+            hook = S3StreamHook(aws_conn_id=aws_conn_id, max_pool_connections=pool)
         client = hook.get_s3_client()
         return cls(hook=hook, client=client, retry=hook.retry_policy(resources.max_attempts))

@@ -1,7 +1,7 @@
 """``COPY ... FROM STDIN`` of one file into one table: CSV as it is, JSON Lines by key, Parquet as CSV.
 
 Each function runs inside the caller's transaction and returns the rows it added. A Postgres
-error becomes :func:`~airflow_s3stream.load.pg_errors.load_error` naming the file, the line (or
+error becomes :func:`~airflow_s3stream.pg_errors.load_error` naming the file, the line (or
 row) and the column. Nothing here commits.
 
 * CSV: the bytes go to ``COPY (FORMAT csv)`` unchanged; the line numbers Postgres reports are the
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_s3stream.errors import RowRejectedError
 from airflow_s3stream.load.byte_stream import ReadAhead
-from airflow_s3stream.load.pg_errors import is_connection_failure, load_error
+from airflow_s3stream.pg_errors import is_connection_failure, load_error
 
 if TYPE_CHECKING:
     import psycopg

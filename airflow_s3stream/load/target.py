@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from airflow_s3stream.errors import ConfigurationError, RowRejectedError
+from airflow_s3stream.errors import ConfigurationError, RowRejectedError, TableNotFoundError
 
 if TYPE_CHECKING:
     import psycopg
@@ -55,26 +55,37 @@ class TargetTable:
 
     @classmethod
     def read(cls, conn: psycopg.Connection[Any], parts: tuple[str, ...]) -> TargetTable:
-        """Look the table up (its columns, in order) in the connection's current transaction.
+        """Look the table up (its columns, in order) in the connection's current transaction, if any.
 
-        :raises RowRejectedError: no such table (or no permission to see it).
+        ``to_regclass`` answers NULL for a table that does not exist (or that the search path does
+        not reach), so a missing table leaves the transaction as it was.
+
+        :raises TableNotFoundError: no such table, or no such schema; the message names it.
         """
-        import psycopg
         from psycopg import sql
 
         quoted = sql.Identifier(*parts).as_string(conn)
-        try:
-            with conn.transaction():  # a savepoint: the caller's transaction survives a missing table
-                rows = conn.execute(
-                    "SELECT a.attname, t.typname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
-                    "WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-                    (quoted,),
-                ).fetchall()
-        except psycopg.errors.UndefinedTable as exc:
-            raise RowRejectedError(f"table {'.'.join(parts)} does not exist") from exc
-        except psycopg.errors.InvalidSchemaName as exc:
-            raise RowRejectedError(f"table {'.'.join(parts)}: schema {parts[0]!r} does not exist") from exc
+        found = conn.execute("SELECT to_regclass(%s)::oid", (quoted,)).fetchone()
+        if found is None or found[0] is None:
+            raise TableNotFoundError(_not_found(conn, parts))
+        rows = conn.execute(
+            "SELECT a.attname, t.typname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+            "WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+            (found[0],),
+        ).fetchall()
         return cls(parts, tuple(str(r[0]) for r in rows), tuple(str(r[1]) for r in rows))
+
+
+def _not_found(conn: psycopg.Connection[Any], parts: tuple[str, ...]) -> str:
+    """``table s.t does not exist``, or ``table s.t: schema 's' does not exist`` when that is why."""
+    from psycopg import sql
+
+    label = ".".join(parts)
+    if len(parts) == 2:
+        schema = conn.execute("SELECT to_regnamespace(%s)::oid", (sql.Identifier(parts[0]).as_string(conn),)).fetchone()
+        if schema is None or schema[0] is None:
+            return f"table {label}: schema {parts[0]!r} does not exist"
+    return f"table {label} does not exist"
 
 
 def check_columns(table: TargetTable, names: Sequence[str], where: str) -> None:

@@ -21,6 +21,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_s3stream.errors import ConfigurationError, ExportConnectionError
 from airflow_s3stream.operators import PostgresToS3StreamOperator
+from tests.support.error_chains import chain_loop
 
 MiB = 1024 * 1024
 
@@ -93,6 +94,7 @@ def test_terminated_backend_fails_cleanly_and_is_retryable(bucket: str, s3_clien
     assert terminated and not worker.is_alive()
     assert len(errors) == 1
     assert isinstance(errors[0], ExportConnectionError)  # not AirflowFailException: Airflow retries
+    assert chain_loop(errors[0]) is None  # caught in a thread, out of the error-chain plugin's sight
     assert "terminat" in str(errors[0]).lower()
     assert bucket_contents(s3_client, bucket) == ([], [])
 
@@ -118,6 +120,7 @@ def test_on_kill_cancels_the_query_and_leaves_nothing_behind(bucket: str, s3_cli
     worker.join(120)
     assert not worker.is_alive()
     assert len(errors) == 1 and "cancel" in str(errors[0]).lower()
+    assert chain_loop(errors[0]) is None
     assert bucket_contents(s3_client, bucket) == ([], [])
     with psycopg.connect(pg_uri, autocommit=True) as admin:
         running = admin.execute(

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_s3stream.errors import LoadConnectionError, RowRejectedError
+from airflow_s3stream.errors import LoadConnectionError, RowRejectedError, TableNotFoundError
 from airflow_s3stream.load import LoadOptions, LoadStep, SourceSpec, load_into_postgres
 from airflow_s3stream.operators import PostgresToS3StreamOperator, S3ToPostgresStreamOperator
 
@@ -118,6 +118,18 @@ def test_missing_key_missing_bucket_and_missing_table_are_named(
         S3ToPostgresStreamOperator(
             task_id="load", s3_bucket=bucket, s3_key="in/ok.csv", table=f"{orders}.nope"
         ).execute({})
+
+
+def test_a_missing_table_or_schema_is_its_own_error_raised_before_any_source_is_read(
+    pg_conn: Any, orders: str, s3_client: Any
+) -> None:
+    steps = [LoadStep(SourceSpec("no-such-bucket-s3stream", "x.csv"))]  # reading it would fail
+    with pytest.raises(TableNotFoundError, match=rf"^table {orders}\.nope does not exist$"):
+        load_into_postgres(pg_conn, s3_client, table=f"{orders}.nope", steps=steps, options=LoadOptions())
+    with pytest.raises(TableNotFoundError, match=r"^table nowhere\.orders: schema 'nowhere' does not exist$"):
+        load_into_postgres(pg_conn, s3_client, table="nowhere.orders", steps=steps, options=LoadOptions())
+    assert not isinstance(TableNotFoundError("t"), RowRejectedError)
+    assert table_rows(pg_conn, orders) == OLD_ROWS
 
 
 def test_header_that_does_not_match_the_columns_fails_naming_both(

@@ -13,9 +13,9 @@ from airflow_s3stream.errors import ConfigurationError, SourceError
 from airflow_s3stream.load.arrow_text import batch_to_csv
 from airflow_s3stream.load.formats import compression_from_magic, compression_from_suffix, format_from_suffix
 from airflow_s3stream.load.options import LoadOptions
-from airflow_s3stream.load.pg_errors import copy_position
 from airflow_s3stream.load.target import split_table_name
 from airflow_s3stream.operators import S3ToPostgresStreamOperator
+from airflow_s3stream.pg_errors import copy_position
 from airflow_s3stream.publish.manifest import parse_manifest
 
 

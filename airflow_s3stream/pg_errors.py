@@ -1,10 +1,15 @@
-"""How a Postgres failure during a load becomes the package's error, naming the file, line and column.
+"""How a Postgres failure becomes the package's error: the one classification of SQLSTATEs.
 
-``COPY`` reports where it stopped in the error's context (``COPY orders, line 7, column amount:
-"abc"``); :func:`load_error` puts the S3 object first, then the line (the row, for Parquet) and the
-column, then Postgres's own message. A lost connection, a terminated backend, an admin shutdown,
-a serialisation failure or lack of resources is :class:`LoadConnectionError` (retryable: nothing
-was committed); anything else is :class:`RowRejectedError`.
+:func:`is_connection_failure` decides for the export and the load alike: a lost connection, a
+terminated backend, an admin shutdown, a serialisation failure or lack of resources is the server
+or the link failing (retryable), anything else is Postgres rejecting the query or the data.
+
+* The export: :func:`query_error` gives :class:`ExportConnectionError` (retryable) or
+  :class:`QueryError` (syntax, missing relation, bad cast), naming the query.
+* The load: ``COPY`` reports where it stopped in the error's context (``COPY orders, line 7,
+  column amount: "abc"``); :func:`load_error` puts the S3 object first, then the line (the row,
+  for Parquet) and the column, then Postgres's own message, as :class:`LoadConnectionError`
+  (retryable: nothing was committed) or :class:`RowRejectedError`.
 """
 
 from __future__ import annotations
@@ -12,13 +17,29 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from airflow_s3stream.errors import LoadConnectionError, LoadError, RowRejectedError
+from airflow_s3stream.errors import (
+    ExportConnectionError,
+    ExportError,
+    LoadConnectionError,
+    LoadError,
+    QueryError,
+    RowRejectedError,
+)
 
-__all__ = ["CopyPosition", "copy_position", "is_connection_failure", "load_error"]
+__all__ = [
+    "TRANSIENT_SQLSTATE_CLASSES",
+    "CopyPosition",
+    "copy_position",
+    "is_connection_failure",
+    "load_error",
+    "query_error",
+]
 
-# SQLSTATE classes that say "the server or the link failed", not "the data is wrong"
-# (https://www.postgresql.org/docs/current/errcodes-appendix.html), as the export decides.
-_TRANSIENT_SQLSTATE_CLASSES = ("08", "40", "53", "57", "58")
+# SQLSTATE classes that say "the server or the link failed", not "the query or the data is wrong"
+# (https://www.postgresql.org/docs/current/errcodes-appendix.html): connection exception,
+# transaction rollback (serialisation failure, deadlock), insufficient resources, operator
+# intervention (admin shutdown, query canceled), system error.
+TRANSIENT_SQLSTATE_CLASSES = ("08", "40", "53", "57", "58")
 # The COPY's own context line; nested contexts (e.g. "JSON data, line 1: ...") come before it.
 _CONTEXT = re.compile(r"^COPY .*?, line (?P<line>\d+)(?:, column (?P<column>[^:]+?))?(?::|$)", re.MULTILINE)
 
@@ -48,7 +69,16 @@ def is_connection_failure(exc: BaseException) -> bool:
     import psycopg
 
     sqlstate = getattr(exc, "sqlstate", None) or ""
-    return isinstance(exc, psycopg.OperationalError) or sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
+    return isinstance(exc, psycopg.OperationalError) or sqlstate[:2] in TRANSIENT_SQLSTATE_CLASSES
+
+
+def query_error(exc: BaseException, where: str) -> ExportError:
+    """The package error for psycopg's ``exc`` raised while running the query ``where`` names
+    (``query 'SELECT ...'``), Postgres's message and SQLSTATE included."""
+    if is_connection_failure(exc):
+        return ExportConnectionError(f"{where}: Postgres connection failed: {str(exc).strip()}")
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    return QueryError(f"{where}: Postgres error {sqlstate}: {str(exc).strip()}".replace("  ", " "))
 
 
 def load_error(exc: BaseException, where: str, *, unit: str = "line", line_offset: int = 0) -> LoadError:
