@@ -16,7 +16,7 @@ import functools
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING
 
 from airflow_s3stream.archive.package import PayloadFile
 from airflow_s3stream.errors import ConfigurationError
@@ -24,6 +24,9 @@ from airflow_s3stream.s3.objects import list_objects
 from airflow_s3stream.s3.reader import RangedReader, ReaderConfig, S3ObjectSource
 from airflow_s3stream.s3.retry import RetryPolicy
 from airflow_s3stream.units import MiB
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
 
 __all__ = ["DEFAULT_PREFETCH_OBJECTS", "relative_path", "s3_payload"]
 
@@ -51,7 +54,7 @@ def _iter_reader(reader: RangedReader) -> Iterator[bytes]:
 
 
 def s3_payload(
-    client: Any,
+    client: S3Client,
     bucket: str,
     *,
     prefix: str = "",

@@ -16,7 +16,7 @@ import io
 import queue
 import threading
 from collections.abc import Iterable, Iterator
-from typing import Any, BinaryIO, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, BinaryIO, Generic, TypeVar, overload
 
 from airflow_s3stream.archive.zip import ZipArchive
 from airflow_s3stream.errors import ArchiveError, ObjectChangedError
@@ -24,6 +24,9 @@ from airflow_s3stream.load.formats import compression_from_magic, compression_fr
 from airflow_s3stream.load.sources import LoadFile
 from airflow_s3stream.s3.reader import RangedReader, ReaderConfig, S3ObjectSource
 from airflow_s3stream.units import MiB
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
 
 __all__ = ["CHUNK_SIZE", "DEFAULT_READ_AHEAD", "OpenedFile", "ReadAhead", "open_file"]
 
@@ -81,7 +84,7 @@ def _member_stream(reader: RangedReader, file: LoadFile) -> Iterator[bytes]:
 
 @contextlib.contextmanager
 def open_file(
-    client: Any, file: LoadFile, compression: str | None, reader_config: ReaderConfig | None = None
+    client: S3Client, file: LoadFile, compression: str | None, reader_config: ReaderConfig | None = None
 ) -> Iterator[OpenedFile]:
     """Open ``file`` for reading its decoded bytes.
 

@@ -39,6 +39,7 @@ from airflow_s3stream.s3.retry import RetryPolicy
 
 if TYPE_CHECKING:
     import psycopg
+    from mypy_boto3_s3.client import S3Client
 
 __all__ = ["LoadResult", "LoadStep", "LoadedFile", "load_into_postgres"]
 
@@ -85,7 +86,7 @@ class LoadResult:
 
 def load_into_postgres(
     conn: psycopg.Connection[Any],
-    client: Any,
+    client: S3Client,
     *,
     table: str | Sequence[str],
     steps: Sequence[LoadStep],

@@ -36,6 +36,7 @@ from airflow_s3stream.s3.retry import RetryPolicy
 
 if TYPE_CHECKING:
     import psycopg
+    from mypy_boto3_s3.client import S3Client
     from psycopg import sql
 
 __all__ = ["CopyRun", "LoadedFile", "ParquetReading", "load_source"]
@@ -68,7 +69,7 @@ class ParquetReading:
     copy_format: str = "auto"  # auto: binary COPY when exact (arrow_binary), else csv; csv: always csv
     _filesystem: Any = None
 
-    def filesystem(self, client: Any) -> Any:
+    def filesystem(self, client: S3Client) -> Any:
         """The load's one ``pyarrow.fs.S3FileSystem``, made on first use."""
         if self._filesystem is None:
             compact_arrow_memory()
@@ -85,7 +86,7 @@ class CopyRun:
     """The state of one load while it runs."""
 
     conn: psycopg.Connection[Any]
-    client: Any
+    client: S3Client
     options: LoadOptions
     target: TargetTable
     dest: sql.Composable  # where the COPYs go: the table, the swap's new table or the upsert stage

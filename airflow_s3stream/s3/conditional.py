@@ -22,9 +22,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from airflow_s3stream.s3.checksum_headers import endpoint_of
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
 
 __all__ = ["IfMatchForm", "if_match_args", "if_match_form", "learn_refused_match", "same_etag"]
 
@@ -36,7 +39,7 @@ _FORMS: dict[str, IfMatchForm] = {}  # endpoint URL -> the form it was found to 
 _LOCK = threading.Lock()
 
 
-def if_match_form(client: Any) -> IfMatchForm:
+def if_match_form(client: S3Client) -> IfMatchForm:
     """The ``If-Match`` form ``client``'s endpoint accepts (``quoted`` until found otherwise)."""
     with _LOCK:
         return _FORMS.get(endpoint_of(client), "quoted")
@@ -55,7 +58,7 @@ def same_etag(a: str, b: str) -> bool:
     return a.strip('"') == b.strip('"')
 
 
-def learn_refused_match(client: Any, refused: IfMatchForm, what: str) -> IfMatchForm:
+def learn_refused_match(client: S3Client, refused: IfMatchForm, what: str) -> IfMatchForm:
     """Record that ``client``'s endpoint answered 412 to an ``If-Match`` in form ``refused`` that
     matched the stored version; returns the form to try next (logged once per endpoint and form)."""
     endpoint = endpoint_of(client)

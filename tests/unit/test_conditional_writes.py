@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import logging
-from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
+import boto3
 import pytest
 
 from airflow_s3stream.s3.conditional import if_match_args, if_match_form, learn_refused_match, same_etag
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
 
-def client(endpoint: str) -> SimpleNamespace:
-    return SimpleNamespace(meta=SimpleNamespace(endpoint_url=endpoint))
+
+def client(endpoint: str) -> S3Client:
+    """A real client for ``endpoint``; these functions only read its endpoint, so no request is sent."""
+    return boto3.client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s"
+    )
 
 
 def test_if_match_is_quoted_as_s3_quotes_etags_until_the_store_refuses_it() -> None:

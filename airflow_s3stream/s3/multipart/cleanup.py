@@ -10,11 +10,14 @@ import functools
 import logging
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_s3stream.errors import ConfigurationError
 from airflow_s3stream.s3.classify import classify, raise_error
 from airflow_s3stream.s3.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
 
 __all__ = ["StaleUpload", "abort_stale_uploads", "abort_untracked", "abort_upload", "open_upload_ids"]
 
@@ -34,7 +37,7 @@ class StaleUpload:
 
 
 def abort_stale_uploads(
-    client: Any,
+    client: S3Client,
     bucket: str,
     prefix: str = "",
     older_than: timedelta = timedelta(days=7),
@@ -91,7 +94,7 @@ def abort_stale_uploads(
     return stale
 
 
-def open_upload_ids(client: Any, bucket: str, key: str, retry: RetryPolicy) -> set[str] | None:
+def open_upload_ids(client: S3Client, bucket: str, key: str, retry: RetryPolicy) -> set[str] | None:
     """Ids of the open multipart uploads of exactly ``key`` (ListMultipartUploads); ``None`` when the
     credentials may not list them. Other failures raise the package's error naming the key."""
     what = f"listing the open multipart uploads of s3://{bucket}/{key}"
@@ -112,7 +115,7 @@ def open_upload_ids(client: Any, bucket: str, key: str, retry: RetryPolicy) -> s
 
 
 def abort_untracked(
-    client: Any, bucket: str, key: str, retry: RetryPolicy, *, known: set[str] | None, keep: str | None
+    client: S3Client, bucket: str, key: str, retry: RetryPolicy, *, known: set[str] | None, keep: str | None
 ) -> None:
     """After a CreateMultipartUpload whose answer was lost: abort the uploads of ``key`` that were not
     open before it (``known``) and are not ``keep`` (the one finally returned). Never raises: what
@@ -136,7 +139,7 @@ def abort_untracked(
         abort_upload(client, bucket, key, upload_id, retry)
 
 
-def abort_upload(client: Any, bucket: str, key: str, upload_id: str, retry: RetryPolicy) -> bool:
+def abort_upload(client: S3Client, bucket: str, key: str, upload_id: str, retry: RetryPolicy) -> bool:
     """AbortMultipartUpload ``upload_id`` of ``s3://bucket/key``, retried. True when it is gone (an
     upload already gone included); False when it could not be aborted, which is logged, never raised."""
     try:
