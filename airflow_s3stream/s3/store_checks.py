@@ -67,6 +67,9 @@ __all__ = [
 log = logging.getLogger("airflow_s3stream.s3")
 
 Verdict = Literal["checked", "ignored", "refused", "unknown"]
+# The payload's SHA-256 in the signature did not match the bytes received: the body was damaged on
+# the way, whatever the store does with the probe's deliberately wrong checksum.
+BODY_DAMAGED_CODES = frozenset({"XAmzContentSHA256Mismatch"})
 
 PROBED_ALGORITHM = "CRC32C"  # the additional checksum the probe sends wrong (and what auto prefers)
 PROBE_PREFIX = ".s3stream-probe/"  # probe objects live (for a moment) under this prefix of the bucket
@@ -99,6 +102,8 @@ def verdict_of_probe(failure: S3Failure | None) -> Verdict:
     classification, ``None`` when the store answered 200 (stored the object). Pure."""
     if failure is None:
         return "ignored"
+    if failure.code in BODY_DAMAGED_CODES:
+        return "unknown"  # the body itself arrived damaged (it no longer matched its signature): nothing learnt
     if failure.kind == "checksum":
         return "checked"
     if failure.checksum_headers_refused:
@@ -274,8 +279,8 @@ def _put(
             client.put_object(Bucket=bucket, Key=key, Body=PROBE_BODY, **checksum)
         except Exception as exc:
             failure = classify(exc)
-            if failure.kind != "checksum":
-                raise
+            if failure.kind != "checksum" or failure.code in BODY_DAMAGED_CODES:
+                raise  # a damaged body is no answer to the probe's question: sent again, if the budget allows
             return failure
         return None
 

@@ -15,7 +15,7 @@ from airflow_s3stream.publish import Publication, publish
 from airflow_s3stream.s3.multipart import MultipartConfig, MultipartWriter
 from airflow_s3stream.s3.multipart.staged import abort_staged
 from airflow_s3stream.s3.retry import RetryPolicy
-from airflow_s3stream.s3.store_checks import PROBE_PREFIX
+from airflow_s3stream.s3.store_checks import PROBE_PREFIX, store_checks
 from airflow_s3stream.units import MiB
 from tests.support.s3proxy import Corrupt, Delay, S3Proxy, S3Request, Status
 
@@ -196,10 +196,16 @@ def test_part_corrupted_on_every_attempt_fails_and_publishes_nothing(
 def test_corrupted_single_put_is_refused_or_deleted_again(
     s3: Any, s3_client: Any, bucket: str, proxy_client: Any, s3_proxy: S3Proxy
 ) -> None:
+    store_checks(proxy_client, bucket, RetryPolicy())  # what the store checks, learnt before the link goes bad
     s3_proxy.add_fault(lambda r: Corrupt(offset=3) if r.op == "PutObject" else None)
     # auto sends Content-MD5 to both stores: RGW refuses the corrupted bytes itself;
     # moto stores them, and the ETag check takes the object down again
-    message = {"rgw": "the server refused the bytes: ", "moto": "MD5 mismatch .*; the object was deleted"}
+    # (RGW answers a damaged body before reading its Content-MD5: its signed SHA-256 no longer matches;
+    # each refusal is retried by the one retry loop, and the last one is the error)
+    message = {
+        "rgw": r"server refused the checksum: XAmzContentSHA256Mismatch \(400\) after \d+ attempts",
+        "moto": "MD5 mismatch .*; the object was deleted",
+    }
     with (
         pytest.raises(ChecksumMismatchError, match=message[s3.origin]),
         MultipartWriter(proxy_client, bucket, "k", config=config()) as w,

@@ -26,7 +26,7 @@ from airflow_s3stream.s3.multipart.session import PartRecord, UploadSession
 from airflow_s3stream.s3.retry import RetryPolicy
 from airflow_s3stream.s3.store_checks import PROBE_PREFIX, StoreChecks, known_checks, store_checks
 from airflow_s3stream.units import MiB
-from tests.support.s3proxy import Hold, S3Proxy, S3Request, Status
+from tests.support.s3proxy import Corrupt, Hold, S3Proxy, S3Request, Status
 
 FAST_RETRY = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05)
 # what each store does with a deliberately wrong checksum on PutObject (measured)
@@ -80,6 +80,19 @@ def test_the_probe_finds_what_this_store_checks(s3: Any, s3_client: Any, bucket:
     assert store_checks(s3_client, bucket, FAST_RETRY) == STORE_CHECKS[s3.origin]
     # the probe objects the store accepted were deleted again
     assert s3_client.list_objects_v2(Bucket=bucket, Prefix=PROBE_PREFIX).get("KeyCount") == 0
+
+
+def test_a_probe_whose_body_arrives_damaged_learns_nothing(
+    s3: Any, bucket: str, proxy_client: Any, s3_proxy: S3Proxy
+) -> None:
+    s3_proxy.add_fault(lambda r: Corrupt(offset=3) if r.op == "PutObject" else None)
+    checks = store_checks(proxy_client, bucket, FAST_RETRY)
+    # RGW refuses the damaged body because it no longer matches its signed SHA-256: that says nothing
+    # of the wrong CRC32C the probe sent, so no verdict, and the probe is sent again as a retry would;
+    # moto checks neither and stores the probe
+    assert checks.additional == {"rgw": "unknown", "moto": "ignored"}[s3.origin]
+    # the CRC32C probe, then the Content-MD5 probe: on RGW each sent max_attempts times, as a retry would
+    assert s3_proxy.count("PutObject") == {"rgw": 2 * FAST_RETRY.max_attempts, "moto": 2}[s3.origin]
 
 
 def test_auto_sends_content_md5_where_the_store_ignores_crc32c_and_claims_only_what_it_checked(

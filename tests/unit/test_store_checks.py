@@ -35,6 +35,7 @@ def _answer(code: str, status: int, message: str = "") -> Any:
         (_answer("BadDigest", 400, "The CRC32C you specified did not match"), "checked"),
         (_answer("InvalidDigest", 400), "checked"),
         (_answer("InvalidChecksum", 400), "checked"),
+        (_answer("XAmzContentSHA256Mismatch", 400), "unknown"),  # the body was damaged: no answer
         (_answer("InvalidArgument", 400, "Unsupported header 'x-amz-checksum-crc32c'"), "refused"),
         (_answer("AccessDenied", 403), "unknown"),
         (_answer("InvalidArgument", 400, "Invalid key"), "unknown"),
