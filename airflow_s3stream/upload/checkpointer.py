@@ -15,7 +15,7 @@ import logging
 import threading
 
 from airflow_s3stream.errors import ConcurrentUploadError
-from airflow_s3stream.s3.multipart.session import PartRecord
+from airflow_s3stream.s3.multipart.part_record import PartRecord
 from airflow_s3stream.upload.resume import ResumeState
 from airflow_s3stream.upload.state_store import StateStore
 

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_s3stream.errors import SourceChangedError, UploadError
 from airflow_s3stream.s3.multipart.config import PartRange
-from airflow_s3stream.s3.multipart.session import PartRecord, UploadSession
+from airflow_s3stream.s3.multipart.part_record import PartRecord
+from airflow_s3stream.s3.multipart.session import UploadSession
 from airflow_s3stream.s3.objects import S3Object
 from airflow_s3stream.s3.retry import RetryPolicy
 from airflow_s3stream.upload.resume import SourceFingerprint

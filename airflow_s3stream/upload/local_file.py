@@ -18,7 +18,8 @@ from airflow_s3stream.errors import SourceChangedError, SourceError
 from airflow_s3stream.s3.multipart.bodies import FileRange, part_body
 from airflow_s3stream.s3.multipart.checksums import PartDigest, PartHasher, crc_of, looks_like_md5
 from airflow_s3stream.s3.multipart.config import PartRange
-from airflow_s3stream.s3.multipart.session import PartRecord, UploadSession, checksum_value
+from airflow_s3stream.s3.multipart.part_record import PartRecord
+from airflow_s3stream.s3.multipart.session import UploadSession, checksum_value
 from airflow_s3stream.units import KiB, MiB
 from airflow_s3stream.upload.resume import SourceFingerprint
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_s3stream.s3.multipart.config import PartRange, plan_parts
-from airflow_s3stream.s3.multipart.session import PartRecord
+from airflow_s3stream.s3.multipart.part_record import PartRecord
 
 __all__ = ["PartPlan", "fits_one_put"]
 

@@ -14,7 +14,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
 from airflow_s3stream.errors import UploadInterruptedError
 from airflow_s3stream.s3.multipart.config import PartRange
-from airflow_s3stream.s3.multipart.session import PartRecord
+from airflow_s3stream.s3.multipart.part_record import PartRecord
 
 __all__ = ["PartPool"]
 

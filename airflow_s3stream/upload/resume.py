@@ -29,7 +29,7 @@ from typing import Any
 
 from airflow_s3stream.errors import ConcurrentUploadError, TransientError
 from airflow_s3stream.s3.multipart.config import AUTO_PREFERRED_ALGORITHM, CHECKSUM_MD5
-from airflow_s3stream.s3.multipart.session import PartRecord
+from airflow_s3stream.s3.multipart.part_record import PartRecord
 from airflow_s3stream.s3.objects import S3Object
 from airflow_s3stream.upload.lease import Lease
 from airflow_s3stream.upload.plan import PartPlan

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
 from airflow_s3stream.errors import SourceError
 from airflow_s3stream.s3.multipart.config import MultipartConfig, PartRange
+from airflow_s3stream.s3.multipart.part_record import PartRecord
 from airflow_s3stream.s3.multipart.result import UploadResult
-from airflow_s3stream.s3.multipart.session import PartRecord, UploadSession
+from airflow_s3stream.s3.multipart.session import UploadSession
 from airflow_s3stream.s3.multipart.writer import MultipartWriter
 from airflow_s3stream.units import MiB
 from airflow_s3stream.upload.resume import SourceFingerprint

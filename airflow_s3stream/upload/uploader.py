@@ -38,8 +38,9 @@ from airflow_s3stream.progress import Progress
 from airflow_s3stream.s3.multipart.checksums import PartDigest, PartHasher
 from airflow_s3stream.s3.multipart.completion import Finished, complete_and_verify, put_and_verify
 from airflow_s3stream.s3.multipart.config import MultipartConfig, PartRange, PartSizer
+from airflow_s3stream.s3.multipart.part_record import PartRecord
 from airflow_s3stream.s3.multipart.result import UploadResult
-from airflow_s3stream.s3.multipart.session import PartRecord, UploadSession
+from airflow_s3stream.s3.multipart.session import UploadSession
 from airflow_s3stream.upload.checkpointer import Checkpointer
 from airflow_s3stream.upload.claim import UploadClaim
 from airflow_s3stream.upload.copy import ObjectCopy

@@ -22,7 +22,8 @@ from airflow_s3stream.errors import ChecksumMismatchError, TransientError
 from airflow_s3stream.s3.multipart import MultipartConfig, MultipartWriter
 from airflow_s3stream.s3.multipart.checksums import PartDigest, PartHasher
 from airflow_s3stream.s3.multipart.completion import complete_and_verify
-from airflow_s3stream.s3.multipart.session import PartRecord, UploadSession
+from airflow_s3stream.s3.multipart.part_record import PartRecord
+from airflow_s3stream.s3.multipart.session import UploadSession
 from airflow_s3stream.s3.retry import RetryPolicy
 from airflow_s3stream.s3.store_checks import PROBE_PREFIX, StoreChecks, known_checks, store_checks
 from airflow_s3stream.units import MiB

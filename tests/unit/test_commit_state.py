@@ -9,8 +9,8 @@ import pytest
 from airflow_s3stream.export.keys import commit_state_key
 from airflow_s3stream.publish.manifest import index_entry
 from airflow_s3stream.publish.state import CommitPlan
+from airflow_s3stream.s3.multipart.part_record import PartRecord
 from airflow_s3stream.s3.multipart.result import UploadResult
-from airflow_s3stream.s3.multipart.session import PartRecord
 from airflow_s3stream.s3.multipart.staged import StagedUpload
 
 STAGED = StagedUpload(

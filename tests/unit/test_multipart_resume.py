@@ -13,7 +13,7 @@ import pytest
 from airflow_s3stream.errors import SourceChangedError, SourceError
 from airflow_s3stream.progress import Progress
 from airflow_s3stream.s3.multipart.bodies import BufferBody, FileRange, hashing_raw, part_body
-from airflow_s3stream.s3.multipart.session import PartRecord
+from airflow_s3stream.s3.multipart.part_record import PartRecord
 from airflow_s3stream.upload.local_file import FileSha256, LocalFile
 from airflow_s3stream.upload.resume import ResumeState, SourceFingerprint, decide_resume, state_key
 from airflow_s3stream.upload.sources import classify_source, redact_uri

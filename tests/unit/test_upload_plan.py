@@ -6,7 +6,7 @@ import pytest
 
 from airflow_s3stream.errors import ConfigurationError
 from airflow_s3stream.s3.multipart.config import PartRange
-from airflow_s3stream.s3.multipart.session import PartRecord
+from airflow_s3stream.s3.multipart.part_record import PartRecord
 from airflow_s3stream.units import MiB
 from airflow_s3stream.upload.plan import PartPlan, fits_one_put
 

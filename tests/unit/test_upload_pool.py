@@ -9,7 +9,7 @@ import pytest
 
 from airflow_s3stream.errors import ConcurrentUploadError, UploadInterruptedError
 from airflow_s3stream.s3.multipart.config import PartRange
-from airflow_s3stream.s3.multipart.session import PartRecord
+from airflow_s3stream.s3.multipart.part_record import PartRecord
 from airflow_s3stream.upload.pool import PartPool
 
 PARTS = [PartRange(n, (n - 1) * 10, 10) for n in range(1, 13)]

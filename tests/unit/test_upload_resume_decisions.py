@@ -12,7 +12,7 @@ from airflow_s3stream.errors import (
     TransientError,
     UploadInterruptedError,
 )
-from airflow_s3stream.s3.multipart.session import PartRecord
+from airflow_s3stream.s3.multipart.part_record import PartRecord
 from airflow_s3stream.units import MiB
 from airflow_s3stream.upload.lease import LEASE_WAIT_GRACE, Lease, LeaseWait, Verdict
 from airflow_s3stream.upload.plan import PartPlan

@@ -41,8 +41,9 @@ from airflow_s3stream.s3.multipart.checksums import (
     multipart_etag,
 )
 from airflow_s3stream.s3.multipart.config import CHECKSUM_MD5
+from airflow_s3stream.s3.multipart.part_record import PartRecord, UploadGoneError
 from airflow_s3stream.s3.multipart.result import UploadResult
-from airflow_s3stream.s3.multipart.session import PartRecord, UploadGoneError, UploadSession
+from airflow_s3stream.s3.multipart.session import UploadSession
 from airflow_s3stream.s3.multipart.verify import ExpectedObject, compare_object, verify_object
 from airflow_s3stream.s3.objects import head_object
 

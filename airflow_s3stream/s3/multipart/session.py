@@ -40,7 +40,7 @@ from airflow_s3stream.s3.store_checks import StoreChecks, remember_refusal, stor
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
 
-__all__ = ["Body", "PartRecord", "UploadGoneError", "UploadSession", "checksum_value"]
+__all__ = ["UploadSession", "checksum_value"]
 
 log = logging.getLogger("airflow_s3stream.s3.multipart")
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_s3stream.s3.multipart.config import CHECKSUM_MD5, MultipartConfig
-from airflow_s3stream.s3.multipart.session import PartRecord, UploadSession
+from airflow_s3stream.s3.multipart.part_record import PartRecord
+from airflow_s3stream.s3.multipart.session import UploadSession
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client

@@ -35,8 +35,9 @@ from airflow_s3stream.s3.multipart.bodies import BufferBody, part_body
 from airflow_s3stream.s3.multipart.checksums import PartHasher
 from airflow_s3stream.s3.multipart.completion import complete_and_verify, put_and_verify
 from airflow_s3stream.s3.multipart.config import MultipartConfig, PartSizer
+from airflow_s3stream.s3.multipart.part_record import PartRecord
 from airflow_s3stream.s3.multipart.result import UploadResult
-from airflow_s3stream.s3.multipart.session import PartRecord, UploadSession
+from airflow_s3stream.s3.multipart.session import UploadSession
 from airflow_s3stream.s3.multipart.staged import StagedUpload
 
 if TYPE_CHECKING:
