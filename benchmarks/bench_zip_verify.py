@@ -298,6 +298,7 @@ STORE_ROWS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("  core, one streamed GET (prefetch_blocks=0)", "core", {"reader": {"prefetch_blocks": 0}}),
     ("  core, 4 parallel GETs (prefetch_blocks=4)", "core", {"reader": {"prefetch_blocks": 4}}),
     ("  core, digests inline (hash_threads=0)", "core", {"verify": {"hash_threads": 0}}),
+    ("  core, two digest workers (hash_threads=2)", "core", {"verify": {"hash_threads": 2}}),
 )
 STORE_COLUMNS = [
     Column("seconds", "seconds", lambda v: f"{v:.2f}", 7),

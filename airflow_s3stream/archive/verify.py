@@ -13,6 +13,7 @@ an unreadable archive raises :class:`~airflow_s3stream.errors.ArchiveError` or
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -32,11 +33,17 @@ from airflow_s3stream.errors import BagError
 from airflow_s3stream.s3.reader import ByteSource, RangedReader, ReaderConfig
 from airflow_s3stream.units import MiB
 
-__all__ = ["MODES", "VerifyConfig", "verify_archive"]
+__all__ = ["MODES", "VerifyConfig", "default_hash_threads", "verify_archive"]
 
 MODES = ("auto", "zip", "bagit")
 MAX_TAG_FILE_BYTES = 256 * MiB  # a tag file (manifest) larger than this is not kept in memory
 CRC32 = "crc32"  # the digest lane that checks the ZIP's CRC-32
+
+
+def default_hash_threads() -> int:
+    """Digest workers for this machine: the CPUs this process may use, less the reading thread's, at most 2."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(0, min(2, cpus - 1))
 
 
 @dataclass(frozen=True)
@@ -48,8 +55,10 @@ class VerifyConfig:
     :param reader: block size, tail size, parallel prefetch and retry policy of the reader.
     :param limits: zip-bomb guards.
     :param max_tag_file_bytes: largest tag file (manifest, bag-info) held in memory, in bytes.
-    :param hash_threads: threads computing CRC-32 and the digests while the next members are
-        read and inflated (hashlib and zlib release the GIL); 0 computes them inline.
+    :param hash_threads: threads computing CRC-32 and the digests beside the reading thread, which
+        keeps its share of them (hashlib and zlib release the GIL); 0 computes them all inline.
+        Default: one less than the CPUs this process may use, at most 2 (on 2 CPUs, one worker:
+        a second one only waits for a core the reading thread and the first worker hold).
     :param hash_queue_bytes: bytes of inflated data that may wait for those threads.
     """
 
@@ -57,7 +66,7 @@ class VerifyConfig:
     reader: ReaderConfig = field(default_factory=ReaderConfig)
     limits: ZipLimits = field(default_factory=ZipLimits)
     max_tag_file_bytes: int = MAX_TAG_FILE_BYTES
-    hash_threads: int = 2
+    hash_threads: int = field(default_factory=default_hash_threads)
     hash_queue_bytes: int = DEFAULT_MAX_PENDING
 
     def __post_init__(self) -> None:

@@ -36,6 +36,17 @@ def test_one_worker_takes_every_lane() -> None:
     assert assign_lanes([1.0, 2.0, 3.0], [0.0]) == [0, 0, 0]
 
 
+def test_the_reading_thread_keeps_its_share_of_the_lanes() -> None:
+    """With one worker, the costly sha512 goes to it, and the reading thread, which also reads and
+    inflates, hashes sha256 and CRC-32 as the chunks go by; a small member stays on the reading thread."""
+    lanes = ["crc32", "sha256", "sha512"]
+    with DigestPipeline(1) as pipeline:
+        assert pipeline.begin(lanes, size_hint=MiB).inline == ["crc32", "sha256"]
+        assert pipeline.begin(lanes, size_hint=INLINE_BELOW - 1).inline == lanes
+    with DigestPipeline(0) as pipeline:
+        assert pipeline.begin(lanes, size_hint=MiB).inline == lanes
+
+
 def _members(seed: int) -> list[bytes]:
     rng = random.Random(seed)
     sizes = [0, 1, INLINE_BELOW - 1, INLINE_BELOW, BATCH_BYTES - 1, BATCH_BYTES + 1, 3 * MiB + 17]
