@@ -41,11 +41,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from benchmarks.orders import orders_table_sql
-from benchmarks.stores import Column, add_store_argument, print_side_by_side, ratio_notes, run_on_stores, service_env
-from tests.support.devservices import S3Service
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # `python benchmarks/bench_export.py`, as `make bench` runs it
+
+from benchmarks.orders import orders_table_sql  # noqa: E402
+from benchmarks.stores import Column, add_store_argument, print_side_by_side, ratio_notes, run_on_stores, service_env  # noqa: E402
+from tests.support.devservices import S3Service  # noqa: E402
 
 MiB = 1024 * 1024
 # the defaults before memory_budget: 16 MiB parts, 8 in flight, 128k-row Parquet row groups

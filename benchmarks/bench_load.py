@@ -44,9 +44,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.orders import orders_table_sql
-from benchmarks.stores import Column, add_store_argument, print_side_by_side, selected_stores
-from tests.support.memory import peak_rss_kib
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # `python benchmarks/bench_load.py`, as `make bench` runs it
+
+from benchmarks.orders import orders_table_sql  # noqa: E402
+from benchmarks.stores import Column, add_store_argument, print_side_by_side, selected_stores  # noqa: E402
+from tests.support.memory import peak_rss_kib  # noqa: E402
 
 BUCKET = "bench-load"
 SOURCE, TARGET = "bench_load_src", "bench_load_dst"

@@ -26,10 +26,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
-from benchmarks.stores import Column, add_store_argument, print_side_by_side, ratio_notes, run_on_stores, service_env
-from tests.support.devservices import S3Service
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # `python benchmarks/bench_upload.py`, as `make bench` runs it
+
+from benchmarks.stores import Column, add_store_argument, print_side_by_side, ratio_notes, run_on_stores, service_env  # noqa: E402
+from tests.support.devservices import S3Service  # noqa: E402
 
 MiB = 1024 * 1024
 BUCKET = "bench-upload"
