@@ -2,7 +2,7 @@
 
 The verifier streams members in archive order on one thread (reading, inflating); their digests
 (the *lanes* of a member) are shared between that thread and ``threads`` workers: hashlib and
-``zlib.crc32`` release the GIL on buffers of a few KiB and more, so two cores hash at once. Each
+the CRC-32 release the GIL on buffers of a few KiB and more, so two cores hash at once. Each
 lane stays on one thread, which sees the member's chunks in order; the lanes of each new member go
 to the threads with the least work given so far (:func:`assign_lanes`, pure arithmetic), the
 reading thread counting its own reading and inflating (``CALLER_COST``). A lane the reading thread
@@ -30,12 +30,12 @@ calling thread: a hand-over costs more than hashing them.
 from __future__ import annotations
 
 import hashlib
-import zlib
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
+from airflow_s3stream.archive.zip.codec import crc32
 from airflow_s3stream.units import KiB, MiB
 
 __all__ = [
@@ -80,7 +80,7 @@ class Crc32:
         self.value = 0
 
     def update(self, data: bytes, /) -> None:
-        self.value = zlib.crc32(data, self.value)
+        self.value = crc32(data, self.value)
 
     def hexdigest(self) -> str:
         return f"{self.value:08x}"

@@ -13,11 +13,11 @@ from __future__ import annotations
 import bz2
 import lzma
 import struct
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from airflow_s3stream.archive.zip.codec import INFLATE_ERRORS, crc32, raw_inflater
 from airflow_s3stream.archive.zip.records import LOCAL_HEADER_SIZE, LOCAL_SIG, ZipEntry, parse_local_header
 from airflow_s3stream.errors import ArchiveError
 from airflow_s3stream.units import KiB, MiB, TiB
@@ -169,7 +169,7 @@ def _decompressor(method: int) -> Any:
     if method == METHOD_STORED:
         return _Stored()
     if method == METHOD_DEFLATE:
-        return zlib.decompressobj(-15)
+        return raw_inflater()
     if method == METHOD_BZIP2:
         return bz2.BZ2Decompressor()
     if method == METHOD_LZMA:
@@ -269,7 +269,7 @@ def iter_member_data(
             if expansion is not None:
                 _charge(expansion, len(out), entry, limits)
             if check_crc:
-                crc = zlib.crc32(out, crc)
+                crc = crc32(out, crc)
             yield out
     if produced != entry.file_size:
         raise MemberError(entry.name, f"size mismatch (expected {entry.file_size} bytes, got {produced})")
@@ -299,6 +299,10 @@ def _charge(expansion: Expansion, n: int, entry: ZipEntry, limits: ZipLimits) ->
         )
 
 
+# what a damaged compressed stream raises, whichever method and library decodes it
+_DECODE_ERRORS: tuple[type[Exception], ...] = (*INFLATE_ERRORS, OSError, EOFError, lzma.LZMAError, ValueError)
+
+
 def _decompress_steps(decomp: Any, data: bytes, entry: ZipEntry, final: bool) -> Iterator[bytes]:
     """Feed ``data`` to ``decomp``, yielding output in pieces of at most OUT_CHUNK bytes."""
     try:
@@ -321,5 +325,5 @@ def _decompress_steps(decomp: Any, data: bytes, entry: ZipEntry, final: bool) ->
         yield decomp.decompress(data, OUT_CHUNK)
         while not decomp.needs_input and not getattr(decomp, "eof", False):
             yield decomp.decompress(b"", OUT_CHUNK)
-    except (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError) as exc:
+    except _DECODE_ERRORS as exc:
         raise MemberError(entry.name, f"corrupt compressed data: {exc}") from exc

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol
 
+from airflow_s3stream.archive.zip.codec import crc32
 from airflow_s3stream.archive.zip.records import CENTRAL_SIG, DESCRIPTOR_SIG, LOCAL_SIG
 from airflow_s3stream.errors import ArchiveError
 
@@ -131,7 +132,7 @@ class ZipStreamWriter:
         for chunk in chunks:
             if not chunk:
                 continue
-            crc = zlib.crc32(chunk, crc)
+            crc = crc32(chunk, crc)
             size += len(chunk)
             if observe is not None:
                 observe(chunk)
