@@ -8,9 +8,10 @@ one being consumed). Block buffers are reused (:class:`BlockBuffers`): a fresh l
 page fault per 4 KiB page every time it is allocated, a reused one nothing.
 
 :class:`StreamController` chooses N the way TCP slow start probes a link: begin with the single
-streamed GET (the cheapest: one request per pass); once the reader measurably waits on it, switch
-to N = 2 block GETs and double N (the last step up to ``max_streams`` only) while each step raises
-the throughput the reader sees by at least ``GAIN`` and the reader still waits on I/O (when it
+streamed GET (the cheapest: one request per pass); once the reader waits on it for a quarter of
+the time or more (``PROBE_FROM_STREAM``: less could not pay for the switch), switch to N = 2
+block GETs and double N (the last step up to ``max_streams`` only) while each step raises the
+throughput the reader sees by at least ``GAIN`` and the reader still waits on I/O (when it
 does not, the verifier's CPU is the bottleneck and more streams would only cost memory). The first
 step that does not pay is undone and N stays there. The controller is pure arithmetic over
 (bytes, seconds) observations, so it is tested without any I/O.
@@ -25,11 +26,17 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-__all__ = ["GAIN", "BlockBuffers", "ReadAhead", "StreamController"]
+__all__ = ["GAIN", "PROBE_FROM_STREAM", "BlockBuffers", "ReadAhead", "StreamController"]
 
 GAIN = 1.2  # a doubling of N must raise throughput by 20% for the probe to go on
 KEEP = 1.1  # the last doubling is kept (and the probe stops) if it still raised throughput by 10%
 IO_BOUND = 0.10  # the reader waited on I/O for at least this share of the window: more streams may help
+# Leaving the single streamed GET needs more: parallel GETs can at best remove the waiting (a
+# ceiling of 1 / (1 - share): 1.33x at 25%), and they cost CPU of their own (thread hand-overs,
+# copies into block buffers). A store on the same host kept the reader waiting 14-18% of the time
+# because the host's CPUs were busy, not because of latency, and N = 2 was 15-30% slower there;
+# real S3 (30 ms to the first byte, 40 MB/s per connection) keeps it waiting most of the time.
+PROBE_FROM_STREAM = 0.25
 STREAMED_PROBE_BLOCKS = 4  # blocks read through the streamed GET before a decision (one may have been read ahead)
 
 
@@ -101,7 +108,7 @@ class StreamController:
         self.history.append((self.streams, round(throughput / 1e6, 1)))
         self.restart()
         if self.streams == 0:
-            if io_share >= IO_BOUND:
+            if io_share >= PROBE_FROM_STREAM:
                 self._previous, self._previous_streams = throughput, 0
                 self._set(2)
             return  # CPU-bound on one stream: keep measuring, the archive may change character

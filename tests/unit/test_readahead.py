@@ -144,6 +144,21 @@ def test_adaptive_goes_back_to_one_stream_when_parallel_gets_do_not_pay() -> Non
     assert controller.settled and controller.streams == 0, controller.history
 
 
+def test_adaptive_keeps_the_streamed_get_when_the_wait_is_too_short_to_win_back() -> None:
+    """A store on the same busy host: the reader waits about 15% of the time on one stream, so
+    parallel GETs could win at most ~1.2x, and they cost CPU: no probe, no extra GETs."""
+    clock = _Clock()
+    controller = StreamController(max_streams=16, clock=clock)
+    # the reader's CPU alone would do 375 MB/s; the stream delivers 320 MB/s: a 15% wait share
+    _simulate(controller, clock, {0: 320.0, 2: 600.0}, cpu_mb_per_s=375)
+    assert controller.streams == 0 and controller.history, controller.history
+    assert all(n == 0 for n, _ in controller.history), controller.history
+    # the same stream with a slower link: a 50% wait share is worth probing
+    clock, controller = _Clock(), StreamController(max_streams=16, clock=clock)
+    _simulate(controller, clock, {0: 150.0, 2: 300.0, 4: 300.0}, cpu_mb_per_s=300)
+    assert controller.streams == 2, controller.history
+
+
 @pytest.mark.slow
 def test_adaptive_read_ahead_beats_one_stream_through_latency(tmp_path: Path) -> None:
     data = os.urandom(48 * MiB)  # long enough for the ramp to 8 streams to be a small part of the pass
