@@ -18,6 +18,7 @@ from typing import Any
 
 from airflow_s3stream.export.compression import open_compressor
 from airflow_s3stream.export.options import ExportOptions
+from airflow_s3stream.export.parquet_layout import dictionary_columns
 from airflow_s3stream.s3.multipart.staged import StagedUpload
 
 __all__ = ["CountingSink", "ExportedFile", "ObjectOpener", "PartSequence", "write_parquet", "write_text"]
@@ -221,7 +222,9 @@ def write_parquet(
 ) -> int:
     """Write Arrow batches as Parquet parts; return rows.
 
-    A row group holds ``options.parquet_row_group_rows`` rows, or (``None``) as many as fit in the
+    Dictionary encoding is used on the columns where the first batch repeats its values
+    (:func:`~airflow_s3stream.export.parquet_layout.dictionary_columns`). A row group holds
+    ``options.parquet_row_group_rows`` rows, or (``None``) as many as fit in the
     budget's row-group share at the width of the first batch's rows in Arrow memory, and no more
     than ``max_bytes_per_file`` of them (a part can only end at a row group).
     """
@@ -235,11 +238,14 @@ def write_parquet(
     group: list[Any] = []
     group_rows = 0
     group_limit = options.parquet_row_group_rows
+    dictionary: list[str] | None = None  # chosen on the first batch, the same for every part
 
     def start() -> None:
         nonlocal part, writer
         part = parts.open()
-        writer = pq.ParquetWriter(part.sink, schema, compression=codec, compression_level=options.level)
+        writer = pq.ParquetWriter(
+            part.sink, schema, compression=codec, compression_level=options.level, use_dictionary=dictionary or False
+        )
 
     def flush_group() -> None:
         nonlocal group, group_rows
@@ -259,6 +265,8 @@ def write_parquet(
     for batch in batches:
         if group_limit is None and batch.num_rows:
             group_limit = _row_group_rows(options, batch.nbytes / batch.num_rows)
+        if dictionary is None and batch.num_rows:
+            dictionary = dictionary_columns(batch)
         offset = 0
         while offset < batch.num_rows:
             if part is None:

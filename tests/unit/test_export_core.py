@@ -7,6 +7,7 @@ opener that records completed and aborted keys, exactly as the S3 multipart writ
 from __future__ import annotations
 
 import contextlib
+import decimal
 import gzip
 import io
 from collections.abc import Iterator
@@ -344,3 +345,32 @@ def test_progress_is_reported_at_most_every_interval_and_once_at_the_end() -> No
     always = Progress("export", interval=1e-9, report=eager.append, count_rows=True)
     always.set(5, 50)
     assert [(p.rows, p.done) for p in eager] == [(5, False)]
+
+
+def test_dictionary_encoding_only_where_the_first_batch_repeats_values() -> None:
+    from airflow_s3stream.export.parquet_layout import dictionary_columns
+
+    n = 10_000
+    batch = pa.record_batch(
+        [
+            pa.array(range(n), pa.int64()),
+            pa.array([["new", "paid", "shipped"][i % 3] for i in range(n)]),
+            pa.array([decimal.Decimal(i) / 100 for i in range(n)], pa.decimal128(12, 2)),
+            pa.array([i % 2 == 0 for i in range(n)]),
+            pa.ExtensionArray.from_storage(pa.json_(), pa.array(['{"a": 1}'] * n)),
+            pa.array([float(i % 5) for i in range(n)]),
+        ],
+        names=["id", "status", "amount", "flag", "payload", "score"],
+    )
+    assert dictionary_columns(batch) == ["status", "payload"]
+    assert dictionary_columns(batch.slice(0, 0)) == []
+
+    store = MemoryStore()
+    schema = batch.schema
+    write_parquet(
+        [batch], schema, PartSequence(store.open, lambda i: "d.parquet"), ExportOptions(file_format="parquet")
+    )
+    group = pq.ParquetFile(io.BytesIO(store.objects["d.parquet"])).metadata.row_group(0)
+    dictionary = {group.column(i).path_in_schema: group.column(i).has_dictionary_page for i in range(group.num_columns)}
+    assert dictionary == {"id": False, "status": True, "amount": False, "flag": False, "payload": True, "score": False}
+    assert pq.read_table(io.BytesIO(store.objects["d.parquet"])).equals(pa.Table.from_batches([batch]))
