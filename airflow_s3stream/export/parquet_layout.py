@@ -3,9 +3,9 @@
 pyarrow's default tries a dictionary on every column and falls back to plain pages once the
 dictionary outgrows its page (1 MiB): a unique id, an amount or a timestamp then carries a
 dictionary page and dictionary-coded pages before the fallback, in every row group. On 1M rows of
-the benchmark's orders table that made the file 7% larger than DuckDB's (85.9 against 80.7 MB) and
-its writing 1.6x slower; a dictionary only where the first batch repeats its values made it 80.0 MB
-(``benchmarks/bench_export.py``). DuckDB decides the same way: dictionary for low cardinality only.
+the benchmark's orders table that made the file 8% larger than DuckDB's (87.4 against 80.7 MB) and
+its writing 2x slower; a dictionary only where the first batch repeats its values made it 80.0 MB
+(``benchmarks/bench_parquet_layout.py``). DuckDB, too, keeps dictionaries for low cardinality.
 """
 
 from __future__ import annotations
