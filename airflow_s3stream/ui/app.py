@@ -30,7 +30,7 @@ from airflow_s3stream.ui import views
 from airflow_s3stream.ui.preview import BudgetExceededError, PreviewBudget, preview_object
 from airflow_s3stream.ui.results import TaskResult, recent_runs, task_result
 
-__all__ = ["DEFAULT_AWS_CONN_ID", "URL_PREFIX", "create_app", "manifest_of", "previewable_keys"]
+__all__ = ["DEFAULT_AWS_CONN_ID", "URL_PREFIX", "create_app", "manifest_of", "parse_map_index", "previewable_keys"]
 
 URL_PREFIX = "/s3stream"
 DEFAULT_AWS_CONN_ID = "aws_default"  # the operators' default aws_conn_id
@@ -80,6 +80,20 @@ def previewable_keys(result: Any, manifest: Mapping[str, Any] | None) -> list[st
     return keys
 
 
+def parse_map_index(value: str) -> int:
+    """The ``map_index`` query parameter as an int: the UI leaves ``{MAP_INDEX}`` unfilled for a task
+    that is not mapped, which means -1 (as does an empty value).
+
+    :raises HTTPException: 422 for anything else that is not an integer.
+    """
+    if value in ("", "{MAP_INDEX}"):
+        return -1
+    try:
+        return int(value)
+    except ValueError:
+        raise HTTPException(422, f"map_index must be an integer, got {value!r}") from None
+
+
 def _html(body: str, status_code: int = 200) -> HTMLResponse:
     return HTMLResponse(body, status_code=status_code, headers={"Cache-Control": "no-store"})
 
@@ -111,9 +125,9 @@ def create_app() -> FastAPI:
         dag_id: Annotated[str, Query()],
         run_id: Annotated[str, Query()],
         task_id: Annotated[str, Query()],
-        map_index: Annotated[int, Query()] = -1,
+        map_index: Annotated[str, Query()] = "-1",
     ) -> HTMLResponse:
-        ref = views.TaskRef(dag_id, run_id, task_id, map_index)
+        ref = views.TaskRef(dag_id, run_id, task_id, parse_map_index(map_index))
         found = _load(session, ref)
         if views.result_kind(found.operator, found.result) == "unknown" and found.operator not in views.OPERATOR_KINDS:
             body = (
@@ -125,7 +139,7 @@ def create_app() -> FastAPI:
             isinstance(found.result, Mapping) and found.result.get("staged")
         ):
             manifest, error = manifest_of(found.result)
-        title = f"{task_id}{'' if map_index < 0 else f'[{map_index}]'} · {found.state or 'no state'}"
+        title = f"{task_id}{'' if ref.map_index < 0 else f'[{ref.map_index}]'} · {found.state or 'no state'}"
         body = views.render_result(
             found.result, operator=found.operator, ref=ref, manifest=manifest, manifest_error=error
         )
@@ -138,9 +152,9 @@ def create_app() -> FastAPI:
         run_id: Annotated[str, Query()],
         task_id: Annotated[str, Query()],
         key: Annotated[str, Query()],
-        map_index: Annotated[int, Query()] = -1,
+        map_index: Annotated[str, Query()] = "-1",
     ) -> HTMLResponse:
-        ref = views.TaskRef(dag_id, run_id, task_id, map_index)
+        ref = views.TaskRef(dag_id, run_id, task_id, parse_map_index(map_index))
         found = _load(session, ref)
         manifest, _ = manifest_of(found.result)
         if key not in previewable_keys(found.result, manifest):

@@ -150,12 +150,18 @@ def _sign_in(browser: Browser, deployment: Deployment, user: str) -> None:
     browser.call("Network.setCookie", name="_token", value=deployment.tokens[user], url=deployment.stack.base_url)
 
 
-def _visible_text(browser: Browser, url: str, expect: str | None = None, timeout_s: float = 20) -> str:
+def _visible_text(
+    browser: Browser, url: str, expect: str | None = None, timeout_s: float = 20, *, frame: bool = False
+) -> str:
+    """The page's visible text (``frame``: that of its first iframe, same origin), once ``expect`` shows."""
     browser.open(url, settle_s=0.5)
     deadline = time.monotonic() + timeout_s
     text = ""
+    doc = "(document.querySelector('iframe') || {}).contentDocument" if frame else "document"
     while time.monotonic() < deadline:
-        text = str(browser.evaluate("document.body ? document.body.innerText : ''") or "")
+        text = str(
+            browser.evaluate(f"(() => {{ const d = {doc}; return d && d.body ? d.body.innerText : ''; }})()") or ""
+        )
         if text and (expect is None or expect in text):
             break
         time.sleep(0.5)
@@ -174,6 +180,11 @@ def test_the_verification_view_of_a_tampered_bag_names_the_member(deployment: De
     assert "INVALID" in text, text
     assert TAMPERED_MEMBER in text, text
     assert "mismatch" in text.lower(), text
+    # Where a user meets it: the plugin's tab of the task instance in Airflow's own UI (an iframe).
+    quoted = urllib.parse.quote(deployment.run_id, safe="")
+    tab = f"{deployment.stack.base_url}/dags/{DAG_ID}/runs/{quoted}/tasks/verify/plugin/s3stream-result"
+    in_ui = _visible_text(browser, tab, TAMPERED_MEMBER, timeout_s=60, frame=True)
+    assert TAMPERED_MEMBER in in_ui, in_ui
 
 
 def test_the_export_view_lists_the_manifests_files(deployment: Deployment, browser: Browser, s3_client: Any) -> None:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import re
 
+import pytest
+from fastapi import HTTPException
+
 from airflow_s3stream.archive.report import Finding, Findings, VerificationReport
 from airflow_s3stream.s3.multipart.result import UploadResult
-from airflow_s3stream.ui.app import previewable_keys
+from airflow_s3stream.ui.app import parse_map_index, previewable_keys
 from airflow_s3stream.ui.plugin import EXTERNAL_VIEWS, TASK_VIEW_HREF
 from airflow_s3stream.ui.views import RunRow, TaskRef, render_result, render_runs, result_kind, verdict_of
 
@@ -202,3 +205,11 @@ def test_the_task_tab_href_carries_the_placeholders_the_ui_fills() -> None:
         assert placeholder in TASK_VIEW_HREF
     destinations = {v["destination"] for v in EXTERNAL_VIEWS}
     assert destinations == {"task_instance", "nav"}
+
+
+def test_an_unmapped_task_whose_map_index_the_ui_leaves_unfilled_is_map_index_minus_one() -> None:
+    assert parse_map_index("{MAP_INDEX}") == -1
+    assert parse_map_index("") == -1
+    assert parse_map_index("3") == 3
+    with pytest.raises(HTTPException, match="map_index must be an integer"):
+        parse_map_index("x")
