@@ -177,14 +177,15 @@ def _cell(value: Any) -> str:
 
 def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, raw: Sequence[bool] = ()) -> str:
     """A table; a column whose ``raw`` flag is set holds HTML already escaped by the caller."""
-    head = "".join(f"<th>{e(h)}</th>" for h in headers)
+    head = "".join(f"<th>{e(h)}</th>" for h in headers) if any(headers) else ""
     body = []
     for row in rows:
         cells = [f"<td>{value}</td>" if i < len(raw) and raw[i] else _cell(value) for i, value in enumerate(row)]
         body.append("<tr>" + "".join(cells) + "</tr>")
     if not body:
         body = [f"<tr><td colspan='{len(headers)}' class='muted'>none</td></tr>"]
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    thead = f"<thead><tr>{head}</tr></thead>" if head else ""
+    return f"<table>{thead}<tbody>{''.join(body)}</tbody></table>"
 
 
 def _facts(result: Mapping[str, Any], keys: Sequence[tuple[str, str]]) -> str:
@@ -296,6 +297,17 @@ def _render_manifest(manifest: Mapping[str, Any] | None, manifest_key: Any, erro
     return "".join(parts)
 
 
+def _export_location(result: Mapping[str, Any]) -> str:
+    """The key (or prefix) an export wrote: the result's ``key``, else its manifest's folder, else its one file."""
+    if result.get("key"):
+        return str(result["key"])
+    manifest_key = str(result.get("manifest_key") or "")
+    if "/" in manifest_key:
+        return manifest_key.rsplit("/", 1)[0] + "/"
+    files = _list(result.get("files"))
+    return str(files[0].get("key", "")) if len(files) == 1 and isinstance(files[0], Mapping) else manifest_key
+
+
 def _render_export(
     result: Mapping[str, Any], manifest: Mapping[str, Any] | None, manifest_error: str | None, ref: TaskRef | None
 ) -> str:
@@ -305,7 +317,7 @@ def _render_export(
         _verdict(None if staged else True, f"{verdict}: {_fmt_int(result.get('rows'))} rows")
         if not staged
         else _verdict(None, verdict),
-        f"<p class='mono'>s3://{e(result.get('bucket'))}/{e(result.get('key', ''))}</p>",
+        f"<p class='mono'>s3://{e(result.get('bucket'))}/{e(_export_location(result))}</p>",
         _facts(
             result,
             [
@@ -459,7 +471,8 @@ def render_preview(key: str, columns: Sequence[str], rows: Sequence[Sequence[Any
 def render_runs(rows: Sequence[RunRow], *, dag_id: str = "", state: str = "", dag_ids: Sequence[str] = ()) -> str:
     """The list of recent runs of our operators, with a filter form (by DAG and state)."""
     dag_options = "".join(
-        f"<option value='{e(d)}'{' selected' if d == dag_id else ''}>{e(d)}</option>" for d in ["", *dag_ids]
+        f"<option value='{e(d)}'{' selected' if d == dag_id else ''}>{e(d or 'any DAG')}</option>"
+        for d in ["", *dag_ids]
     )
     state_options = "".join(
         f"<option value='{e(s)}'{' selected' if s == state else ''}>{e(s or 'any state')}</option>"

@@ -95,6 +95,7 @@ def test_an_export_lists_the_manifests_files_with_rows_bytes_and_checksums_and_l
     text = _text(html)
     assert "day/part-00000.csv.gz 10 200 CRC32C COMPOSITE AAAA-1" in text
     assert "day/_manifest.json" in text
+    assert "s3://exports/day/" in text  # where it wrote: the manifest's folder
     assert "preview?dag_id=dag_a&amp;run_id=manual__2026-12-05T10%3A00%3A00%2B00%3A00" in html
     assert previewable_keys(result, manifest) == ["day/part-00000.csv.gz"]
 
