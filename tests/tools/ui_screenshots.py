@@ -137,6 +137,7 @@ def main(argv: list[str]) -> int:
         return 2
     work = Path(tempfile.mkdtemp(prefix="s3stream-ui-screenshots-"))
     stack: AirflowStack | None = None
+    env: dict[str, str] = {}
     services = devservices.start_all()
     try:
         _say("[1/3] Postgres and S3 up; preparing the tour's data")
@@ -156,6 +157,10 @@ def main(argv: list[str]) -> int:
     finally:
         if stack is not None:
             stack.stop()
+        table = env.get("S3STREAM_UI_TABLE")
+        if table:  # the tour's schema, on a Postgres that may outlive this run
+            with psycopg.connect(services.postgres.uri, autocommit=True) as conn:
+                conn.execute(f"DROP SCHEMA IF EXISTS {table.split('.')[0]} CASCADE")
         services.stop()
         shutil.rmtree(work, ignore_errors=True)
     return 0
