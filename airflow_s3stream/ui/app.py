@@ -1,4 +1,4 @@
-"""The FastAPI app the api-server mounts under :data:`URL_PREFIX`, behind Airflow's own auth.
+"""The FastAPI app the api-server mounts under ``/s3stream`` (``plugin.URL_PREFIX``), behind Airflow's auth.
 
 Routes (HTML pages, shown by the UI in an iframe: a tab of each task instance and a nav entry):
 
@@ -30,9 +30,8 @@ from airflow_s3stream.ui import views
 from airflow_s3stream.ui.preview import BudgetExceededError, PreviewBudget, preview_object
 from airflow_s3stream.ui.results import TaskResult, recent_runs, task_result
 
-__all__ = ["DEFAULT_AWS_CONN_ID", "URL_PREFIX", "create_app", "manifest_of", "parse_map_index", "previewable_keys"]
+__all__ = ["DEFAULT_AWS_CONN_ID", "create_app", "manifest_of", "parse_map_index", "previewable_keys"]
 
-URL_PREFIX = "/s3stream"
 DEFAULT_AWS_CONN_ID = "aws_default"  # the operators' default aws_conn_id
 
 _CAN_READ_RESULTS = [

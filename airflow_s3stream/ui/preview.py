@@ -197,7 +197,7 @@ def text_rows(
 
 
 def parquet_rows(
-    file: IO[bytes], budget: PreviewBudget, *, fetched: int = 0, name: str = ""
+    file: IO[bytes] | io.IOBase, budget: PreviewBudget, *, fetched: int = 0, name: str = ""
 ) -> tuple[list[str], list[list[str]], bool, str]:
     """Columns, the first rows of the first row group, whether that is the whole file, and a note.
 
@@ -271,7 +271,7 @@ def preview_object(
     with RangedReader(S3ObjectSource(client, bucket, key), config) as reader:
         preview = Preview(key=key, file_format=file_format, compression=compression, size=reader.size)
         if file_format == "parquet":
-            columns, rows, complete, note = parquet_rows(reader, budget, fetched=reader.stats.bytes_fetched, name=name)  # type: ignore[arg-type]
+            columns, rows, complete, note = parquet_rows(reader, budget, fetched=reader.stats.bytes_fetched, name=name)
             preview.compression = None
         else:
             capped = _Capped(reader, budget.max_fetch - budget.block_size)  # the read-ahead's block on top

@@ -130,11 +130,10 @@ def verdict_of(operator: str | None, result: Any) -> str:
     if result is None:
         return ""
     if kind == "verification":
-        return (
-            "valid"
-            if result.get("valid")
-            else f"invalid ({_int(result.get('error_count', len(_list(result.get('errors')))))} errors)"
-        )
+        if result.get("valid"):
+            return "valid"
+        count = _int(result.get("error_count", len(_list(result.get("errors")))))
+        return f"invalid ({count:,} error{'' if count == 1 else 's'})"
     if kind in ("export", "commit", "load"):
         return f"{_fmt_int(result.get('rows'))} rows"
     if kind == "upload":

@@ -177,7 +177,7 @@ def test_the_verification_view_of_a_tampered_bag_names_the_member(deployment: De
         browser, deployment.page("ti", dag_id=DAG_ID, run_id=deployment.run_id, task_id="verify"), TAMPERED_MEMBER
     )
 
-    assert "INVALID" in text, text
+    assert "INVALID: 2 errors" in text, text  # the member's sha256 and sha512 both differ
     assert TAMPERED_MEMBER in text, text
     assert "mismatch" in text.lower(), text
     # Where a user meets it: the plugin's tab of the task instance in Airflow's own UI (an iframe).
@@ -228,3 +228,15 @@ def test_a_user_without_access_is_refused_and_sees_nothing_of_the_dag(deployment
     assert DAG_ID not in runs, runs
     _sign_in(browser, deployment, "admin")
     assert DAG_ID in _visible_text(browser, deployment.page("runs"), DAG_ID)
+
+
+def test_the_list_of_runs_filters_by_state_and_dag(deployment: Deployment, browser: Browser) -> None:
+    _sign_in(browser, deployment, "admin")
+
+    failed = _visible_text(browser, deployment.page("runs", state="failed"), "invalid")
+    succeeded = _visible_text(browser, deployment.page("runs", state="success"), "rows")
+    other_dag = _visible_text(browser, deployment.page("runs", dag_id="no_such_dag"), "recent runs")
+
+    assert "verify" in failed and "invalid (2 errors)" in failed and "export" not in failed, failed
+    assert "export" in succeeded and "3,000 rows" in succeeded and "verify" not in succeeded, succeeded
+    assert "none" in other_dag and "verify" not in other_dag, other_dag

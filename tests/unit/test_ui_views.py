@@ -53,7 +53,7 @@ def test_a_valid_report_says_valid_and_lists_no_errors() -> None:
     assert "VALID" in _text(html)
     assert "INVALID" not in _text(html)
     assert verdict_of("S3ZipVerifyOperator", report.to_dict()) == "valid"
-    assert verdict_of("S3ZipVerifyOperator", _invalid_report()) == "invalid (1 errors)"
+    assert verdict_of("S3ZipVerifyOperator", _invalid_report()) == "invalid (1 error)"
 
 
 def test_member_names_and_reasons_are_escaped_never_markup() -> None:
@@ -194,11 +194,11 @@ def test_the_kind_is_found_from_the_shape_when_the_operator_is_not_ours() -> Non
 
 
 def test_the_runs_list_links_each_task_and_escapes_its_ids() -> None:
-    row = RunRow(TaskRef("d<1>", "r&1", "t", 2), "S3ZipVerifyOperator", "failed", None, "invalid (1 errors)")
+    row = RunRow(TaskRef("d<1>", "r&1", "t", 2), "S3ZipVerifyOperator", "failed", None, "invalid (3 errors)")
     html = render_runs([row], dag_id="d<1>", dag_ids=["d<1>"])
     assert "d&lt;1&gt;" in html and "<1>" not in html
     assert "ti?dag_id=d%3C1%3E&amp;run_id=r%261&amp;task_id=t&amp;map_index=2" in html
-    assert "invalid (1 errors)" in html
+    assert "invalid (3 errors)" in html
 
 
 def test_the_task_tab_href_carries_the_placeholders_the_ui_fills() -> None:
