@@ -325,6 +325,7 @@ def _render_export(
                 ("seconds", "seconds"),
                 ("MB/s", "mb_per_s"),
                 ("commit (ms)", "commit_ms"),
+                ("stale files deleted", "deleted_stale"),
             ],
         ),
         "<h2>Files</h2>",

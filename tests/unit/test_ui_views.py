@@ -214,3 +214,17 @@ def test_an_unmapped_task_whose_map_index_the_ui_leaves_unfilled_is_map_index_mi
     assert parse_map_index("3") == 3
     with pytest.raises(HTTPException, match="map_index must be an integer"):
         parse_map_index("x")
+
+
+def test_a_job_commit_lists_the_files_it_published_and_the_stale_ones_it_deleted() -> None:
+    from airflow_s3stream.export.job import JobCommit
+
+    files = [
+        {"key": "job/part-00000.parquet", "rows": 5, "bytes": 900},
+        {"key": "job/part-00001.parquet", "rows": 6, "bytes": 950},
+    ]
+    result = JobCommit("b", "job/_manifest.json", files, 11, 1850, deleted_stale=["job/part-00002.parquet"]).to_dict()
+    text = _text(render_result(result, operator="S3StreamCommitOperator", ref=REF))
+    assert "job/part-00000.parquet 5 900" in text and "job/part-00001.parquet 6 950" in text
+    assert "stale files deleted" in text and "job/part-00002.parquet" in text
+    assert verdict_of("S3StreamCommitOperator", result) == "11 rows"
