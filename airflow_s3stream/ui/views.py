@@ -311,11 +311,11 @@ def _render_export(
     result: Mapping[str, Any], manifest: Mapping[str, Any] | None, manifest_error: str | None, ref: TaskRef | None
 ) -> str:
     staged = bool(result.get("staged"))
-    verdict = "staged (published by the job's commit)" if staged else "published"
+    rows = _fmt_int(result.get("rows"))
     parts = [
-        _verdict(None if staged else True, f"{verdict}: {_fmt_int(result.get('rows'))} rows")
-        if not staged
-        else _verdict(None, verdict),
+        _verdict(None, f"staged: {rows} rows, published by the job's commit")
+        if staged
+        else _verdict(True, f"published: {rows} rows"),
         f"<p class='mono'>s3://{e(result.get('bucket'))}/{e(_export_location(result))}</p>",
         _facts(
             result,
