@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from fastapi import HTTPException
@@ -231,8 +232,11 @@ def test_a_job_commit_lists_the_files_it_published_and_the_stale_ones_it_deleted
 
 
 def test_a_staged_export_says_the_jobs_commit_publishes_it_and_reads_no_manifest() -> None:
-    result = {"bucket": "b", "files": [{"key": "job/part-00000.csv", "rows": 2, "bytes": 9, "staged": {}}]}
+    result: dict[str, Any] = {
+        "bucket": "b",
+        "files": [{"key": "job/part-00000.csv", "rows": 2, "bytes": 9, "staged": {}}],
+    }
     result |= {"rows": 2, "bytes": 9, "manifest_key": None, "staged": True, "description": {"format": "csv"}}
     text = _text(render_result(result, operator="PostgresToS3StreamOperator", ref=REF))
-    assert "staged: 2 rows, published by the job's commit" in text
+    assert "staged: 2 rows, published by the job&#x27;s commit" in text
     assert "Manifest" not in text.split("Everything the task")[0]
