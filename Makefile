@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo playground cluster screenshots test test-stores lint typecheck pytest bench clean install
+.PHONY: demo playground cluster screenshots ui-screenshots test test-stores lint typecheck pytest bench clean install
 
 install: $(STAMP)
 
@@ -48,6 +48,12 @@ cluster: $(STAMP)
 SCREENSHOTS_DIR ?= docs/images
 screenshots: $(STAMP)
 	$(BIN)/python -m tests.tools.screenshots $(URL) $(RUN) $(SCREENSHOTS_DIR)
+
+# The provider view's screenshots of docs/ui.md (docs/images/ui-*.png): starts Postgres, S3 and
+# Airflow, runs a tour DAG of every operator on small data, shoots each page in headless Chromium
+# (Debian's chromium), then stops all it started.
+ui-screenshots: $(STAMP)
+	$(BIN)/python -m tests.tools.ui_screenshots $(SCREENSHOTS_DIR)
 
 lint: $(STAMP)
 	@echo "==> ruff check"

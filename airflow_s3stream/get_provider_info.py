@@ -50,4 +50,5 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "extra-links": ["airflow_s3stream.operators.links.S3ObjectLink"],
+        "plugins": [{"name": "s3stream", "plugin-class": "airflow_s3stream.ui.plugin.S3StreamUIPlugin"}],
     }

@@ -98,6 +98,7 @@ XDIST_GROUPS: dict[str, str] = {
     "tests/e2e/test_example_dags.py": "tests/e2e/test_example_dags.py",
     "tests/e2e/test_load_on_asset.py": "tests/e2e/test_load_on_asset.py",
     "tests/e2e/test_real_airflow.py": "tests/e2e/test_real_airflow.py",
+    "tests/e2e/test_ui_view.py": "tests/e2e/test_ui_view.py",
 }
 
 
