@@ -25,7 +25,7 @@ from airflow_s3stream.archive.verify import VerifyConfig, verify_archive
 from airflow_s3stream.budget import DEFAULT_MEMORY_BUDGET
 from airflow_s3stream.errors import ConfigurationError
 from airflow_s3stream.hooks.s3_connection import S3Connection
-from airflow_s3stream.operators.failures import named_failures
+from airflow_s3stream.operators.failures import named_failures, standing_alone
 from airflow_s3stream.operators.links import S3ObjectLink
 from airflow_s3stream.publish import Publication, publish
 from airflow_s3stream.resources import TaskResources
@@ -141,7 +141,7 @@ class S3ToBagItZipOperator(BaseOperator):
             self.multipart_config = MultipartConfig(part_size=parts.part_size, max_concurrency=parts.in_flight)
             self._package_config()  # what is not templated is checked now, at parse time
         except (ValueError, ConfigurationError) as exc:
-            raise ConfigurationError(f"{self.task_id}: {exc}") from exc
+            raise standing_alone(ConfigurationError(f"{self.task_id}: {exc}"), exc) from None
 
     def _package_config(self) -> PackageConfig:
         """The package config from the (rendered) arguments; templated ones get a placeholder."""
@@ -166,7 +166,7 @@ class S3ToBagItZipOperator(BaseOperator):
         try:
             config = self._package_config()
         except ConfigurationError as exc:
-            raise AirflowFailException(f"{self.task_id}: {exc}") from exc
+            raise standing_alone(AirflowFailException(f"{self.task_id}: {exc}"), exc) from None
         started = time.monotonic()
         target = f"s3://{self.s3_bucket}/{self.s3_key}"
         with named_failures(target):

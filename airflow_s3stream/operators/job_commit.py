@@ -24,7 +24,7 @@ from airflow_s3stream.errors import ConfigurationError
 from airflow_s3stream.export.job import abort_job, commit_job
 from airflow_s3stream.hooks.s3_connection import S3Connection
 from airflow_s3stream.operators.assets import annotate_outlets
-from airflow_s3stream.operators.failures import named_failures
+from airflow_s3stream.operators.failures import named_failures, standing_alone
 from airflow_s3stream.operators.links import S3ObjectLink
 from airflow_s3stream.resources import TaskResources
 from airflow_s3stream.s3.multipart import DEFAULT_MAX_CONCURRENCY, MultipartConfig
@@ -64,7 +64,7 @@ class _JobOperator(BaseOperator):
             self.upload_config = MultipartConfig(max_concurrency=max_concurrency)
             self.task_resources = TaskResources.for_commit(max_concurrency=max_concurrency, max_attempts=max_attempts)
         except ConfigurationError as exc:
-            raise ConfigurationError(f"{self.task_id}: {exc}") from exc
+            raise standing_alone(ConfigurationError(f"{self.task_id}: {exc}"), exc) from None
         self.s3_bucket, self.s3_prefix, self.staged = s3_bucket, s3_prefix, staged
         self.aws_conn_id, self.max_attempts = aws_conn_id, max_attempts
 

@@ -17,7 +17,7 @@ from airflow.sdk import BaseOperator
 from airflow_s3stream.budget import DEFAULT_MEMORY_BUDGET
 from airflow_s3stream.errors import ConfigurationError
 from airflow_s3stream.hooks.s3_connection import S3Connection
-from airflow_s3stream.operators.failures import named_failures
+from airflow_s3stream.operators.failures import named_failures, standing_alone
 from airflow_s3stream.operators.links import S3ObjectLink
 from airflow_s3stream.resources import TaskResources
 from airflow_s3stream.s3.multipart import MultipartConfig, abort_stale_uploads
@@ -116,7 +116,7 @@ class S3MultipartUploadOperator(BaseOperator):
                 retry=self.task_resources.retry,
             )
         except ValueError as exc:
-            raise ConfigurationError(f"{self.task_id}: {exc}") from exc
+            raise standing_alone(ConfigurationError(f"{self.task_id}: {exc}"), exc) from None
         if isinstance(abort_stale_uploads_older_than, (int, float)):
             abort_stale_uploads_older_than = timedelta(seconds=abort_stale_uploads_older_than)
         if abort_stale_uploads_older_than is not None and abort_stale_uploads_older_than < timedelta(0):
