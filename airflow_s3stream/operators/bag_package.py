@@ -27,6 +27,7 @@ from airflow_s3stream.errors import ConfigurationError
 from airflow_s3stream.hooks.s3_connection import S3Connection
 from airflow_s3stream.operators.failures import named_failures, standing_alone
 from airflow_s3stream.operators.links import S3ObjectLink
+from airflow_s3stream.progress import plural
 from airflow_s3stream.publish import Publication, publish
 from airflow_s3stream.resources import TaskResources
 from airflow_s3stream.s3.multipart import MultipartConfig, MultipartWriter
@@ -210,8 +211,9 @@ class S3ToBagItZipOperator(BaseOperator):
                 "etag": published.to_dict().get("etag"),
             }
             self.log.info(
-                "packaged %d files (%d bytes, Oxum %s) into %s (%d bytes) in %.2f s",
-                result.files, result.payload_bytes, result.oxum, target, result.zip_bytes, seconds,
+                "packaged %s (%s, Oxum %s) into %s (%s) in %.2f s",
+                plural(result.files, "file"), plural(result.payload_bytes, "byte"), result.oxum, target,
+                plural(result.zip_bytes, "byte"), seconds,
             )  # fmt: skip
             if self.verify_after:
                 report = verify_archive(

@@ -26,6 +26,7 @@ from airflow_s3stream.hooks.s3_connection import S3Connection
 from airflow_s3stream.operators.assets import annotate_outlets
 from airflow_s3stream.operators.failures import named_failures, standing_alone
 from airflow_s3stream.operators.links import S3ObjectLink
+from airflow_s3stream.progress import plural
 from airflow_s3stream.resources import TaskResources
 from airflow_s3stream.s3.multipart import DEFAULT_MAX_CONCURRENCY, MultipartConfig
 
@@ -116,9 +117,9 @@ class S3StreamCommitOperator(_JobOperator):
                 client, bucket=self.s3_bucket, prefix=self.s3_prefix, results=self._results(), config=config
             )
         self.log.info(
-            "published %d file(s), %d rows, under s3://%s/%s in %.1f ms (deleted %d stale)",
-            len(done.files),
-            done.rows,
+            "published %s, %s, under s3://%s/%s in %.1f ms (deleted %d stale)",
+            plural(len(done.files), "file"),
+            plural(done.rows, "row"),
             done.bucket,
             done.manifest_key,
             done.commit_ms,
@@ -167,7 +168,9 @@ class S3StreamAbortOperator(_JobOperator):
             )
         if done.aborted:
             self.log.warning(
-                "aborted %d staged upload(s) under %s; the previous export is as it was", len(done.aborted), where
+                "aborted %s under %s; the previous export is as it was",
+                plural(len(done.aborted), "staged upload"),
+                where,
             )
         else:
             self.log.info("nothing staged under %s is left open", where)

@@ -22,7 +22,7 @@ from airflow_s3stream.hooks.s3_connection import S3Connection
 from airflow_s3stream.operators.assets import annotate_outlets
 from airflow_s3stream.operators.failures import named_failures, standing_alone
 from airflow_s3stream.operators.links import S3ObjectLink
-from airflow_s3stream.progress import ProgressSnapshot
+from airflow_s3stream.progress import ProgressSnapshot, plural
 from airflow_s3stream.resources import TaskResources
 from airflow_s3stream.s3.multipart import MultipartConfig
 
@@ -211,7 +211,14 @@ class PostgresToS3StreamOperator(BaseOperator):
                 conn.close()
         for file in result.files:
             verb = "staged" if self.stage_only else "wrote"
-            self.log.info("%s s3://%s/%s: %d rows, %d bytes", verb, result.bucket, file.key, file.rows, file.bytes)
+            self.log.info(
+                "%s s3://%s/%s: %s, %s",
+                verb,
+                result.bucket,
+                file.key,
+                plural(file.rows, "row"),
+                plural(file.bytes, "byte"),
+            )
         if not self.stage_only:
             key = self.s3_key if self.options.split or not result.files else result.files[0].key
             annotate_outlets(

@@ -23,7 +23,7 @@ from airflow_s3stream.load import LoadOptions, LoadStep, SourceSpec, load_into_p
 from airflow_s3stream.load.target import split_table_name
 from airflow_s3stream.operators.failures import named_failures, standing_alone
 from airflow_s3stream.operators.links import S3ObjectLink
-from airflow_s3stream.progress import ProgressSnapshot
+from airflow_s3stream.progress import ProgressSnapshot, plural
 from airflow_s3stream.resources import TaskResources
 from airflow_s3stream.s3.reader import ReaderConfig
 
@@ -297,5 +297,5 @@ class S3ToPostgresStreamOperator(BaseOperator):
                 self._conn = None
                 conn.close()
         for file in result.files:
-            self.log.info("loaded %s: %d rows, %d bytes", file.key, file.rows, file.bytes)
+            self.log.info("loaded %s: %s, %s", file.key, plural(file.rows, "row"), plural(file.bytes, "byte"))
         return result.to_dict()

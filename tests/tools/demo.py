@@ -35,6 +35,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from airflow_s3stream.progress import plural
 from tests.support import devservices
 
 __all__ = [
@@ -274,7 +275,8 @@ def _print_export(client: Any, manifests: list[tuple[str, dict[str, Any]]], seco
         mb = manifest["bytes"] / 1e6
         secs = max(manifest["seconds"], 1e-9)
         line = (
-            f"  {manifest['format']}/{manifest['compression']}: {manifest['rows']:,} rows in {len(files)} file(s), "
+            f"  {manifest['format']}/{manifest['compression']}: {plural(manifest['rows'], 'row')} in "
+            f"{plural(len(files), 'file')}, "
             f"{mb:,.1f} MB stored in {manifest['seconds']:.1f} s ({mb / secs:.1f} MB/s stored"
         )
         if manifest["format"] == "csv" and manifest.get("compression") == "gzip":
