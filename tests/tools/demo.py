@@ -330,7 +330,7 @@ def _print_verify(report: dict[str, Any], bad: dict[str, Any]) -> None:
     reason = f"{first.get('member')}: {first.get('reason')}" if first.get("member") else first.get("reason")
     say(
         f"  and s3://{BUCKET}/{TAMPERED_KEY}, one byte changed: {'VALID' if bad.get('valid') else 'INVALID'}, "
-        f"{bad.get('error_count', 0)} error(s), first: {reason} (the verify DAG's run fails, as it should)"
+        f"{plural(bad.get('error_count', 0), 'error')}, first: {reason} (the verify DAG's run fails, as it should)"
     )
 
 
