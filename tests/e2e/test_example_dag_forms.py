@@ -1,12 +1,16 @@
 """Every example DAG's trigger form has a title and help text for each field; the daily export's
 form offers a day to export and says which days the sample data covers, and its empty-interval
-warning names the days that have rows."""
+warning names the days that have rows; a failed task's real log states its verdict once."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -101,3 +105,40 @@ def test_the_daily_dag_exports_the_day_the_form_names_and_an_empty_day_names_the
     assert {key.split("/")[2] for key in keys} == {"2024-05-31", "2024-01-03"}
     manifest = "exports/orders/2024-01-03/csv/_manifest.json"
     assert json.loads(s3_client.get_object(Bucket=bucket, Key=manifest)["Body"].read())["rows"] == 24
+
+
+@pytest.mark.timeout(300)
+def test_a_real_failed_task_log_states_its_verdict_once_without_chained_tracebacks(
+    airflow_db: str, bucket: str, tmp_path: Path
+) -> None:
+    """``airflow dags test`` runs the verify DAG's task through Airflow's task runner on a key that
+    does not exist; its task log, as the runner writes it, names the object once."""
+    import shutil
+
+    home = tmp_path / "airflow-home"
+    home.mkdir()
+    shutil.copyfile(Path(airflow_db) / "airflow.db", home / "airflow.db")
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_EXAMPLES),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "PYTHONPATH": str(demo.REPO),
+    }
+    conf = {"bucket": bucket, "key": "archives/missing.zip", "mode": "zip", "write_report": False}
+    proc = subprocess.run(
+        [sys.executable, "-m", "airflow", "dags", "test", "s3stream_verify_archive", "-c", json.dumps(conf)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    log = proc.stdout + proc.stderr
+    verdict = f"s3://{bucket}/archives/missing.zip: no such key"
+    assert "Task failed with exception" in log, log[-4000:]
+    assert sum(verdict in line for line in log.splitlines()) == 1, log[-6000:]
+    assert "The above exception was the direct cause" not in log, log[-6000:]
+    assert "During handling of the above exception" not in log, log[-6000:]
+    assert "botocore" not in log.split("Task failed with exception", 1)[1], log[-6000:]
