@@ -17,11 +17,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["MB", "Progress", "ProgressSnapshot", "log_progress"]
+__all__ = ["MB", "Progress", "ProgressSnapshot", "log_progress", "plural"]
 
 log = logging.getLogger("airflow_s3stream")
 
 MB = 1_000_000  # decimal megabyte, the unit of every MB and MB/s figure
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """``count`` and ``noun`` for log lines: ``1 part``, ``0 parts``, ``1,500 rows`` (``nouns``
+    when the plural is not ``noun + "s"``)."""
+    return f"{count:,} {noun if count == 1 else nouns or noun + 's'}"
 
 
 @dataclass(frozen=True)
@@ -44,9 +50,9 @@ class ProgressSnapshot:
         """``s3://b/k: 12 parts, 192.0 MB of 1000.0 MB (19%), 85.3 MB/s, ETA 9 s`` (``done:`` at the end)."""
         text = f"{self.label} done:" if self.done else f"{self.label}:"
         if self.rows is not None:
-            text += f" {self.rows:,} rows,"
+            text += f" {plural(self.rows, 'row')},"
         if self.parts is not None:
-            text += f" {self.parts} parts,"
+            text += f" {plural(self.parts, 'part')},"
         text += f" {self.bytes / MB:,.1f} MB"
         if self.total_bytes:
             text += f" of {self.total_bytes / MB:,.1f} MB ({100 * self.bytes / self.total_bytes:.0f}%)"

@@ -57,12 +57,33 @@ QUALIFIED_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$"
             os.environ.get("S3STREAM_ORDERS_TABLE", "public.demo_orders"),
             type="string",
             pattern=QUALIFIED_IDENTIFIER,
-            description="Table to export, optionally schema-qualified (an SQL identifier, not an expression).",
+            title="Table",
+            description="Table to export, optionally schema-qualified, e.g. public.demo_orders (an SQL identifier, "
+            "not an expression).",
         ),
-        "key_column": Param("id", type="string", pattern=IDENTIFIER, description="Integer column the ranges split on."),
-        "partitions": Param(4, type="integer", minimum=1, maximum=256, description="Number of parallel range exports."),
-        "bucket": Param(DEFAULT_BUCKET, type="string", minLength=3, description="Destination bucket."),
-        "prefix": Param("exports/partitioned", type="string", minLength=1, description="Destination key prefix."),
+        "key_column": Param(
+            "id",
+            type="string",
+            pattern=IDENTIFIER,
+            title="Key column",
+            description="Integer column the table is split on: each partition exports one range of its values.",
+        ),
+        "partitions": Param(
+            4,
+            type="integer",
+            minimum=1,
+            maximum=256,
+            title="Partitions",
+            description="Number of range exports run in parallel (mapped tasks), published together by one commit.",
+        ),
+        "bucket": Param(DEFAULT_BUCKET, type="string", minLength=3, title="Bucket", description="Destination bucket."),
+        "prefix": Param(
+            "exports/partitioned",
+            type="string",
+            minLength=1,
+            title="Key prefix",
+            description="Destination key prefix: the parts and _manifest.json are written under it.",
+        ),
     },
 )
 def s3stream_export_partitioned() -> None:

@@ -52,7 +52,14 @@ REPORT_SUFFIX = ".verification.json"
     tags=["s3stream", "bagit", "package"],
     doc_md=__doc__,
     params={
-        "bucket": Param(DEFAULT_BUCKET, type="string", minLength=3, maxLength=63, title="Bucket"),
+        "bucket": Param(
+            DEFAULT_BUCKET,
+            type="string",
+            minLength=3,
+            maxLength=63,
+            title="Bucket",
+            description="Bucket that holds the source objects; the bag is written to it too.",
+        ),
         "source_prefix": Param(
             SAMPLE_PREFIX,
             type="string",

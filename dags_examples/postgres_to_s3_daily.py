@@ -10,7 +10,11 @@ Each run exports exactly its own data interval, so backfills and re-runs are saf
   2024-01-01 writes its files under ``2023-12-31/``, and why a trigger from the UI exports
   yesterday (the interval's start names the key prefix);
 * an interval with no rows still publishes a header-only file, and ``warn_if_empty`` logs a
-  warning naming the interval (use ``empty_result="fail"`` to fail the run instead);
+  warning naming the interval and the first and last day the table has rows for (use
+  ``empty_result="fail"`` to fail the run instead);
+* the trigger form's optional **Day to export** (``params.day``, ``YYYY-MM-DD``) exports that UTC
+  day instead of the run's interval: a manual trigger otherwise exports yesterday, which is empty
+  in the sample data of ``make demo`` and ``make playground`` (it covers 2023-12-31 to 2024-01-02);
 * one export task per interval at a time: ``max_active_tis_per_dag=1`` keeps a manual trigger
   and the scheduled run of the same day (e.g. "unpause on trigger") from writing the same keys
   at once (the staged commit would keep each day's files whole either way, but the two would
@@ -18,7 +22,8 @@ Each run exports exactly its own data interval, so backfills and re-runs are saf
 * the SQL selects ``created_at >= data_interval_start AND created_at < data_interval_end``;
   both bounds are *parameters*, quoted and escaped by psycopg (bound on the client, so they show
   in ``pg_stat_activity``), never pasted into the SQL by the DAG;
-* the key prefix is templated per interval (``exports/orders/{{ data_interval_start | ds }}/csv``): re-running a day
+* the key prefix is templated per interval (``exports/orders/{{ data_interval_start | ds }}/csv``, or the
+  day the form names): re-running a day
   stages every part as an open multipart upload and, only once the query has finished, completes
   them all, deletes parts left over from an earlier, larger run, and writes the ``_manifest.json``
   last (its presence means "this day is complete");
@@ -40,7 +45,7 @@ import os
 from typing import Any
 
 import pendulum
-from airflow.sdk import Asset, CronDataIntervalTimetable, dag, task
+from airflow.sdk import Asset, CronDataIntervalTimetable, Param, dag, task
 
 from airflow_s3stream.operators import PostgresToS3StreamOperator
 
@@ -52,23 +57,51 @@ FROM {TABLE}
 WHERE created_at >= %(start)s AND created_at < %(end)s
 ORDER BY id
 """
-INTERVAL = {"start": "{{ data_interval_start }}", "end": "{{ data_interval_end }}"}
+# The run's interval, or the whole UTC day the trigger form's "Day to export" names.
+START = "{{ (params.day ~ 'T00:00:00+00:00') if params.day else data_interval_start }}"
+END = "{{ (macros.ds_add(params.day, 1) ~ 'T00:00:00+00:00') if params.day else data_interval_end }}"
+DAY = "{{ params.day or (data_interval_start | ds) }}"  # names the key prefix
+INTERVAL = {"start": START, "end": END}
+SAMPLE_DAYS = "2023-12-31 to 2024-01-02"  # what make demo / make playground load (tests/tools/demo.py)
 MiB = 1024 * 1024
 # What the CSV export publishes, one interval per asset event (the event's extra names the day's keys).
 ORDERS_CSV = Asset(name="s3stream_orders_csv", uri=f"s3://{BUCKET}/exports/orders/")
 
 
-def warn_on_empty_interval(result: dict[str, Any], start: Any, end: Any) -> int:
-    """The export's row count; a warning naming the interval and the header-only file when it is 0."""
+def warn_on_empty_interval(
+    result: dict[str, Any], start: Any, end: Any, days_with_data: tuple[Any, Any] | None = None
+) -> int:
+    """The export's row count; when it is 0, a warning naming the interval and the header-only file,
+    and, given ``days_with_data`` (the first and last day the table has rows for), which days to pick."""
     if result["rows"] == 0:
+        hint = ""
+        if days_with_data is not None:
+            first, last = days_with_data
+            hint = (
+                f"; {TABLE} has rows from {first} to {last} (UTC): trigger again with 'Day to export' "
+                f"set to one of those days"
+                if first is not None
+                else f"; {TABLE} has no rows at all"
+            )
         logging.getLogger(__name__).warning(
-            "no rows in [%s, %s): published a header-only file under s3://%s/%s",
+            "no rows in [%s, %s): published a header-only file under s3://%s/%s%s",
             start,
             end,
             result["bucket"],
             result["files"][0]["key"] if result["files"] else "(nothing)",
+            hint,
         )
     return int(result["rows"])
+
+
+def days_with_data() -> tuple[Any, Any]:
+    """The first and last UTC day :data:`TABLE` has rows for (``(None, None)`` when it is empty)."""
+    from airflow_s3stream.hooks.postgres import PostgresStreamHook
+
+    query = f"SELECT min(created_at AT TIME ZONE 'UTC')::date, max(created_at AT TIME ZONE 'UTC')::date FROM {TABLE}"
+    with PostgresStreamHook().get_psycopg_connection() as conn:
+        row = conn.execute(query).fetchone()
+    return (row[0], row[1]) if row else (None, None)
 
 
 @dag(
@@ -81,6 +114,19 @@ def warn_on_empty_interval(result: dict[str, Any], start: Any, end: Any) -> int:
     max_active_runs=4,
     tags=["s3stream", "export"],
     doc_md=__doc__,
+    params={
+        "day": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            title="Day to export (optional)",
+            description=(
+                "A UTC day (YYYY-MM-DD) to export instead of the run's interval. Left empty, a manual run "
+                "exports yesterday, which may have no rows. The sample data of make demo and make playground "
+                f"has orders on {SAMPLE_DAYS}."
+            ),
+        ),
+    },
 )
 def postgres_to_s3_daily() -> None:
     export_csv = PostgresToS3StreamOperator(
@@ -88,7 +134,7 @@ def postgres_to_s3_daily() -> None:
         sql=INTERVAL_SQL,
         parameters=INTERVAL,
         s3_bucket=BUCKET,
-        s3_key="exports/orders/{{ data_interval_start | ds }}/csv",
+        s3_key=f"exports/orders/{DAY}/csv",
         file_format="csv",
         compression="gzip",
         max_bytes_per_file=64 * MiB,
@@ -101,7 +147,7 @@ def postgres_to_s3_daily() -> None:
         sql=INTERVAL_SQL,
         parameters=INTERVAL,
         s3_bucket=BUCKET,
-        s3_key="exports/orders/{{ data_interval_start | ds }}/parquet",
+        s3_key=f"exports/orders/{DAY}/parquet",
         file_format="parquet",
         compression="zstd",
         max_rows_per_file=1_000_000,
@@ -110,11 +156,11 @@ def postgres_to_s3_daily() -> None:
     )
 
     @task
-    def warn_if_empty(result: dict[str, Any], data_interval_start: Any = None, data_interval_end: Any = None) -> int:
-        """Log a warning when the interval had no rows (a wrong day, or the source is late)."""
-        return warn_on_empty_interval(result, data_interval_start, data_interval_end)
+    def warn_if_empty(result: dict[str, Any], start: str, end: str) -> int:
+        """Warn when the interval had no rows (a wrong day, or the source is late), naming the days with data."""
+        return warn_on_empty_interval(result, start, end, days_with_data() if result["rows"] == 0 else None)
 
-    warn_if_empty(export_csv.output)  # type: ignore[arg-type]  # an XComArg: the export's result
+    warn_if_empty(export_csv.output, START, END)  # type: ignore[arg-type]  # an XComArg: the export's result
 
 
 postgres_to_s3_daily()

@@ -49,10 +49,17 @@ MiB = 1024 * 1024
             os.path.abspath(__file__),
             type="string",
             minLength=1,
-            description="Local path or URI (file://, https://, s3://...) of the file to upload.",
+            title="Source",
+            description="Local path (on the worker) or URI (file://, https://, s3://...) of the file to upload.",
         ),
-        "bucket": Param(DEFAULT_BUCKET, type="string", minLength=3, description="Destination bucket."),
-        "key": Param("uploads/upload_resumable.py", type="string", minLength=1, description="Destination key."),
+        "bucket": Param(DEFAULT_BUCKET, type="string", minLength=3, title="Bucket", description="Destination bucket."),
+        "key": Param(
+            "uploads/upload_resumable.py",
+            type="string",
+            minLength=1,
+            title="Key",
+            description="Destination key; a retried run resumes the upload of this key.",
+        ),
     },
 )
 def s3stream_upload() -> None:

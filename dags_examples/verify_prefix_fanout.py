@@ -40,13 +40,21 @@ SUMMARY_SUFFIX = "_verification-summary.json"
     tags=["s3stream", "verify", "fan-out"],
     doc_md=__doc__,
     params={
-        "bucket": Param(DEFAULT_BUCKET, type="string", minLength=3, description="Bucket to scan."),
-        "prefix": Param("archives/", type="string", description="Key prefix; every archive below it is verified."),
-        "suffix": Param(".zip", type="string", description="Only keys ending with this are archives."),
+        "bucket": Param(DEFAULT_BUCKET, type="string", minLength=3, title="Bucket", description="Bucket to scan."),
+        "prefix": Param(
+            "archives/",
+            type="string",
+            title="Key prefix",
+            description="Key prefix; every archive below it is verified.",
+        ),
+        "suffix": Param(
+            ".zip", type="string", title="Key suffix", description="Only keys ending with this are archives."
+        ),
         "mode": Param(
             "auto",
             type="string",
             enum=["auto", "zip", "bagit"],
+            title="Mode",
             description="zip: structure and CRC-32; bagit: also manifests; auto: bagit when bagit.txt is found.",
         ),
     },

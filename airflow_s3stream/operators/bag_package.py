@@ -25,8 +25,9 @@ from airflow_s3stream.archive.verify import VerifyConfig, verify_archive
 from airflow_s3stream.budget import DEFAULT_MEMORY_BUDGET
 from airflow_s3stream.errors import ConfigurationError
 from airflow_s3stream.hooks.s3_connection import S3Connection
-from airflow_s3stream.operators.failures import named_failures
+from airflow_s3stream.operators.failures import named_failures, standing_alone
 from airflow_s3stream.operators.links import S3ObjectLink
+from airflow_s3stream.progress import plural
 from airflow_s3stream.publish import Publication, publish
 from airflow_s3stream.resources import TaskResources
 from airflow_s3stream.s3.multipart import MultipartConfig, MultipartWriter
@@ -141,7 +142,7 @@ class S3ToBagItZipOperator(BaseOperator):
             self.multipart_config = MultipartConfig(part_size=parts.part_size, max_concurrency=parts.in_flight)
             self._package_config()  # what is not templated is checked now, at parse time
         except (ValueError, ConfigurationError) as exc:
-            raise ConfigurationError(f"{self.task_id}: {exc}") from exc
+            raise standing_alone(ConfigurationError(f"{self.task_id}: {exc}"), exc) from None
 
     def _package_config(self) -> PackageConfig:
         """The package config from the (rendered) arguments; templated ones get a placeholder."""
@@ -166,7 +167,7 @@ class S3ToBagItZipOperator(BaseOperator):
         try:
             config = self._package_config()
         except ConfigurationError as exc:
-            raise AirflowFailException(f"{self.task_id}: {exc}") from exc
+            raise standing_alone(AirflowFailException(f"{self.task_id}: {exc}"), exc) from None
         started = time.monotonic()
         target = f"s3://{self.s3_bucket}/{self.s3_key}"
         with named_failures(target):
@@ -210,8 +211,9 @@ class S3ToBagItZipOperator(BaseOperator):
                 "etag": published.to_dict().get("etag"),
             }
             self.log.info(
-                "packaged %d files (%d bytes, Oxum %s) into %s (%d bytes) in %.2f s",
-                result.files, result.payload_bytes, result.oxum, target, result.zip_bytes, seconds,
+                "packaged %s (%s, Oxum %s) into %s (%s) in %.2f s",
+                plural(result.files, "file"), plural(result.payload_bytes, "byte"), result.oxum, target,
+                plural(result.zip_bytes, "byte"), seconds,
             )  # fmt: skip
             if self.verify_after:
                 report = verify_archive(

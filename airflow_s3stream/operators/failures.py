@@ -12,18 +12,44 @@ Every operator runs its work inside :func:`named_failures`, so the rule is the s
   (:func:`airflow_s3stream.s3.classify.to_error`), then treated as above.
 
 Each message names ``where`` (the ``s3://`` object the task works on) unless it already does.
+
+The error leaves the operator standing alone (:func:`standing_alone`): its message already says
+what the causes said (the classified S3 error carries botocore's code and message), so Airflow's
+task log shows the verdict once, first, without the chained tracebacks that repeated it. The
+whole chain is still logged at DEBUG level and kept on the error as ``s3stream_cause``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
+from typing import TypeVar
 
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_s3stream.errors import InvalidInputError, S3StreamError, UploadError
 
-__all__ = ["named_failures"]
+__all__ = ["named_failures", "standing_alone"]
+
+_log = logging.getLogger(__name__)
+E = TypeVar("E", bound=BaseException)
+
+
+def standing_alone(error: E, cause: BaseException | None = None) -> E:
+    """``error`` with no chained cause or context to print (as ``raise error from None``); returned
+    for ``raise``.
+
+    ``cause`` (or the cause ``error`` had) is kept as ``error.s3stream_cause`` for code that wants
+    it, and its traceback logged at DEBUG level, so a task log's verdict is one line unless asked.
+    """
+    cause = cause if cause is not None and cause is not error else error.__cause__ or error.__context__
+    if cause is not None:
+        _log.debug("the chain behind %r", str(error), exc_info=(type(cause), cause, cause.__traceback__))
+        error.s3stream_cause = cause  # type: ignore[attr-defined]
+    error.__cause__ = None
+    error.__suppress_context__ = True
+    return error
 
 
 @contextlib.contextmanager
@@ -41,12 +67,10 @@ def named_failures(where: str, *, reading: bool = False) -> Iterator[None]:
     except (BotoCoreError, ClientError) as exc:
         from airflow_s3stream.s3.classify import to_error
 
-        raise _for_airflow(to_error(exc, where, reading=reading), where) from exc
+        raise standing_alone(_for_airflow(to_error(exc, where, reading=reading), where), exc) from None
     except S3StreamError as exc:
         error = _for_airflow(exc, where)
-        if error is exc:
-            raise
-        raise error from exc
+        raise standing_alone(error, exc) from None
 
 
 def _for_airflow(exc: S3StreamError, where: str) -> Exception:

@@ -24,8 +24,9 @@ from airflow_s3stream.errors import ConfigurationError
 from airflow_s3stream.export.job import abort_job, commit_job
 from airflow_s3stream.hooks.s3_connection import S3Connection
 from airflow_s3stream.operators.assets import annotate_outlets
-from airflow_s3stream.operators.failures import named_failures
+from airflow_s3stream.operators.failures import named_failures, standing_alone
 from airflow_s3stream.operators.links import S3ObjectLink
+from airflow_s3stream.progress import plural
 from airflow_s3stream.resources import TaskResources
 from airflow_s3stream.s3.multipart import DEFAULT_MAX_CONCURRENCY, MultipartConfig
 
@@ -64,7 +65,7 @@ class _JobOperator(BaseOperator):
             self.upload_config = MultipartConfig(max_concurrency=max_concurrency)
             self.task_resources = TaskResources.for_commit(max_concurrency=max_concurrency, max_attempts=max_attempts)
         except ConfigurationError as exc:
-            raise ConfigurationError(f"{self.task_id}: {exc}") from exc
+            raise standing_alone(ConfigurationError(f"{self.task_id}: {exc}"), exc) from None
         self.s3_bucket, self.s3_prefix, self.staged = s3_bucket, s3_prefix, staged
         self.aws_conn_id, self.max_attempts = aws_conn_id, max_attempts
 
@@ -116,9 +117,9 @@ class S3StreamCommitOperator(_JobOperator):
                 client, bucket=self.s3_bucket, prefix=self.s3_prefix, results=self._results(), config=config
             )
         self.log.info(
-            "published %d file(s), %d rows, under s3://%s/%s in %.1f ms (deleted %d stale)",
-            len(done.files),
-            done.rows,
+            "published %s, %s, under s3://%s/%s in %.1f ms (deleted %d stale)",
+            plural(len(done.files), "file"),
+            plural(done.rows, "row"),
             done.bucket,
             done.manifest_key,
             done.commit_ms,
@@ -167,7 +168,9 @@ class S3StreamAbortOperator(_JobOperator):
             )
         if done.aborted:
             self.log.warning(
-                "aborted %d staged upload(s) under %s; the previous export is as it was", len(done.aborted), where
+                "aborted %s under %s; the previous export is as it was",
+                plural(len(done.aborted), "staged upload"),
+                where,
             )
         else:
             self.log.info("nothing staged under %s is left open", where)

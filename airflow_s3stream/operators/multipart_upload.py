@@ -17,8 +17,9 @@ from airflow.sdk import BaseOperator
 from airflow_s3stream.budget import DEFAULT_MEMORY_BUDGET
 from airflow_s3stream.errors import ConfigurationError
 from airflow_s3stream.hooks.s3_connection import S3Connection
-from airflow_s3stream.operators.failures import named_failures
+from airflow_s3stream.operators.failures import named_failures, standing_alone
 from airflow_s3stream.operators.links import S3ObjectLink
+from airflow_s3stream.progress import plural
 from airflow_s3stream.resources import TaskResources
 from airflow_s3stream.s3.multipart import MultipartConfig, abort_stale_uploads
 from airflow_s3stream.upload import DEFAULT_STATE_PREFIX, ResumableUploader, classify_source, redact_uri, upload_uri
@@ -116,7 +117,7 @@ class S3MultipartUploadOperator(BaseOperator):
                 retry=self.task_resources.retry,
             )
         except ValueError as exc:
-            raise ConfigurationError(f"{self.task_id}: {exc}") from exc
+            raise standing_alone(ConfigurationError(f"{self.task_id}: {exc}"), exc) from None
         if isinstance(abort_stale_uploads_older_than, (int, float)):
             abort_stale_uploads_older_than = timedelta(seconds=abort_stale_uploads_older_than)
         if abort_stale_uploads_older_than is not None and abort_stale_uploads_older_than < timedelta(0):
@@ -180,11 +181,10 @@ class S3MultipartUploadOperator(BaseOperator):
         output["source"] = redact_uri(self.source)
         output["stale_uploads_aborted"] = aborted
         self.log.info(
-            "uploaded %s: %d bytes, %d parts (%d reused), %.1f MB/s, %s %s, verified %s",
+            "uploaded %s: %s %s, %.1f MB/s, %s %s, verified %s",
             where,
-            result.size,
-            result.parts,
-            result.resumed_parts,
+            plural(result.size, "byte"),
+            _how_sent(result.parts, result.resumed_parts),
             result.mb_per_s,
             result.checksum_algorithm,
             result.checksum,
@@ -222,3 +222,10 @@ def _will_retry(context: Any) -> bool:
         return int(ti.try_number) <= int(ti.max_tries)
     except (AttributeError, TypeError, ValueError):
         return True
+
+
+def _how_sent(parts: int, reused: int) -> str:
+    """``in one PUT`` (an object that fits one PutObject has no parts), else ``in 3 parts (1 reused)``."""
+    if parts == 0:
+        return "in one PUT"
+    return f"in {plural(parts, 'part')}" + (f" ({reused:,} reused from an earlier try)" if reused else "")

@@ -20,9 +20,9 @@ from airflow_s3stream.export import ExportOptions, export_query
 from airflow_s3stream.hooks.postgres import PostgresStreamHook
 from airflow_s3stream.hooks.s3_connection import S3Connection
 from airflow_s3stream.operators.assets import annotate_outlets
-from airflow_s3stream.operators.failures import named_failures
+from airflow_s3stream.operators.failures import named_failures, standing_alone
 from airflow_s3stream.operators.links import S3ObjectLink
-from airflow_s3stream.progress import ProgressSnapshot
+from airflow_s3stream.progress import ProgressSnapshot, plural
 from airflow_s3stream.resources import TaskResources
 from airflow_s3stream.s3.multipart import MultipartConfig
 
@@ -164,7 +164,7 @@ class PostgresToS3StreamOperator(BaseOperator):
                 progress_interval=progress_interval,
             )
         except ConfigurationError as exc:
-            raise ConfigurationError(f"{self.task_id}: {exc}") from exc
+            raise standing_alone(ConfigurationError(f"{self.task_id}: {exc}"), exc) from None
         self.sql, self.s3_bucket, self.s3_key, self.parameters = sql, s3_bucket, s3_key, parameters
         self.postgres_conn_id, self.aws_conn_id = postgres_conn_id, aws_conn_id
         self.progress_interval = progress_interval
@@ -211,7 +211,14 @@ class PostgresToS3StreamOperator(BaseOperator):
                 conn.close()
         for file in result.files:
             verb = "staged" if self.stage_only else "wrote"
-            self.log.info("%s s3://%s/%s: %d rows, %d bytes", verb, result.bucket, file.key, file.rows, file.bytes)
+            self.log.info(
+                "%s s3://%s/%s: %s, %s",
+                verb,
+                result.bucket,
+                file.key,
+                plural(file.rows, "row"),
+                plural(file.bytes, "byte"),
+            )
         if not self.stage_only:
             key = self.s3_key if self.options.split or not result.files else result.files[0].key
             annotate_outlets(

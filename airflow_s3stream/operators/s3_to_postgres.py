@@ -21,9 +21,9 @@ from airflow_s3stream.hooks.postgres import PostgresStreamHook
 from airflow_s3stream.hooks.s3_connection import S3Connection
 from airflow_s3stream.load import LoadOptions, LoadStep, SourceSpec, load_into_postgres
 from airflow_s3stream.load.target import split_table_name
-from airflow_s3stream.operators.failures import named_failures
+from airflow_s3stream.operators.failures import named_failures, standing_alone
 from airflow_s3stream.operators.links import S3ObjectLink
-from airflow_s3stream.progress import ProgressSnapshot
+from airflow_s3stream.progress import ProgressSnapshot, plural
 from airflow_s3stream.resources import TaskResources
 from airflow_s3stream.s3.reader import ReaderConfig
 
@@ -216,7 +216,7 @@ class S3ToPostgresStreamOperator(BaseOperator):
             window = self.task_resources.reader
             self.reader_config = ReaderConfig(block_size=window.block_size, prefetch_blocks=window.prefetch_blocks)
         except (ConfigurationError, ValueError) as exc:
-            raise ConfigurationError(f"{self.task_id}: {exc}") from exc
+            raise standing_alone(ConfigurationError(f"{self.task_id}: {exc}"), exc) from None
         self.table, self.s3_bucket, self.s3_key, self.zip_member = table, s3_bucket, s3_key, zip_member
         self.interval_filter, self.parameters = interval_filter, parameters
         self.source_from_asset_event = source_from_asset_event
@@ -273,7 +273,7 @@ class S3ToPostgresStreamOperator(BaseOperator):
                 options = dataclasses.replace(self.options, interval_filter=self.interval_filter).validate()
                 split_table_name(self.table)
             except ConfigurationError as exc:
-                raise ConfigurationError(f"{self.task_id}: {exc}") from exc
+                raise standing_alone(ConfigurationError(f"{self.task_id}: {exc}"), exc) from None
             s3 = S3Connection.open(self.aws_conn_id, self.task_resources)
             client = s3.client
             reader = dataclasses.replace(self.reader_config, retry=s3.retry)
@@ -297,5 +297,5 @@ class S3ToPostgresStreamOperator(BaseOperator):
                 self._conn = None
                 conn.close()
         for file in result.files:
-            self.log.info("loaded %s: %d rows, %d bytes", file.key, file.rows, file.bytes)
+            self.log.info("loaded %s: %s, %s", file.key, plural(file.rows, "row"), plural(file.bytes, "byte"))
         return result.to_dict()

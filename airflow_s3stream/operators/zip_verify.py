@@ -20,7 +20,7 @@ from airflow_s3stream.archive.zip import ZipLimits
 from airflow_s3stream.budget import DEFAULT_MEMORY_BUDGET
 from airflow_s3stream.errors import ConfigurationError
 from airflow_s3stream.hooks.s3_connection import S3Connection
-from airflow_s3stream.operators.failures import named_failures
+from airflow_s3stream.operators.failures import named_failures, standing_alone
 from airflow_s3stream.operators.links import S3ObjectLink
 from airflow_s3stream.resources import TaskResources
 from airflow_s3stream.s3.objects import put_object
@@ -113,7 +113,7 @@ class S3ZipVerifyOperator(BaseOperator):
             )
             self.limits = ZipLimits(max_ratio=max_ratio, max_total_uncompressed=max_total_uncompressed)
         except ValueError as exc:
-            raise ConfigurationError(f"{self.task_id}: {exc}") from exc
+            raise standing_alone(ConfigurationError(f"{self.task_id}: {exc}"), exc) from None
         self.s3_bucket, self.s3_key, self.aws_conn_id = s3_bucket, s3_key, aws_conn_id
         self.mode, self.report_key, self.fail_on_invalid = mode, report_key, fail_on_invalid
         self.max_attempts = max_attempts

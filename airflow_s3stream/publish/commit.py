@@ -28,6 +28,7 @@ empty file a 0-byte part: S3 and moto accept it), so every staged file is publis
 from __future__ import annotations
 
 import logging
+import posixpath
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -35,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from airflow_s3stream.errors import ChecksumMismatchError, UploadError
+from airflow_s3stream.progress import plural
 from airflow_s3stream.publish.manifest import encode_manifest, with_published
 from airflow_s3stream.publish.state import CommitPlan
 from airflow_s3stream.s3.multipart.completion import complete_and_verify, confirm_completed
@@ -103,16 +105,22 @@ def _publish(client: S3Client, plan: CommitPlan, config: MultipartConfig) -> Com
             result = future.result()  # raises the first failure, in plan order
             results[result.key] = result
     if plan.delete:
-        log.info("deleting %d stale object(s) of an earlier run: %s", len(plan.delete), ", ".join(plan.delete[:5]))
+        log.info(
+            "deleting %s of an earlier run: %s",
+            plural(len(plan.delete), "stale object"),
+            ", ".join(plan.delete[:5]),
+        )
         delete_keys(client, plan.bucket, list(plan.delete), config.retry)
     if plan.manifest_key is not None and plan.manifest is not None:
         body = encode_manifest(with_published(plan.manifest, results))
         put_object(client, plan.bucket, plan.manifest_key, body, config.retry, ContentType="application/json")
     commit_ms = round((time.monotonic() - started) * 1000, 1)
+    keys = [u.key for u in plan.uploads] + ([plan.manifest_key] if plan.manifest_key else [])
     log.info(
-        "committed %d file(s) under s3://%s/ in %.1f ms (first Complete to manifest written)",
-        len(plan.uploads),
+        "committed %s under s3://%s/%s in %.1f ms (first Complete to manifest written)",
+        plural(len(plan.uploads), "file"),
         plan.bucket,
+        _common_folder(keys),
         commit_ms,
     )
     return CommitOutcome(results, list(plan.delete), commit_ms)
@@ -151,7 +159,7 @@ def check_staged(client: S3Client, uploads: Sequence[StagedUpload], config: Mult
     if problems:
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
         raise UploadError(
-            f"{len(problems)} of {len(uploads)} staged file(s) can no longer be committed: "
+            f"{len(problems)} of {plural(len(uploads), 'staged file')} can no longer be committed: "
             + "; ".join(problems[:3])
             + more
             + ". Re-run the tasks that staged them (clear the export tasks and everything downstream)."
@@ -181,10 +189,10 @@ def finish_recorded_commit(
         _drop_state(client, bucket, state_key, config)
         return None
     log.warning(
-        "s3://%s/%s: an earlier try was killed during its commit of %d file(s); finishing it first",
+        "s3://%s/%s: an earlier try was killed during its commit of %s; finishing it first",
         bucket,
         state_key,
-        len(plan.uploads),
+        plural(len(plan.uploads), "file"),
     )
     try:
         outcome = _publish(client, plan, config)
@@ -199,3 +207,9 @@ def finish_recorded_commit(
 
 def _drop_state(client: S3Client, bucket: str, state_key: str, config: MultipartConfig) -> None:
     delete_keys(client, bucket, [state_key], config.retry)
+
+
+def _common_folder(keys: list[str]) -> str:
+    """The longest ``folder/`` every key lies under ('' for none): what a commit's log line names."""
+    common = posixpath.commonprefix(keys) if keys else ""
+    return common[: common.rfind("/") + 1]

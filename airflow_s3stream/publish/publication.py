@@ -25,6 +25,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow_s3stream.errors import DestinationError
+from airflow_s3stream.progress import plural
 from airflow_s3stream.publish.commit import CommitOutcome, check_staged, commit, finish_recorded_commit
 from airflow_s3stream.publish.state import CommitPlan
 from airflow_s3stream.s3.multipart.cleanup import abort_stale_uploads, abort_upload
@@ -105,8 +106,8 @@ def publish(
         leftovers = [u for u in _open_uploads(client, publication, config) or () if u[1] not in keep]
         if leftovers:
             log.warning(
-                "aborting %d upload(s) left open under s3://%s/%s by killed tries",
-                len(leftovers),
+                "aborting %s left open under s3://%s/%s by killed tries",
+                plural(len(leftovers), "upload"),
                 publication.bucket,
                 publication.owned_prefix,
             )
@@ -133,15 +134,15 @@ def abandon(
     targets = sorted(listed) if listed is not None else [(u.key, u.upload_id) for u in publication.uploads]
     if targets:
         log.warning(
-            "aborting %d staged upload(s) in s3://%s/%s: the previous output stays as it was",
-            len(targets),
+            "aborting %s in s3://%s/%s: the previous output stays as it was",
+            plural(len(targets), "staged upload"),
             publication.bucket,
             publication.owned_prefix or "",
         )
     _abort(client, publication.bucket, targets, config)
     done.aborted = sorted({key for key, _ in targets})
     if completed:
-        log.warning("deleting %d object(s) this run completed", len(completed))
+        log.warning("deleting %s this run completed", plural(len(completed), "object"))
         delete_keys(client, publication.bucket, list(completed), config.retry)
         done.deleted = list(completed)
     return done

@@ -16,6 +16,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from airflow_s3stream.errors import UploadError
+from airflow_s3stream.progress import plural
 from airflow_s3stream.s3.multipart.completion import Finished, confirm_completed
 from airflow_s3stream.s3.multipart.config import MultipartConfig
 from airflow_s3stream.s3.multipart.result import UploadResult
@@ -227,7 +228,12 @@ class UploadClaim:
                 state.parts[part.number] = record
                 adopted += 1
         if adopted:
-            log.info("%s: %d part(s) the server holds match the source; not sent again", session.uri, adopted)
+            log.info(
+                "%s: %s the server holds %s the source; not sent again",
+                session.uri,
+                plural(adopted, "part"),
+                "matches" if adopted == 1 else "match",
+            )
         return adopted
 
 

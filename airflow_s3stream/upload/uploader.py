@@ -34,7 +34,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from airflow_s3stream.errors import ConfigurationError
-from airflow_s3stream.progress import Progress
+from airflow_s3stream.progress import Progress, plural
 from airflow_s3stream.s3.multipart.checksums import PartDigest, PartHasher
 from airflow_s3stream.s3.multipart.completion import Finished, complete_and_verify, put_and_verify
 from airflow_s3stream.s3.multipart.config import MultipartConfig, PartRange, PartSizer
@@ -178,11 +178,11 @@ class ResumableUploader:
         checkpointer = Checkpointer(self.store, state) if self.resume else None
         progress = Progress(self.uri, plan.bytes_in(missing), self.config.progress_interval)
         log.info(
-            "uploading %s: %d bytes in %d parts of %d bytes, %d to send, %d in parallel",
+            "uploading %s: %s in %s of %s, %d to send, %d in parallel",
             self.uri,
-            plan.size,
-            len(plan),
-            plan.part_size,
+            plural(plan.size, "byte"),
+            plural(len(plan), "part"),
+            plural(plan.part_size, "byte"),
             len(missing),
             self.config.max_concurrency,
         )

@@ -120,7 +120,7 @@ def test_a_staged_upload_gone_before_the_publish_publishes_nothing(s3_client: An
     gone = staged.uploads[1]
     s3_client.abort_multipart_upload(Bucket=bucket, Key=gone.key, UploadId=gone.upload_id)  # e.g. a lifecycle rule
 
-    with pytest.raises(UploadError, match=r"1 of 2 staged file\(s\) can no longer be committed: .*part-00001\.csv"):
+    with pytest.raises(UploadError, match=r"1 of 2 staged files can no longer be committed: .*part-00001\.csv"):
         publish(s3_client, publication(bucket, staged.uploads, staged_elsewhere=True), CONFIG)
 
     assert visible(s3_client, bucket) == {}

@@ -1,9 +1,10 @@
 """``make demo``: every operator of the package, through real Airflow DAG runs, end to end.
 
 1. start (or find) Postgres and S3 with :mod:`tests.support.devservices` (embedded defaults);
-2. create the database ``s3stream_demo`` on that server (the demo's own: nothing else on the
-   server is read or changed), load ``public.demo_orders`` there (``--rows`` rows over
-   2023-12-31 .. 2024-01-02), create the bucket ``s3stream`` and a few sample files;
+2. create this checkout's database ``s3stream_demo_<hash>`` on that server (:func:`demo_database_name`:
+   the hash is of the checkout's absolute path, so two checkouts sharing one server never touch each
+   other's data; nothing else on the server is read or changed), load ``public.demo_orders`` there
+   (``--rows`` rows over 2023-12-31 .. 2024-01-02), create the bucket ``s3stream`` and a few sample files;
 3. in a throwaway ``AIRFLOW_HOME`` with SQLite: ``airflow db migrate``, then the real CLI:
    ``airflow dags test s3stream_postgres_to_s3_daily 2024-01-01`` (the export example DAG), then
    ``airflow dags test s3stream_demo_tour`` (:mod:`tests.tools.demo_dags.demo_tour`: load the export
@@ -17,8 +18,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -27,12 +31,25 @@ import threading
 import time
 import urllib.parse
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from airflow_s3stream.progress import plural
 from tests.support import devservices
 
-__all__ = ["BUCKET", "DEMO_DATABASE", "SAMPLE_PREFIX", "load_demo_data", "main"]
+__all__ = [
+    "BUCKET",
+    "DEMO_DATABASE",
+    "DatabaseBusyError",
+    "SAMPLE_PREFIX",
+    "create_demo_database",
+    "database_lock",
+    "demo_database_name",
+    "demo_database_uri",
+    "load_demo_data",
+    "main",
+]
 
 DAG_ID = "s3stream_postgres_to_s3_daily"
 TOUR_DAG_ID = "s3stream_demo_tour"
@@ -41,7 +58,6 @@ BAG_KEY = "archives/sample-bag.zip"  # written by the tour's package task; the v
 TAMPERED_KEY = "archives/sample-bag-tampered.zip"  # written by the tour's tamper task
 LOGICAL_DATE = "2024-01-01"
 BUCKET = "s3stream"  # the example DAGs' default bucket, so their trigger forms work as they are
-DEMO_DATABASE = "s3stream_demo"  # created by the demo; the only database it writes to
 TABLE = "public.demo_orders"
 LOAD_TABLE = "public.demo_orders_loaded"
 UPLOAD_BYTES = 24 * 1024 * 1024  # three 8 MiB parts
@@ -62,6 +78,20 @@ DROP TABLE IF EXISTS {LOAD_TABLE};
 CREATE TABLE {LOAD_TABLE} (LIKE {TABLE});
 """
 REPO = Path(__file__).resolve().parents[2]  # tests/tools/demo.py -> the checkout
+
+
+def demo_database_name(checkout: Path = REPO, tool: str = "demo") -> str:
+    """The database ``tool`` (``demo`` or ``playground``) of ``checkout`` owns on a shared server:
+    ``s3stream_<tool>_<first 10 hex digits of the SHA-256 of the checkout's absolute path>``.
+
+    Two checkouts (two clones, two worktrees) get two databases, so their demos, playgrounds and
+    tests can share one Postgres server at the same time; the same checkout reuses its own.
+    """
+    digest = hashlib.sha256(str(checkout.resolve()).encode()).hexdigest()[:10]
+    return f"s3stream_{tool}_{digest}"
+
+
+DEMO_DATABASE = demo_database_name()  # this checkout's; the only database the demo writes to
 INTERVAL_NOTE = (
     "Why 2023-12-31: the daily DAG exports whole UTC days [start, end). A run triggered (or tested) "
     "for 2024-01-01 happens at midnight of that day, when only 2023-12-31 is complete, so Airflow "
@@ -116,21 +146,61 @@ def _airflow(args: list[str], env: dict[str, str], what: str) -> tuple[int, floa
         return os.waitstatus_to_exitcode(status), time.monotonic() - started, usage.ru_maxrss / 1024, out.read()
 
 
-def demo_database_uri(server_uri: str) -> str:
-    """``server_uri`` with its database replaced by :data:`DEMO_DATABASE`."""
+def demo_database_uri(server_uri: str, database: str = DEMO_DATABASE) -> str:
+    """``server_uri`` with its database replaced by ``database`` (this checkout's demo database)."""
     parts = urllib.parse.urlsplit(server_uri)
-    return urllib.parse.urlunsplit(parts._replace(path="/" + DEMO_DATABASE))
+    return urllib.parse.urlunsplit(parts._replace(path="/" + database))
 
 
-def create_demo_database(server_uri: str) -> str:
-    """Create :data:`DEMO_DATABASE` on the server unless it exists; return its URI. Nothing else is touched."""
+def create_demo_database(server_uri: str, database: str = DEMO_DATABASE) -> str:
+    """Create ``database`` on the server unless it exists; return its URI. Nothing else is touched."""
     import psycopg
 
     with psycopg.connect(server_uri, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DEMO_DATABASE,)).fetchone()
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone()
         if not exists:
-            conn.execute(f'CREATE DATABASE "{DEMO_DATABASE}"')
-    return demo_database_uri(server_uri)
+            # A run of the same checkout may create it a moment before us (then its lock stops us).
+            with contextlib.suppress(psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+                conn.execute(f'CREATE DATABASE "{database}"')
+    return demo_database_uri(server_uri, database)
+
+
+DATABASE_LOCK_KEY = 0x5333_5354  # "S3ST": the advisory lock a run holds on its database while it runs
+
+
+class DatabaseBusyError(RuntimeError):
+    """Another run of the same checkout holds the database's lock; the message says which."""
+
+
+@contextlib.contextmanager
+def database_lock(database_uri: str, who: str) -> Iterator[None]:
+    """Hold the advisory lock of the demo database at ``database_uri`` for the block.
+
+    Two runs of the *same* checkout (say ``make demo`` twice at once) would otherwise reload each
+    other's tables. The second one fails at once with :class:`DatabaseBusyError`, naming the
+    holder: its ``who`` (tool, process id, host) and since when. Released when the block ends,
+    and by the server if the process dies.
+    """
+    import psycopg
+
+    with psycopg.connect(database_uri, autocommit=True, application_name=who[:63]) as conn:
+        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (DATABASE_LOCK_KEY,)).fetchone()
+        if not (row and row[0]):
+            holder = conn.execute(
+                "SELECT a.application_name, a.backend_start FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+                "WHERE l.locktype = 'advisory' AND l.granted AND l.objid = %s AND l.database = "
+                "(SELECT oid FROM pg_database WHERE datname = current_database())",
+                (DATABASE_LOCK_KEY,),
+            ).fetchone()
+            held_by = f"{holder[0]} since {holder[1]:%H:%M:%S %Z}" if holder else "another run (gone a moment ago?)"
+            raise DatabaseBusyError(
+                f"database {conn.info.dbname} is in use by {held_by}: wait for it to finish "
+                "(or stop it), then run again"
+            )
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (DATABASE_LOCK_KEY,))
 
 
 def _sample_files() -> dict[str, bytes]:
@@ -146,11 +216,11 @@ def _sample_files() -> dict[str, bytes]:
     return dict(module.SAMPLE_FILES)
 
 
-def load_demo_data(services: devservices.DevServices, rows: int) -> tuple[str, Any]:
-    """Create the demo database, the orders table, the bucket and the sample files; return (db URI, S3 client)."""
+def load_demo_data(services: devservices.DevServices, rows: int, database: str = DEMO_DATABASE) -> tuple[str, Any]:
+    """Create ``database``, the orders table, the bucket and the sample files; return (db URI, S3 client)."""
     import psycopg
 
-    demo_uri = create_demo_database(services.postgres.uri)
+    demo_uri = create_demo_database(services.postgres.uri, database)
     with psycopg.connect(demo_uri, autocommit=True) as conn:
         conn.execute(LOAD_SQL.replace("%(rows)s", str(int(rows))).encode())
     client = services.s3.client()
@@ -205,7 +275,8 @@ def _print_export(client: Any, manifests: list[tuple[str, dict[str, Any]]], seco
         mb = manifest["bytes"] / 1e6
         secs = max(manifest["seconds"], 1e-9)
         line = (
-            f"  {manifest['format']}/{manifest['compression']}: {manifest['rows']:,} rows in {len(files)} file(s), "
+            f"  {manifest['format']}/{manifest['compression']}: {plural(manifest['rows'], 'row')} in "
+            f"{plural(len(files), 'file')}, "
             f"{mb:,.1f} MB stored in {manifest['seconds']:.1f} s ({mb / secs:.1f} MB/s stored"
         )
         if manifest["format"] == "csv" and manifest.get("compression") == "gzip":
@@ -259,7 +330,7 @@ def _print_verify(report: dict[str, Any], bad: dict[str, Any]) -> None:
     reason = f"{first.get('member')}: {first.get('reason')}" if first.get("member") else first.get("reason")
     say(
         f"  and s3://{BUCKET}/{TAMPERED_KEY}, one byte changed: {'VALID' if bad.get('valid') else 'INVALID'}, "
-        f"{bad.get('error_count', 0)} error(s), first: {reason} (the verify DAG's run fails, as it should)"
+        f"{plural(bad.get('error_count', 0), 'error')}, first: {reason} (the verify DAG's run fails, as it should)"
     )
 
 
@@ -268,16 +339,50 @@ def main(argv: list[str] | None = None) -> int:
         description="Run every operator of airflow-s3stream through real Airflow DAG runs."
     )
     parser.add_argument("--rows", type=int, default=1_500_000, help="rows in the sample table (a third per day)")
+    parser.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="skip step 6, the verify DAG runs (they read only S3): a shorter run of the Postgres steps",
+    )
     args = parser.parse_args(argv)
 
     say("[1/6] starting Postgres and S3 (S3STREAM_POSTGRES_URI / local 5432 / embedded; S3STREAM_S3_ENDPOINT / moto)")
     services = devservices.start_all()
-    say(f"  postgres ({services.postgres.origin}); the demo writes only to its own database {DEMO_DATABASE}")
+    say(
+        f"  postgres ({services.postgres.origin}); the demo writes only to this checkout's database {DEMO_DATABASE} "
+        f"(named from {REPO})"
+    )
     say(f"  s3 ({services.s3.origin}) at {services.s3.endpoint_url}, bucket {BUCKET}")
+    demo_uri = create_demo_database(services.postgres.uri)
+    try:
+        with database_lock(demo_uri, f"make demo pid {os.getpid()} on {os.uname().nodename}"):
+            return _run(args, services)
+    except DatabaseBusyError as exc:
+        say(f"cannot run now: {exc}")
+        return 3
+
+
+def _run(args: argparse.Namespace, services: devservices.DevServices) -> int:
+    """Steps 2 to 6 (with this checkout's database locked). The temporary ``AIRFLOW_HOME`` is removed
+    after a good run and kept, with its path printed, after a failed one."""
     say(f"[2/6] loading {args.rows:,} rows into {DEMO_DATABASE}.{TABLE} and sample files into S3")
     demo_uri, client = load_demo_data(services, args.rows)
-
     home = tempfile.mkdtemp(prefix="s3stream-demo-airflow-")
+    status = 1
+    try:
+        status = _run_dags(args, services, demo_uri, client, home)
+    finally:
+        if status == 0:
+            shutil.rmtree(home, ignore_errors=True)
+            say(f"  (the demo's temporary AIRFLOW_HOME {home} was removed; a failed run keeps it for its logs)")
+        else:
+            say(f"the demo's temporary AIRFLOW_HOME with Airflow's logs is kept: {home} (rm -rf it when done)")
+    return status
+
+
+def _run_dags(
+    args: argparse.Namespace, services: devservices.DevServices, demo_uri: str, client: Any, home: str
+) -> int:
     upload_file = Path(home) / "demo-upload.bin"
     with upload_file.open("wb") as f:
         for i in range(UPLOAD_BYTES // (1 << 20)):
@@ -337,17 +442,20 @@ def main(argv: list[str] | None = None) -> int:
     _print_tour(xcoms, client)
 
     say()
-    say(f"[6/6] verifying the bag and its tampered copy through the example verify DAG: {VERIFY_DAG_ID}")
-    env["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags_examples")
-    reports = {}
-    for key in (BAG_KEY, TAMPERED_KEY):
-        conf = {"bucket": BUCKET, "key": key, "mode": "bagit", "write_report": True}
-        _airflow(["dags", "test", VERIFY_DAG_ID, "-c", json.dumps(conf)], env, f"verifying s3://{BUCKET}/{key}")
-        reports[key] = _report(client, key)
-    if not reports[BAG_KEY].get("valid") or reports[TAMPERED_KEY].get("valid", True):
-        say(f"unexpected verification results: {reports}; logs under {home}")
-        return 1
-    _print_verify(reports[BAG_KEY], reports[TAMPERED_KEY])
+    if args.no_verify:
+        say("[6/6] skipped (--no-verify): the verify DAG runs")
+    else:
+        say(f"[6/6] verifying the bag and its tampered copy through the example verify DAG: {VERIFY_DAG_ID}")
+        env["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags_examples")
+        reports = {}
+        for key in (BAG_KEY, TAMPERED_KEY):
+            conf = {"bucket": BUCKET, "key": key, "mode": "bagit", "write_report": True}
+            _airflow(["dags", "test", VERIFY_DAG_ID, "-c", json.dumps(conf)], env, f"verifying s3://{BUCKET}/{key}")
+            reports[key] = _report(client, key)
+        if not reports[BAG_KEY].get("valid") or reports[TAMPERED_KEY].get("valid", True):
+            say(f"unexpected verification results: {reports}")
+            return 1
+        _print_verify(reports[BAG_KEY], reports[TAMPERED_KEY])
 
     say()
     say(
@@ -356,13 +464,17 @@ def main(argv: list[str] | None = None) -> int:
         "moved). The difference is the libraries a task imports (pyarrow, boto3) and the streaming buffers, which "
         "memory_budget bounds (128 MiB by default) whatever the table's size."
     )
-    say(f"Logs: {log_path} and {tour_log}.")
+    say(
+        f"Left behind: the database {DEMO_DATABASE} on the Postgres server (reused by the next run of this "
+        f'checkout; remove it with DROP DATABASE "{DEMO_DATABASE}"). The embedded services, their data and '
+        "the temporary AIRFLOW_HOME go with this process."
+    )
     say()
     say("Next:")
     say("  make playground   the Airflow UI on the example DAGs with this sample data (no login needed); trigger")
     say("                    s3stream_verify_archive with its defaults to verify archives/sample-bag.zip")
     say("  make test         lint, type checks and the test suite")
-    say("  README.md and docs/ for each operator's parameters; the services above stop with this process.")
+    say("  README.md and docs/ for each operator's parameters.")
     return 0
 
 

@@ -1,7 +1,9 @@
 """``make playground``: the Airflow UI on the example DAGs, with the demo's data, until Ctrl-C.
 
 1. start (or find) Postgres and S3 as ``make demo`` does (:mod:`tests.support.devservices`), load
-   the demo's data into its own database ``s3stream_demo`` and bucket ``s3stream``, and package
+   the demo's data into this checkout's own database ``s3stream_playground_<hash>``
+   (:func:`tests.tools.demo.demo_database_name`, locked while the playground runs) and the bucket
+   ``s3stream``, and package
    the sample bag to ``s3stream/archives/sample-bag.zip`` (what the verify DAG checks by default);
 2. start Airflow natively with :class:`tests.support.airflow_stack.AirflowStack`: api-server,
    scheduler, dag-processor and triggerer, the LocalExecutor, a SQLite metadata DB in a throwaway
@@ -16,6 +18,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -85,11 +88,19 @@ def main(argv: list[str] | None = None) -> int:
 
     from tests.support.airflow_stack import AirflowStack
 
-    demo.say("[1/3] starting Postgres and S3, loading the demo data (database s3stream_demo, bucket s3stream)")
+    database = demo.demo_database_name(tool="playground")
+    demo.say(f"[1/3] starting Postgres and S3, loading the demo data (database {database}, bucket {demo.BUCKET})")
     services = devservices.start_all()
     stack: AirflowStack | None = None
+    lock = contextlib.ExitStack()
     try:
-        demo_uri, _ = demo.load_demo_data(services, args.rows)
+        lock.enter_context(
+            demo.database_lock(
+                demo.create_demo_database(services.postgres.uri, database),
+                f"make playground pid {os.getpid()} on {os.uname().nodename}",
+            )
+        )
+        demo_uri, _ = demo.load_demo_data(services, args.rows, database)
         demo_services = devservices.DevServices(
             postgres=devservices.PostgresService(uri=demo_uri, origin=services.postgres.origin), s3=services.s3
         )
@@ -126,10 +137,14 @@ def main(argv: list[str] | None = None) -> int:
             stack.check_alive()
     except KeyboardInterrupt:
         demo.say("")
+    except demo.DatabaseBusyError as exc:
+        demo.say(f"cannot start: {exc}")
+        return 3
     finally:
         demo.say("stopping Airflow and the services ...")
         if stack is not None:
             stack.stop()
+        lock.close()
         services.stop()
         demo.say("stopped.")
     return 0

@@ -206,7 +206,7 @@ def test_progress_line_has_parts_bytes_rate_and_eta() -> None:
     progress = Progress("s3://b/k", 100_000_000, interval=3600)
     progress.add(25_000_000)
     line = progress.describe(progress.started + 1.0)
-    assert line == "s3://b/k: 1 parts, 25.0 MB of 100.0 MB (25%), 25.0 MB/s, ETA 3 s"
+    assert line == "s3://b/k: 1 part, 25.0 MB of 100.0 MB (25%), 25.0 MB/s, ETA 3 s"
 
 
 def test_a_part_body_hashes_its_first_full_pass_once(tmp_path: Path) -> None:
