@@ -224,4 +224,5 @@ class S3ToBagItZipOperator(BaseOperator):
                 xcom["verification"] = {"valid": report.valid, "errors": [str(e) for e in report.errors[:20]]}
                 if not report.valid:
                     raise AirflowFailException(f"{target}: the bag just written does not verify:\n{report.summary()}")
+        xcom["aws_conn_id"] = self.aws_conn_id  # the provider view reads S3 through it
         return xcom

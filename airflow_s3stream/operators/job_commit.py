@@ -136,7 +136,7 @@ class S3StreamCommitOperator(_JobOperator):
                 "bytes": done.bytes,
             },
         )
-        return done.to_dict()
+        return {**done.to_dict(), "aws_conn_id": self.aws_conn_id}  # the provider view reads S3 through it
 
 
 class S3StreamAbortOperator(_JobOperator):
@@ -174,4 +174,4 @@ class S3StreamAbortOperator(_JobOperator):
             )
         else:
             self.log.info("nothing staged under %s is left open", where)
-        return done.to_dict()
+        return {**done.to_dict(), "aws_conn_id": self.aws_conn_id}  # the provider view reads S3 through it

@@ -190,6 +190,7 @@ class S3MultipartUploadOperator(BaseOperator):
             result.checksum,
             ", ".join(result.verified) or "nothing",
         )
+        output["aws_conn_id"] = self.aws_conn_id  # the provider view reads S3 through it
         return output
 
     def on_kill(self) -> None:

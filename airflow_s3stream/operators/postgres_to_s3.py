@@ -232,4 +232,4 @@ class PostgresToS3StreamOperator(BaseOperator):
                     "bytes": result.bytes,
                 },
             )
-        return result.to_dict()
+        return {**result.to_dict(), "aws_conn_id": self.aws_conn_id}  # the provider view reads S3 through it

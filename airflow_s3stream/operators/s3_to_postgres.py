@@ -298,4 +298,4 @@ class S3ToPostgresStreamOperator(BaseOperator):
                 conn.close()
         for file in result.files:
             self.log.info("loaded %s: %s, %s", file.key, plural(file.rows, "row"), plural(file.bytes, "byte"))
-        return result.to_dict()
+        return {**result.to_dict(), "aws_conn_id": self.aws_conn_id}  # the provider view reads S3 through it

@@ -136,6 +136,7 @@ class S3ZipVerifyOperator(BaseOperator):
             )
             report = verify_archive(S3ObjectSource(client, self.s3_bucket, self.s3_key), config)
             result = report.to_dict()
+            result["aws_conn_id"] = self.aws_conn_id  # the provider view reads S3 through it
             self.log.info("%s", report.summary())
             if self.report_key:
                 body = json.dumps(result, indent=2).encode()

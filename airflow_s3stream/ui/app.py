@@ -9,8 +9,8 @@ Routes (HTML pages, shown by the UI in an iframe: a tab of each task instance an
 * ``GET /runs?dag_id&state``: recent task instances of our operators in the DAGs the user may read.
 
 The user is the api-server's (the UI's ``_token`` cookie, or a bearer token); the DB session is
-the api-server's. S3 is reached through the task's own Airflow connection: ``aws_conn_id`` in the
-result when it records one, else the operators' default ``aws_default``.
+the api-server's. S3 is reached through the task's own Airflow connection: the ``aws_conn_id`` every
+operator's result records (a result from before it did: the operators' default ``aws_default``).
 """
 
 from __future__ import annotations

@@ -281,6 +281,7 @@ def test_operator_returns_the_report_and_writes_it_beside_the_archive(
     assert result["valid"] is True and result["mode"] == "bagit"
     assert result["payload_files"] == len(FILES) and result["algorithms"] == ["sha256", "sha512"]
     assert result["requests"] == s3_proxy.count("GetObject") == 2
+    assert result["aws_conn_id"] == proxy_conn  # the provider view reads S3 through the task's connection
     stored = json.loads(s3_client.get_object(Bucket=bucket, Key="in/bag.zip.verification.json")["Body"].read())
     assert stored == json.loads(json.dumps(result))
 
