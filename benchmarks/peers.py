@@ -58,6 +58,12 @@ FIDELITY_COLUMNS = {
 }
 
 
+def _peer(module: str) -> Any:
+    """A module of the ``bench`` extra, imported by name: the package's type check then needs no
+    peer installed (``ModuleNotFoundError`` names the module, and :data:`INSTALL_HINT` says how)."""
+    return importlib.import_module(module)
+
+
 def missing_peers() -> list[str]:
     """The peer modules of the ``bench`` extra that are not importable here (empty: all are)."""
     return [name for name in PEER_MODULES if importlib.util.find_spec(name) is None]
@@ -88,9 +94,7 @@ class PeerStore:
 
     def dlt_credentials(self) -> Any:
         """dlt's ``AwsCredentials`` for this endpoint (path-style URLs)."""
-        from dlt.common.configuration.specs import AwsCredentials
-
-        return AwsCredentials(
+        return _peer("dlt.common.configuration.specs").AwsCredentials(
             aws_access_key_id=self.access_key_id,
             aws_secret_access_key=self.secret_access_key,
             region_name=self.region,
@@ -127,8 +131,7 @@ def parquet_schema(client: Any, bucket: str, prefix: str) -> Any:
 def duckdb_connect(store: PeerStore, pg_uri: str, *, threads: int = 2, memory_limit: str | None = None) -> Any:
     """A DuckDB connection with the postgres and httpfs extensions loaded from their PyPI wheels
     (nothing downloaded), an S3 secret for ``store`` and the Postgres database attached as ``pg``."""
-    import duckdb
-    import duckdb_extensions
+    duckdb, duckdb_extensions = _peer("duckdb"), _peer("duckdb_extensions")
 
     config: dict[str, Any] = {
         "threads": threads,
@@ -178,9 +181,8 @@ def dlt_export(store: PeerStore, pg_uri: str, table: str, bucket_url: str) -> fl
     """dlt's ``sql_table`` (pyarrow backend) to a ``filesystem`` destination at ``bucket_url``,
     Parquet; the seconds of ``pipeline.run``."""
     workdir = _dlt_environment()
-    import dlt
-    from dlt.destinations import filesystem
-    from dlt.sources.sql_database import sql_table
+    dlt, filesystem = _peer("dlt"), _peer("dlt.destinations").filesystem
+    sql_table = _peer("dlt.sources.sql_database").sql_table
 
     destination = filesystem(bucket_url=bucket_url, credentials=store.dlt_credentials())
     pipeline = dlt.pipeline(
@@ -196,11 +198,11 @@ def dlt_load(store: PeerStore, pg_uri: str, bucket_url: str, file_glob: str, dat
     """dlt's ``filesystem`` source and ``read_parquet`` (the objects ``file_glob`` names under
     ``bucket_url``) to Postgres, table ``<dataset>.rows``; the seconds of ``pipeline.run``."""
     workdir = _dlt_environment()
-    import dlt
-    from dlt.destinations import postgres
-    from dlt.sources.filesystem import filesystem, read_parquet
+    dlt, postgres = _peer("dlt"), _peer("dlt.destinations").postgres
+    filesystem, read_parquet = _peer("dlt.sources.filesystem").filesystem, _peer("dlt.sources.filesystem").read_parquet
 
-    source = (filesystem(bucket_url=bucket_url, credentials=store.dlt_credentials(), file_glob=file_glob) | read_parquet()).with_name("rows")
+    files = filesystem(bucket_url=bucket_url, credentials=store.dlt_credentials(), file_glob=file_glob)
+    source = (files | read_parquet()).with_name("rows")
     pipeline = dlt.pipeline(
         pipeline_name="bench_load",
         destination=postgres(credentials=_with_password(pg_uri)),
