@@ -342,9 +342,8 @@ def _fidelity(args: argparse.Namespace, postgres: Any, s3: Any, client: Any) -> 
     dataset = f"{DLT_DATASET}_types"
 
     def operator() -> str:
-        S3ToPostgresStreamOperator(task_id="types", s3_bucket=BUCKET, s3_key=TYPES_KEY, table="types_operator").execute(
-            {}
-        )
+        load = S3ToPostgresStreamOperator(task_id="types", s3_bucket=BUCKET, s3_key=TYPES_KEY, table="types_operator")
+        load.execute({})
         return "public.types_operator"
 
     def duckdb() -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -133,18 +134,22 @@ def duckdb_connect(store: PeerStore, pg_uri: str, *, threads: int = 2, memory_li
     (nothing downloaded), an S3 secret for ``store`` and the Postgres database attached as ``pg``."""
     duckdb, duckdb_extensions = _peer("duckdb"), _peer("duckdb_extensions")
 
+    extension_directory = tempfile.mkdtemp(prefix="bench-duckdb-ext-")  # INSTALL copies the wheel's file here
     config: dict[str, Any] = {
         "threads": threads,
         "autoinstall_known_extensions": False,
         "autoload_known_extensions": False,
-        "extension_directory": tempfile.mkdtemp(prefix="bench-duckdb-ext-"),
+        "extension_directory": extension_directory,
     }
     if memory_limit:
         config["memory_limit"] = memory_limit
     con = duckdb.connect(":memory:", config=config)
-    for name in ("postgres", "httpfs"):
-        duckdb_extensions.import_extension(name, con=con)
-        con.execute(f"LOAD {name}")
+    try:
+        for name in ("postgres", "httpfs"):
+            duckdb_extensions.import_extension(name, con=con)
+            con.execute(f"LOAD {name}")
+    finally:  # loaded (mapped): the 60 MB copies are not needed any more
+        shutil.rmtree(extension_directory, ignore_errors=True)
     con.execute(
         "CREATE SECRET bench_store (TYPE s3, KEY_ID ?, SECRET ?, REGION ?, ENDPOINT ?, URL_STYLE 'path', USE_SSL ?)",
         [store.access_key_id, store.secret_access_key, store.region, store.host, store.use_ssl],
@@ -190,8 +195,11 @@ def dlt_export(store: PeerStore, pg_uri: str, table: str, bucket_url: str) -> fl
     )
     source = sql_table(credentials=_sqlalchemy_uri(pg_uri), table=table, backend="pyarrow")
     started = time.monotonic()
-    pipeline.run(source, loader_file_format="parquet")
-    return time.monotonic() - started
+    try:
+        pipeline.run(source, loader_file_format="parquet")
+        return time.monotonic() - started
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def dlt_load(store: PeerStore, pg_uri: str, bucket_url: str, file_glob: str, dataset: str) -> float:
@@ -210,8 +218,11 @@ def dlt_load(store: PeerStore, pg_uri: str, bucket_url: str, file_glob: str, dat
         pipelines_dir=str(workdir),
     )
     started = time.monotonic()
-    pipeline.run(source)
-    return time.monotonic() - started
+    try:
+        pipeline.run(source)
+        return time.monotonic() - started
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _with_password(pg_uri: str) -> str:
