@@ -48,6 +48,7 @@ __all__ = [
 INSTALL_HINT = "not installed: pip install -e '.[bench]'"
 PEER_MODULES = ("duckdb", "duckdb_extensions", "duckdb_extension_postgres", "duckdb_extension_httpfs", "dlt")
 # the exact-types columns and the Postgres type each must keep: the benchmark table's types, plus jsonb and boolean
+SHORT_TYPES = {"timestamp with time zone": "timestamptz", "character varying": "varchar"}
 FIDELITY_COLUMNS = {
     "id": "bigint",
     "customer": "text",
@@ -177,8 +178,11 @@ def duckdb_load(con: Any, table: str, url: str) -> float:
 
 
 def _dlt_environment() -> Path:
-    """No telemetry, and a throwaway working directory for dlt's pipelines."""
+    """No telemetry, no Airflow Variables as a config source (dlt looks them up whenever Airflow is
+    importable, and the benchmarks' Airflow has no metadata database), and a throwaway working
+    directory for dlt's pipelines."""
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+    os.environ.setdefault("PROVIDERS__ENABLE_AIRFLOW_SECRETS", "false")
     return Path(tempfile.mkdtemp(prefix="bench-dlt-"))
 
 
@@ -314,11 +318,11 @@ def load_fidelity(conn: Any, source: str, target: str) -> dict[str, str]:
             continue
         index, source_index = present.index(name), list(FIDELITY_COLUMNS).index(name)
         differ = sum(1 for row in got if not _same(src.get(row[0], (None,) * 7)[source_index], row[index]))
-        problems = []
+        problems: list[str] = []
         if types[name] != expected_type:
-            problems.append(types[name])
+            problems.append(SHORT_TYPES.get(str(types[name]), str(types[name])))
         if differ or len(got) != len(src):
-            problems.append(f"{differ + abs(len(src) - len(got))} values differ")
+            problems.append(f"{differ + abs(len(src) - len(got))} differ")
         cells[name] = "yes" if not problems else "no: " + ", ".join(problems)
     return cells
 
@@ -333,12 +337,14 @@ def print_fidelity(title: str, results: dict[str, dict[str, dict[str, str]]]) ->
     """Print ``{store: {tool: {column: cell}}}`` as one table per store: a row per tool, a column per
     exact-types column (``yes`` or what it became). A tool that failed carries ``{"error": text}``."""
     columns: Sequence[str] = list(FIDELITY_COLUMNS)
+    heads = {c: f"{c} {SHORT_TYPES.get(FIDELITY_COLUMNS[c], FIDELITY_COLUMNS[c])}" for c in columns}
     for store, tools in results.items():
-        width = max([12, *(len(c) for cells in tools.values() for c in cells.values() if not cells.get("error"))])
+        rows = [cells for cells in tools.values() if not cells.get("error")]
+        widths = {c: max([len(heads[c]), *(len(cells.get(c, "")) for cells in rows)]) for c in columns}
         print(f"\n{title} ({store}): does each exact-types column survive the round trip?")
-        print(f"{'':<20} " + " ".join(f"{c + ' ' + FIDELITY_COLUMNS[c]:<{width}}"[:width] for c in columns))
+        print(f"{'':<20} " + " ".join(f"{heads[c]:<{widths[c]}}" for c in columns))
         for tool, cells in tools.items():
             if cells.get("error"):
                 print(f"{tool:<20} {cells['error']}")
             else:
-                print(f"{tool:<20} " + " ".join(f"{cells.get(c, ''):<{width}}" for c in columns))
+                print(f"{tool:<20} " + " ".join(f"{cells.get(c, ''):<{widths[c]}}" for c in columns))
