@@ -47,8 +47,8 @@ __all__ = [
 
 INSTALL_HINT = "not installed: pip install -e '.[bench]'"
 PEER_MODULES = ("duckdb", "duckdb_extensions", "duckdb_extension_postgres", "duckdb_extension_httpfs", "dlt")
+SHORT_TYPES = {"timestamp with time zone": "timestamptz", "character varying": "varchar"}  # as the table shows them
 # the exact-types columns and the Postgres type each must keep: the benchmark table's types, plus jsonb and boolean
-SHORT_TYPES = {"timestamp with time zone": "timestamptz", "character varying": "varchar"}
 FIDELITY_COLUMNS = {
     "id": "bigint",
     "customer": "text",
