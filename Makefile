@@ -83,7 +83,11 @@ test-stores: $(STAMP)
 		$(BIN)/python -m pytest $(STORE_TESTS) --store=$$store || exit 1; \
 	done
 
+# The bench extra first: the peers the export and load benchmarks measure (DuckDB, dlt).
 bench: $(STAMP)
+	@echo "==> installing the benchmark peers (the bench extra: DuckDB and its extensions, dlt)"
+	@$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev,bench]' || \
+		$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	for script in benchmarks/bench_*.py; do $(BIN)/python $$script || exit 1; done
 
 clean:

@@ -20,7 +20,18 @@ child's own ``VmHWM``; ``ru_maxrss`` would include the parent's, inherited acros
   rounds: each file completed as it closes (before the staged commit) and every file staged then
   published by one commit (today); ``commit ms`` is the commit window (first Complete to manifest);
 * the job commit (``S3StreamCommitOperator``'s work) of 1, 10 and 100 small staged files;
-* an idle interpreter with the operator's imports (the memory baseline).
+* an idle interpreter with the operator's imports (the memory baseline);
+* the peers (:mod:`benchmarks.peers`, from the ``bench`` extra) on the whole table (``--rows``
+  rows): DuckDB with 2 threads, ``COPY (SELECT * FROM pg.public.<table>) TO 's3://...'`` as
+  Parquet and as CSV, Parquet again with ``memory_limit='128MB'``, and dlt's ``sql_table``
+  (pyarrow backend) to a ``filesystem`` destination, Parquet. Their seconds are the export call
+  alone (imports, extension loading and ``ATTACH`` come before the clock); ``out MB`` is the sum of
+  the objects they wrote. Without the extra their cells say what to install, and the script
+  exits with status 1 once it has printed everything else.
+
+A type-fidelity table follows: a small table of the exact-types columns (bigint, two texts,
+numeric(12,2), timestamptz, jsonb, boolean) exported as Parquet by the operator, DuckDB and dlt,
+each file's Arrow schema read back and compared with the exact types (jsonb: Arrow's JSON type).
 
 MB/s is CSV-equivalent MB (the CSV size of the same rows) per second, so formats compare on the
 same data; ``out MB`` is what was stored. Each store is started for its run
@@ -47,6 +58,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `python benchmarks/bench_export.py`, as `make bench` runs it
 
+from benchmarks import peers  # noqa: E402
 from benchmarks.orders import orders_table_sql  # noqa: E402
 from benchmarks.stores import Column, add_store_argument, print_side_by_side, ratio_notes, run_on_stores, service_env  # noqa: E402
 from tests.support.devservices import S3Service  # noqa: E402
@@ -57,6 +69,8 @@ BEFORE_BUDGET = {"part_size": 16 * MiB, "max_concurrency": 8, "parquet_row_group
 SPLIT_MIB = int(os.environ.get("BENCH_SPLIT_MIB", "32"))  # set by --split-mib for the children
 BUCKET = "bench-export"
 TABLE = "bench_export"
+TYPES_TABLE = "bench_export_types"  # the exact-types columns of the type-fidelity table
+FIDELITY = "__fidelity__"  # the key of a store's fidelity cells among its rows
 
 
 def _client(s3: S3Service) -> Any:
@@ -84,6 +98,8 @@ def run_case(case: str, rows: int, s3: S3Service, pg_uri: str) -> dict[str, Any]
         return {"seconds": 0.0, "bytes": 0}
     if case.startswith("operator_"):  # imported before the clock starts, like every other method's library
         from airflow_s3stream.operators import PostgresToS3StreamOperator
+    if case.startswith(("duckdb_", "dlt_")) or case == "fidelity":
+        return run_peer_case(case, s3, pg_uri)
     started = time.monotonic()
     stored = 0
     if case == "copy_to_nothing":
@@ -197,11 +213,72 @@ def run_case(case: str, rows: int, s3: S3Service, pg_uri: str) -> dict[str, Any]
     return {"seconds": time.monotonic() - started, "bytes": stored}
 
 
+def run_peer_case(case: str, s3: S3Service, pg_uri: str) -> dict[str, Any]:
+    """A peer's export of the whole table (seconds of the export call, bytes it stored), or
+    ``fidelity``: every tool's exact-types cells."""
+    store = peers.PeerStore.of(s3)
+    client = _client(s3)
+    if case == "fidelity":
+        return {"fidelity": _fidelity(store, client, pg_uri)}
+    prefix = f"{case}/"
+    if case.startswith("duckdb_"):
+        name, _, limit = case.removeprefix("duckdb_").partition("@")
+        con = peers.duckdb_connect(store, pg_uri, threads=2, memory_limit=limit or None)
+        seconds = peers.duckdb_export(con, TABLE, f"s3://{BUCKET}/{prefix}data.{name}", name)
+    elif case == "dlt_parquet":
+        seconds = peers.dlt_export(store, pg_uri, TABLE, f"s3://{BUCKET}/{case}")
+    else:
+        raise SystemExit(f"unknown case {case}")
+    return {"seconds": seconds, "bytes": peers.stored_bytes(client, BUCKET, prefix)}
+
+
+def _fidelity(store: peers.PeerStore, client: Any, pg_uri: str) -> dict[str, dict[str, str]]:
+    """The exact-types table exported as Parquet by each tool, its Arrow schema read back: ``{tool: cells}``."""
+    import psycopg
+
+    from airflow_s3stream.export import ExportOptions, export_query
+
+    def operator(prefix: str) -> None:
+        with psycopg.connect(pg_uri) as conn:
+            export_query(
+                conn,
+                client,
+                sql=f"SELECT * FROM {TYPES_TABLE} ORDER BY id",
+                bucket=BUCKET,
+                key=f"{prefix}data.parquet",
+                options=ExportOptions(file_format="parquet"),
+            )
+
+    def duckdb(prefix: str) -> None:
+        con = peers.duckdb_connect(store, pg_uri)
+        peers.duckdb_export(con, TYPES_TABLE, f"s3://{BUCKET}/{prefix}data.parquet", "parquet")
+
+    def dlt(prefix: str) -> None:
+        peers.dlt_export(store, pg_uri, TYPES_TABLE, f"s3://{BUCKET}/{prefix.rstrip('/')}")
+
+    tools = {"operator (parquet)": operator, "DuckDB": duckdb, "dlt (pyarrow)": dlt}
+    cells: dict[str, dict[str, str]] = {}
+    for i, (tool, export) in enumerate(tools.items()):
+        if tool != "operator (parquet)" and peers.missing_peers():
+            cells[tool] = {"error": peers.INSTALL_HINT}
+            continue
+        prefix = f"fidelity/{i}/"
+        try:
+            export(prefix)
+            cells[tool] = peers.arrow_fidelity(peers.parquet_schema(client, BUCKET, prefix))
+        except Exception as exc:  # one tool's failure is its row, not the table's
+            cells[tool] = {"error": f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
+    return cells
+
+
 # -- the parent: load, run each case in a child, print one table ----------------------------
 
 
 def _child(case: str, rows: int, pg_uri: str, env: dict[str, str]) -> dict[str, Any]:
-    """Run ``case`` in a fresh child process; its result, or ``{"error": ...}`` naming why it failed."""
+    """Run ``case`` in a fresh child process; its result, or ``{"error": ...}`` naming why it failed
+    (``{"skipped": ...}`` for a peer whose extra is not installed)."""
+    if case.startswith(("duckdb_", "dlt_")) and peers.missing_peers():
+        return {"skipped": peers.INSTALL_HINT}
     cmd = [sys.executable, "-m", "benchmarks.bench_export", "--child", case, "--rows", str(rows), "--pg-uri", pg_uri]
     with tempfile.TemporaryFile("w+") as errors:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors, env=env, text=True)
@@ -247,6 +324,12 @@ def _cases(args: argparse.Namespace) -> list[tuple[str, int, str]]:
         for case, how in order if round_ % 2 else order[::-1]:
             cases.append((case, args.rows, f"csv {args.split_mib} MiB parts, {how} #{round_}"))
     cases += [(f"job_commit_{n}", args.commit_rows, f"job commit of {n} staged file(s)") for n in (1, 10, 100)]
+    cases += [  # the peers, on the whole table (it holds --rows rows)
+        ("duckdb_parquet", args.rows, "DuckDB parquet, 2 threads"),
+        ("duckdb_csv", args.rows, "DuckDB csv, 2 threads"),
+        ("duckdb_parquet@128MB", args.rows, "DuckDB parquet, memory_limit='128MB'"),
+        ("dlt_parquet", args.rows, "dlt sql_table (pyarrow) -> filesystem parquet"),
+    ]
     return cases
 
 
@@ -274,22 +357,26 @@ def _measure_store(args: argparse.Namespace, postgres: Any, s3: S3Service) -> di
             r.update(case=case, rows=n)
             rows[label] = r
             _empty_bucket(client)
+        print("running the type-fidelity exports ...", file=sys.stderr, flush=True)
+        fidelity = _child("fidelity", 0, postgres.uri, env)
+        _empty_bucket(client)
     copy_nothing = next((r for r in rows.values() if r["case"] == "copy_to_nothing"), {})
     csv_bytes_per_row = copy_nothing["bytes"] / copy_nothing["rows"] if "bytes" in copy_nothing else None
     for r in rows.values():
-        if r.get("error") or csv_bytes_per_row is None:
+        if r.get("error") or r.get("skipped") or csv_bytes_per_row is None:
             continue
         if r["case"].startswith("job_commit_"):
             r["mb_per_s"] = 0.0  # seconds is the commit call alone; throughput is not the point
         else:
             r["mb_per_s"] = r["rows"] * csv_bytes_per_row / 1e6 / r["seconds"] if r["seconds"] else 0.0
         r["out_mb"] = r["bytes"] / 1e6
+    rows[FIDELITY] = fidelity.get("fidelity") or {"(the fidelity run)": {"error": str(fidelity.get("error"))}}
     return rows
 
 
 def _ratios(args: argparse.Namespace, rows: dict[str, dict[str, Any]]) -> dict[str, tuple[str, str]]:
     """One store's ratios: ``{label: (value shown, target)}``; "n/a" where a row they need failed."""
-    by = {(r["case"], r["rows"]): r for r in rows.values() if not r.get("error")}
+    by = {(r["case"], r["rows"]): r for r in rows.values() if not r.get("error") and not r.get("skipped")}
 
     def mbs(case: str, n: int = args.rows) -> float:
         return float(by[(case, n)]["mb_per_s"])
@@ -300,6 +387,9 @@ def _ratios(args: argparse.Namespace, rows: dict[str, dict[str, Any]]) -> dict[s
     def budget(fmt: str) -> str:
         now, before = f"operator_{fmt}", f"operator_{fmt}@before_budget"
         return f"{mbs(now) / mbs(before):.2f} ({rss(now):.0f} vs {rss(before):.0f} MiB)"
+
+    def out(case: str) -> float:
+        return float(by[(case, args.rows)]["out_mb"])
 
     def split() -> str:  # every round's row (``by`` keeps one per case)
         completed = [r["mb_per_s"] for r in rows.values() if r["case"] == "split_completed" and not r.get("error")]
@@ -326,6 +416,22 @@ def _ratios(args: argparse.Namespace, rows: dict[str, dict[str, Any]]) -> dict[s
         f"peak RSS csv {args.rows:,} rows - idle interpreter": (
             lambda: f"{rss('operator_csv') - rss('idle', 0):.0f} MiB",
             "< 150 MiB",
+        ),
+        "operator parquet / DuckDB parquet (2 threads), speed": (
+            lambda: f"{mbs('operator_parquet') / mbs('duckdb_parquet'):.2f}",
+            ">= 1.0",
+        ),
+        "operator csv / DuckDB csv (2 threads), speed": (
+            lambda: f"{mbs('operator_csv') / mbs('duckdb_csv'):.2f}",
+            ">= 1.1",
+        ),
+        "operator parquet / DuckDB parquet, bytes written": (
+            lambda: f"{out('operator_parquet') / out('duckdb_parquet'):.2f}",
+            "<= 1.05",
+        ),
+        "operator parquet / dlt parquet, speed": (
+            lambda: f"{mbs('operator_parquet') / mbs('dlt_parquet'):.2f}",
+            ">= 1.0",
         ),
     }
     shown: dict[str, tuple[str, str]] = {}
@@ -376,9 +482,11 @@ def main() -> int:
         print(f"loading {args.rows:,} rows into {TABLE} ...", file=sys.stderr, flush=True)
         with psycopg.connect(postgres.uri, autocommit=True) as conn:
             conn.execute(orders_table_sql(TABLE, args.rows).encode())
+            conn.execute(peers.types_table_sql(TYPES_TABLE).encode())
         results = run_on_stores(args, lambda _store, s3: _measure_store(args, postgres, s3))
     finally:
         postgres.stop()
+    fidelity = {store: rows.pop(FIDELITY, {}) for store, rows in results.items()}
     ratios = {store: _ratios(args, rows) for store, rows in results.items()}
     values = {store: {label: value for label, (value, _) in shown.items()} for store, shown in ratios.items()}
     targets = {label: target for shown in ratios.values() for label, (_, target) in shown.items()}
@@ -390,6 +498,11 @@ def main() -> int:
         shared=[Column("rows", "rows", lambda v: f"{v:,}", 10)],
         notes=ratio_notes("ratios in this run (target):", values, targets),
     )
+    peers.print_fidelity("Parquet export of the exact-types table", fidelity)
+    missing = peers.missing_peers()
+    if missing:
+        print(f"\nthe peers are missing ({', '.join(missing)}): {peers.INSTALL_HINT}", file=sys.stderr)
+        return 1
     return 0
 
 

