@@ -83,12 +83,16 @@ test-stores: $(STAMP)
 		$(BIN)/python -m pytest $(STORE_TESTS) --store=$$store || exit 1; \
 	done
 
-# The bench extra first: the peers the export and load benchmarks measure (DuckDB, dlt).
+# Benchmarks run in a venv of their own, .venv-bench, with the dev and bench extras: the peers they
+# measure (DuckDB and its extensions, dlt) pull s3fs with aiobotocore, which pins boto3/botocore to an
+# older minor; .venv, the one make test uses, is never changed by them.
+BENCH_VENV ?= .venv-bench
 bench: $(STAMP)
-	@echo "==> installing the benchmark peers (the bench extra: DuckDB and its extensions, dlt)"
-	@$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev,bench]' || \
-		$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
-	for script in benchmarks/bench_*.py; do $(BIN)/python $$script || exit 1; done
+	@test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	@echo "==> $(BENCH_VENV): the package with the dev and bench extras (DuckDB and its extensions, dlt)"
+	@$(BIN)/uv pip install --quiet --python $(BENCH_VENV)/bin/python -e '.[dev,bench]' || \
+		$(BENCH_VENV)/bin/python -m pip install --quiet -e '.[dev,bench]'
+	for script in benchmarks/bench_*.py; do $(BENCH_VENV)/bin/python $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(BENCH_VENV) .mypy_cache .ruff_cache .pytest_cache
